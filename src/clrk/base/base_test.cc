@@ -1,0 +1,87 @@
+#include "clrk/base/files.h"
+#include "clrk/base/ids.h"
+#include "clrk/base/status.h"
+#include "clrk/base/time.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+namespace clrk {
+namespace {
+
+Result<int> half(int x) {
+  if (x % 2 != 0) return invalidArgument("odd: " + std::to_string(x));
+  return x / 2;
+}
+
+Result<int> quarter(int x) {
+  CLRK_ASSIGN_OR_RETURN(int h, half(x));
+  return half(h);
+}
+
+TEST(StatusTest, PropagatesErrorsWithCodeAndMessage) {
+  EXPECT_EQ(*quarter(8), 2);
+  auto bad = quarter(6);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::InvalidArgument);
+  EXPECT_EQ(bad.status().toString(), "InvalidArgument: odd: 3");
+  EXPECT_EQ(bad.status().withContext("file x").message(), "file x: odd: 3");
+}
+
+TEST(IdsTest, UuidsAreVersion4AndUnique) {
+  std::set<std::string> seen;
+  for (int round = 0; round < 1000; ++round) {
+    std::string id = newUuid();
+    ASSERT_EQ(id.size(), 36u);
+    EXPECT_EQ(id[14], '4');
+    EXPECT_TRUE(id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_EQ(randomHex(16).size(), 32u);
+}
+
+TEST(TimeTest, Rfc3339RoundTripsAndRejectsGarbage) {
+  auto parsed = parseRfc3339("2026-11-25T03:56:34Z");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(formatRfc3339(*parsed), "2026-11-25T03:56:34Z");
+  auto offset = parseRfc3339("2026-11-25T05:56:34.5+02:00");
+  ASSERT_TRUE(offset.has_value());
+  EXPECT_EQ(formatRfc3339Micro(*offset), "2026-11-25T03:56:34.500000Z");
+  EXPECT_FALSE(parseRfc3339("2026-13-25T03:56:34Z").has_value());
+  EXPECT_FALSE(parseRfc3339("2026-11-25 03:56").has_value());
+  EXPECT_FALSE(parseRfc3339("").has_value());
+}
+
+TEST(TimeTest, GoDurations) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(parseDuration("100s"), milliseconds(100000));
+  EXPECT_EQ(parseDuration("1h30m"), milliseconds(5400000));
+  EXPECT_EQ(parseDuration("250ms"), milliseconds(250));
+  EXPECT_EQ(parseDuration("1.5s"), milliseconds(1500));
+  EXPECT_FALSE(parseDuration("5").has_value());
+  EXPECT_FALSE(parseDuration("-5s").has_value());
+  EXPECT_FALSE(parseDuration("5 minutes").has_value());
+  EXPECT_EQ(formatAge(std::chrono::seconds(30)), "30s");
+  EXPECT_EQ(formatAge(std::chrono::seconds(3600)), "60m");
+  EXPECT_EQ(formatAge(std::chrono::seconds(5 * 86400)), "5d");
+}
+
+TEST(FilesTest, AtomicWriteSetsModeAndReadsBack) {
+  auto dir = std::filesystem::temp_directory_path() / ("clrk-files-" + randomHex(4));
+  std::filesystem::create_directories(dir);
+  auto path = dir / "secret";
+  ASSERT_TRUE(writeFileAtomic(path, "hello", 0600).ok());
+  EXPECT_EQ(*readFile(path), "hello");
+  auto perms = std::filesystem::status(path).permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(readFile(dir / "absent").status().code(), Code::NotFound);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace clrk
