@@ -1,0 +1,2 @@
+// Placeholder: filled in by the storage engineer.
+namespace clrk::apiserver::storage {}
