@@ -30,7 +30,11 @@ std::string describe(const ObjectKey& key) {
 
 class MemoryStorage final : public Storage {
  public:
-  MemoryStorage() : hub_(WatchHubOptions{}) { hub_.reset(0); }
+  explicit MemoryStorage(const MemoryOptions& options)
+      : hub_(WatchHubOptions{options.watch_history, options.watch_history_bytes,
+                             options.watch_queue}) {
+    hub_.reset(0);
+  }
 
   Result<StoredObject> create(const ObjectKey& key, const RenderFn& render) override {
     std::unique_lock lock(mu_);
@@ -173,6 +177,10 @@ class MemoryStorage final : public Storage {
 
 }  // namespace
 
-StoragePtr makeMemoryStorage() { return std::make_unique<MemoryStorage>(); }
+StoragePtr makeMemoryStorage() { return makeMemoryStorage(MemoryOptions{}); }
+
+StoragePtr makeMemoryStorage(const MemoryOptions& options) {
+  return std::make_unique<MemoryStorage>(options);
+}
 
 }  // namespace clrk::apiserver::storage

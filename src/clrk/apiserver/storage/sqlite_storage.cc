@@ -136,7 +136,9 @@ class Use {
 
   // Text and blobs are bound without copying: they must outlive the step.
   void text(int index, std::string_view value) {
-    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    // A null pointer would bind SQL NULL; an empty view must bind ''.
+    sqlite3_bind_text(stmt_, index, value.empty() ? "" : value.data(),
+                      static_cast<int>(value.size()), SQLITE_STATIC);
   }
   void blob(int index, std::string_view value) {
     sqlite3_bind_blob(stmt_, index, value.empty() ? "" : value.data(),
@@ -292,7 +294,8 @@ class SqliteStorage final : public Storage {
       : options_(options),
         lock_fd_(lock_fd),
         readers_(std::in_place, options.path, options.sync_full),
-        hub_(WatchHubOptions{options.watch_history, options.watch_history_bytes, 10000}) {}
+        hub_(WatchHubOptions{options.watch_history, options.watch_history_bytes,
+                             options.watch_queue}) {}
 
   ~SqliteStorage() override {
     // Connections close before the flock'd descriptor: closing any descriptor of the file would

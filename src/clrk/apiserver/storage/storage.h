@@ -111,6 +111,14 @@ using StoragePtr = std::unique_ptr<Storage>;
 // In-memory store (tests, ephemeral servers).
 StoragePtr makeMemoryStorage();
 
+// Added by the storage engineer: the watch bounds of the memory store (tests use small ones).
+struct MemoryOptions {
+  size_t watch_history = 100000;            // events remembered for watch-from-revision
+  size_t watch_history_bytes = 128u << 20;  // bound on the value bytes of that history
+  size_t watch_queue = 10000;               // events a watcher may fall behind before it gets Gone
+};
+StoragePtr makeMemoryStorage(const MemoryOptions& options);
+
 struct SqliteOptions {
   std::string path;               // database file; created with mode 0600
   size_t watch_history = 100000;  // events remembered for watch-from-revision
@@ -121,6 +129,7 @@ struct SqliteOptions {
   // commit), which also survives those, at a large cost in write throughput.
   bool sync_full = false;
   size_t watch_history_bytes = 128u << 20;  // bound on the value bytes of that history
+  size_t watch_queue = 10000;               // events a watcher may fall behind before it gets Gone
 };
 // SQLite store in WAL mode. Fails with a clear message if the file can't be opened.
 Result<StoragePtr> openSqliteStorage(const SqliteOptions& options);
