@@ -1,6 +1,7 @@
 #include "clrk/api/v1alpha1/types.h"
 
 #include "clrk/api/codec.h"
+#include "clrk/api/generate.h"
 #include "clrk/api/registry.h"
 #include "clrk/api/validation.h"
 
@@ -420,6 +421,51 @@ spec:
   EXPECT_EQ(documents[2].object["spec"]["type"], "Upstream");
   EXPECT_EQ(documents[2].object["spec"]["upstream"]["port"], 443);
   EXPECT_EQ(documents[3].object["spec"]["restartPolicy"], "Always");
+}
+
+TEST(V1alpha1ManifestsTest, PrinterColumnsShowFixtureValues) {
+  std::map<std::string, Json> first_of_kind;
+  for (const auto& entry : std::filesystem::directory_iterator(testdataDir())) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::vector<Document> documents;
+    ASSERT_THAT(check(readText(entry.path()), &documents), ::testing::IsEmpty());
+    for (auto& d : documents) first_of_kind.emplace(d.object.value("kind", ""), d.object);
+  }
+  auto cell = [&](const std::string& kind, const std::string& column_name) -> Json {
+    for (const auto& column : kindOf(kind).printer_columns) {
+      if (column.name == column_name) return evalJsonPath(first_of_kind[kind], column.json_path);
+    }
+    ADD_FAILURE() << kind << " has no column " << column_name;
+    return nullptr;
+  };
+  EXPECT_EQ(cell("TaskAgent", "Image"), "docker.io/library/busybox:1.36");
+  EXPECT_EQ(cell("TaskAgent", "Schedule"), "*/1 * * * *");
+  EXPECT_EQ(cell("TaskAgent", "Pool"), "default");
+  EXPECT_EQ(cell("DaemonAgent", "Image"), "docker.io/curlimages/curl:8.10.1");
+  EXPECT_EQ(cell("AgentSandboxRevision", "Ready"), "True");
+  EXPECT_EQ(cell("AgentSandboxRevision", "Ready Workers"), 1);
+  EXPECT_EQ(cell("WorkerPool", "Replicas"), 1);
+  EXPECT_EQ(cell("EgressGateway", "Policy"), "allow-all");
+  EXPECT_EQ(cell("Backend", "Schema"), "anthropic");
+  EXPECT_EQ(cell("CredentialInjectionPolicy", "Target"), "Header");
+  EXPECT_EQ(cell("RateLimitPolicy", "Scope"), "PerAgent");  // defaulted
+  EXPECT_EQ(cell("Invocation", "ParentName"), "jq-bot");
+  EXPECT_EQ(cell("CLRKConfig", "Email"), "ops@example.com");
+}
+
+TEST(V1alpha1ManifestsTest, CrdsCarryNamesColumnsAndSubresources) {
+  for (const auto& type : types()) {
+    SCOPED_TRACE(type.kind);
+    Json crd = crdFor(type);
+    EXPECT_EQ(crd["metadata"]["name"], type.plural + ".clrk.apoxy.dev");
+    EXPECT_EQ(crd["spec"]["scope"], "Namespaced");
+    EXPECT_EQ(crd["spec"]["names"]["shortNames"], Json(type.short_names));
+    const Json& version = crd["spec"]["versions"][0];
+    EXPECT_EQ(version.contains("subresources"), type.has_status_subresource);
+    EXPECT_EQ(version["additionalPrinterColumns"].size(), type.printer_columns.size() + 1);
+    EXPECT_TRUE(version["schema"]["openAPIV3Schema"]["properties"].contains("spec"));
+    EXPECT_FALSE(crdYaml(type).empty());
+  }
 }
 
 struct Mistake {
