@@ -424,33 +424,35 @@ spec:
 }
 
 TEST(V1alpha1ManifestsTest, PrinterColumnsShowFixtureValues) {
-  std::map<std::string, Json> first_of_kind;
-  for (const auto& entry : std::filesystem::directory_iterator(testdataDir())) {
-    if (entry.path().extension() != ".yaml") continue;
+  // Value of `column_name` for the first `kind` object of fixture `file`, after defaulting.
+  auto cell = [](const std::string& file, const std::string& kind,
+                 const std::string& column_name) -> Json {
     std::vector<Document> documents;
-    ASSERT_THAT(check(readText(entry.path()), &documents), ::testing::IsEmpty());
-    for (auto& d : documents) first_of_kind.emplace(d.object.value("kind", ""), d.object);
-  }
-  auto cell = [&](const std::string& kind, const std::string& column_name) -> Json {
-    for (const auto& column : kindOf(kind).printer_columns) {
-      if (column.name == column_name) return evalJsonPath(first_of_kind[kind], column.json_path);
+    EXPECT_THAT(check(readText(testdataDir() / file), &documents), ::testing::IsEmpty());
+    for (const auto& d : documents) {
+      if (d.object.value("kind", "") != kind) continue;
+      for (const auto& column : kindOf(kind).printer_columns) {
+        if (column.name == column_name) return evalJsonPath(d.object, column.json_path);
+      }
+      ADD_FAILURE() << kind << " has no column " << column_name;
+      return nullptr;
     }
-    ADD_FAILURE() << kind << " has no column " << column_name;
+    ADD_FAILURE() << file << " has no " << kind;
     return nullptr;
   };
-  EXPECT_EQ(cell("TaskAgent", "Image"), "docker.io/library/busybox:1.36");
-  EXPECT_EQ(cell("TaskAgent", "Schedule"), "*/1 * * * *");
-  EXPECT_EQ(cell("TaskAgent", "Pool"), "default");
-  EXPECT_EQ(cell("DaemonAgent", "Image"), "docker.io/curlimages/curl:8.10.1");
-  EXPECT_EQ(cell("AgentSandboxRevision", "Ready"), "True");
-  EXPECT_EQ(cell("AgentSandboxRevision", "Ready Workers"), 1);
-  EXPECT_EQ(cell("WorkerPool", "Replicas"), 1);
-  EXPECT_EQ(cell("EgressGateway", "Policy"), "allow-all");
-  EXPECT_EQ(cell("Backend", "Schema"), "anthropic");
-  EXPECT_EQ(cell("CredentialInjectionPolicy", "Target"), "Header");
-  EXPECT_EQ(cell("RateLimitPolicy", "Scope"), "PerAgent");  // defaulted
-  EXPECT_EQ(cell("Invocation", "ParentName"), "jq-bot");
-  EXPECT_EQ(cell("CLRKConfig", "Email"), "ops@example.com");
+  EXPECT_EQ(cell("cron-bot.yaml", "TaskAgent", "Image"), "docker.io/library/busybox:1.36");
+  EXPECT_EQ(cell("cron-bot.yaml", "TaskAgent", "Schedule"), "*/1 * * * *");
+  EXPECT_EQ(cell("cron-bot.yaml", "TaskAgent", "Pool"), "default");
+  EXPECT_EQ(cell("echo-bot.yaml", "DaemonAgent", "Image"), "docker.io/curlimages/curl:8.10.1");
+  EXPECT_EQ(cell("system-kinds.yaml", "AgentSandboxRevision", "Ready"), "True");
+  EXPECT_EQ(cell("system-kinds.yaml", "AgentSandboxRevision", "Ready Workers"), 1);
+  EXPECT_EQ(cell("echo-bot.yaml", "WorkerPool", "Replicas"), 1);
+  EXPECT_EQ(cell("echo-bot.yaml", "EgressGateway", "Policy"), "allow-all");
+  EXPECT_EQ(cell("fallback-router.yaml", "Backend", "Schema"), "anthropic");
+  EXPECT_EQ(cell("echo-bot.yaml", "CredentialInjectionPolicy", "Target"), "Header");
+  EXPECT_EQ(cell("policies.yaml", "RateLimitPolicy", "Scope"), "PerAgent");  // defaulted
+  EXPECT_EQ(cell("system-kinds.yaml", "Invocation", "ParentName"), "jq-bot");
+  EXPECT_EQ(cell("system-kinds.yaml", "CLRKConfig", "Email"), "ops@example.com");
 }
 
 TEST(V1alpha1ManifestsTest, CrdsCarryNamesColumnsAndSubresources) {
