@@ -6,6 +6,7 @@
 #include "clrk/api/validation.h"
 #include "clrk/base/status.h"
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,9 @@ struct Document {
   int index = 0;       // 0-based document number within the source
   int line = 0;        // 1-based line where the document starts
   Json object;
+  // Field path ("spec.env[2].name"; map entries also as "metadata.labels[app]") -> 1-based line
+  // of the field in the source, for error messages. Empty for JSON input parsed as JSON.
+  std::map<std::string, int> field_lines;
 };
 
 // Splits `text` into documents (YAML `---` separators; a JSON document or a `kind: List` with

@@ -194,8 +194,13 @@ std::vector<Field> objectEnvelope() {
                                     "representation of an object.")),
       field("kind", str().doc("Kind is a string value representing the REST resource this "
                               "object represents.")),
-      field("metadata", objectMeta()),
+      field("metadata", objectMetaSchema()),
   };
+}
+
+SchemaConstSharedPtr objectMetaSchema() {
+  static const SchemaConstSharedPtr schema = objectMeta().build();
+  return schema;
 }
 
 SchemaBuilder objectReference() {

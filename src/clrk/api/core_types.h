@@ -14,6 +14,8 @@ std::vector<ResourceType> coreTypes();
 // Shared building blocks for kinds that embed Kubernetes object shapes.
 // The object envelope: apiVersion, kind, metadata (ObjectMeta is checked by validateObject).
 std::vector<Field> objectEnvelope();
+// The ObjectMeta schema (name, namespace, labels, ...), as served to kubectl.
+SchemaConstSharedPtr objectMetaSchema();
 // An ObjectReference (apiVersion, kind, name, namespace, uid, resourceVersion, fieldPath).
 SchemaBuilder objectReference();
 
