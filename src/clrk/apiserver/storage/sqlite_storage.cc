@@ -1,9 +1,12 @@
 // SQLite Storage.
 //
-// Layout: one table `objects(resource, ns, name, value, revision)` keyed by (resource, ns, name)
-// WITHOUT ROWID, so a list is a range scan in (ns, name) order, and `meta(key, value)` holding
-// the global revision (stored, so it never goes backwards after deletes and a restart) and the
-// schema version.
+// Layout: one table `objects(id, resource, ns, name, value, revision)` with a unique index on
+// (resource, ns, name), so a list is an index range scan in (ns, name) order and counting the
+// rest of a paginated list only walks the small index; and `meta(key, value)` holding the global
+// revision (stored, so it never goes backwards after deletes and a restart) and the schema
+// version. (A WITHOUT ROWID table keyed by the name was measured and rejected: its rows must
+// stay under ~1/4 of a page or spill into overflow pages, so 1 KiB objects made the file 3x
+// larger and every read slower.)
 //
 // Writes go through one writer connection under write_mu_: BEGIN IMMEDIATE, check, render,
 // write, bump the revision, COMMIT; the call returns only after COMMIT did, and the event is
@@ -185,6 +188,9 @@ Status configure(Db& db, bool sync_full) {
   CLRK_RETURN_IF_ERROR(
       db.exec(sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   CLRK_RETURN_IF_ERROR(db.exec("PRAGMA temp_store=MEMORY"));
+  // Map the database file: reads of checkpointed pages become memory copies instead of
+  // read() calls, and the pages are shared by every connection through the OS page cache.
+  CLRK_RETURN_IF_ERROR(db.exec("PRAGMA mmap_size=268435456"));
   return {};
 }
 
@@ -322,16 +328,17 @@ class SqliteStorage final : public Storage {
       }
     }
     CLRK_RETURN_IF_ERROR(configure(w.db, options_.sync_full));
-    CLRK_RETURN_IF_ERROR(
-        w.db.exec("BEGIN IMMEDIATE;"
-                  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
-                  "WITHOUT ROWID;"
-                  "INSERT OR IGNORE INTO meta(key, value) VALUES('revision', 0);"
-                  "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1);"
-                  "CREATE TABLE IF NOT EXISTS objects(resource TEXT NOT NULL, ns TEXT NOT NULL, "
-                  "name TEXT NOT NULL, value BLOB NOT NULL, revision INTEGER NOT NULL, "
-                  "PRIMARY KEY(resource, ns, name)) WITHOUT ROWID;"
-                  "COMMIT;"));
+    CLRK_RETURN_IF_ERROR(w.db.exec(
+        "BEGIN IMMEDIATE;"
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+        "WITHOUT ROWID;"
+        "INSERT OR IGNORE INTO meta(key, value) VALUES('revision', 0);"
+        "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', 1);"
+        "CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, resource TEXT NOT NULL, "
+        "ns TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, "
+        "revision INTEGER NOT NULL);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON objects(resource, ns, name);"
+        "COMMIT;"));
     int64_t schema = 0;
     int64_t revision = 0;
     {
