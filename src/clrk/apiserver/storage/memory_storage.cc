@@ -1,5 +1,6 @@
 // In-memory Storage: ordered maps per resource plus the shared WatchHub. Nothing survives the
 // process; used by tests and ephemeral servers.
+#include "clrk/apiserver/storage/common.h"
 #include "clrk/apiserver/storage/continue_token.h"
 #include "clrk/apiserver/storage/storage.h"
 #include "clrk/apiserver/storage/watch_hub.h"
@@ -21,13 +22,6 @@ struct Entry {
 using NsName = std::pair<std::string, std::string>;
 using ResourceMap = std::map<NsName, Entry>;
 
-std::string describe(const ObjectKey& key) {
-  std::string out = key.resource + " \"";
-  if (!key.ns.empty()) out += key.ns + "/";
-  out += key.name + "\"";
-  return out;
-}
-
 class MemoryStorage final : public Storage {
  public:
   explicit MemoryStorage(const MemoryOptions& options)
@@ -40,7 +34,7 @@ class MemoryStorage final : public Storage {
     std::unique_lock lock(mu_);
     ResourceMap& objects = data_[key.resource];
     auto [it, inserted] = objects.try_emplace(NsName(key.ns, key.name));
-    if (!inserted) return Status(Code::AlreadyExists, describe(key) + " already exists");
+    if (!inserted) return Status(Code::AlreadyExists, describeKey(key) + " already exists");
     const int64_t revision = revision_ + 1;
     std::string value;
     if (Status rendered = renderValue(render, revision, value); !rendered.ok()) {
@@ -54,7 +48,7 @@ class MemoryStorage final : public Storage {
   Result<StoredObject> get(const ObjectKey& key) override {
     std::shared_lock lock(mu_);
     const Entry* entry = find(key);
-    if (entry == nullptr) return notFound(describe(key) + " not found");
+    if (entry == nullptr) return notFound(describeKey(key) + " not found");
     return StoredObject{key, entry->value, entry->revision};
   }
 
@@ -62,9 +56,9 @@ class MemoryStorage final : public Storage {
                               const RenderFn& render) override {
     std::unique_lock lock(mu_);
     Entry* entry = find(key);
-    if (entry == nullptr) return notFound(describe(key) + " not found");
+    if (entry == nullptr) return notFound(describeKey(key) + " not found");
     if (expected_revision != 0 && expected_revision != entry->revision) {
-      return conflict(key, expected_revision, entry->revision);
+      return conflictError(key, expected_revision, entry->revision);
     }
     const int64_t revision = revision_ + 1;
     std::string value;
@@ -77,11 +71,11 @@ class MemoryStorage final : public Storage {
   Result<StoredObject> remove(const ObjectKey& key, int64_t expected_revision) override {
     std::unique_lock lock(mu_);
     auto resource_it = data_.find(key.resource);
-    if (resource_it == data_.end()) return notFound(describe(key) + " not found");
+    if (resource_it == data_.end()) return notFound(describeKey(key) + " not found");
     auto it = resource_it->second.find(NsName(key.ns, key.name));
-    if (it == resource_it->second.end()) return notFound(describe(key) + " not found");
+    if (it == resource_it->second.end()) return notFound(describeKey(key) + " not found");
     if (expected_revision != 0 && expected_revision != it->second.revision) {
-      return conflict(key, expected_revision, it->second.revision);
+      return conflictError(key, expected_revision, it->second.revision);
     }
     std::string value = std::move(it->second.value);
     resource_it->second.erase(it);
@@ -134,25 +128,6 @@ class MemoryStorage final : public Storage {
   int64_t currentRevision() override { return current_.load(std::memory_order_acquire); }
 
  private:
-  static Status renderValue(const RenderFn& render, int64_t revision, std::string& out) {
-    try {
-      out = render(revision);
-    } catch (const std::exception& e) {
-      return internalError(std::string("rendering the stored value failed: ") + e.what());
-    } catch (...) {
-      return internalError("rendering the stored value failed");
-    }
-    return {};
-  }
-
-  static Status conflict(const ObjectKey& key, int64_t expected, int64_t actual) {
-    return {Code::Conflict, "the object " + describe(key) +
-                                " has been modified; please apply your changes to the latest "
-                                "version and try again (expected resourceVersion " +
-                                std::to_string(expected) + ", current " + std::to_string(actual) +
-                                ")"};
-  }
-
   Entry* find(const ObjectKey& key) {
     auto resource_it = data_.find(key.resource);
     if (resource_it == data_.end()) return nullptr;

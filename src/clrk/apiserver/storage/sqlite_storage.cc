@@ -22,6 +22,7 @@
 // and -shm files the database's mode, and we chmod them as well. An exclusive flock on the
 // database file keeps a second process (or a second store in this process) from opening it and
 // forking the revision counter.
+#include "clrk/apiserver/storage/common.h"
 #include "clrk/apiserver/storage/continue_token.h"
 #include "clrk/apiserver/storage/storage.h"
 #include "clrk/apiserver/storage/watch_hub.h"
@@ -49,13 +50,6 @@ namespace {
 constexpr int64_t kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 5000;
 constexpr size_t kMaxReaders = 8;
-
-std::string describe(const ObjectKey& key) {
-  std::string out = key.resource + " \"";
-  if (!key.ns.empty()) out += key.ns + "/";
-  out += key.name + "\"";
-  return out;
-}
 
 Status sqliteError(sqlite3* db, int rc, std::string_view what) {
   std::string message = "sqlite: " + std::string(what) + ": ";
@@ -399,7 +393,7 @@ class SqliteStorage final : public Storage {
       Use select(w.select_revision);
       select.key(key);
       CLRK_ASSIGN_OR_RETURN(bool exists, select.step());
-      if (exists) return Status(Code::AlreadyExists, describe(key) + " already exists");
+      if (exists) return Status(Code::AlreadyExists, describeKey(key) + " already exists");
     }
     const int64_t revision = revision_ + 1;
     std::string value;
@@ -420,7 +414,7 @@ class SqliteStorage final : public Storage {
     Use select(reader->get);
     select.key(key);
     CLRK_ASSIGN_OR_RETURN(bool found, select.step());
-    if (!found) return notFound(describe(key) + " not found");
+    if (!found) return notFound(describeKey(key) + " not found");
     return StoredObject{key, select.columnString(0), select.columnInt(1)};
   }
 
@@ -434,10 +428,10 @@ class SqliteStorage final : public Storage {
       Use select(w.select_revision);
       select.key(key);
       CLRK_ASSIGN_OR_RETURN(bool exists, select.step());
-      if (!exists) return notFound(describe(key) + " not found");
+      if (!exists) return notFound(describeKey(key) + " not found");
       const int64_t current = select.columnInt(0);
       if (expected_revision != 0 && expected_revision != current) {
-        return conflict(key, expected_revision, current);
+        return conflictError(key, expected_revision, current);
       }
     }
     const int64_t revision = revision_ + 1;
@@ -464,10 +458,10 @@ class SqliteStorage final : public Storage {
       Use select(w.select_object);
       select.key(key);
       CLRK_ASSIGN_OR_RETURN(bool exists, select.step());
-      if (!exists) return notFound(describe(key) + " not found");
+      if (!exists) return notFound(describeKey(key) + " not found");
       const int64_t current = select.columnInt(1);
       if (expected_revision != 0 && expected_revision != current) {
-        return conflict(key, expected_revision, current);
+        return conflictError(key, expected_revision, current);
       }
       value = select.columnString(0);
     }
@@ -593,25 +587,6 @@ class SqliteStorage final : public Storage {
     Writer& writer_;
     bool committed_ = false;
   };
-
-  static Status renderValue(const RenderFn& render, int64_t revision, std::string& out) {
-    try {
-      out = render(revision);
-    } catch (const std::exception& e) {
-      return internalError(std::string("rendering the stored value failed: ") + e.what());
-    } catch (...) {
-      return internalError("rendering the stored value failed");
-    }
-    return {};
-  }
-
-  static Status conflict(const ObjectKey& key, int64_t expected, int64_t actual) {
-    return {Code::Conflict, "the object " + describe(key) +
-                                " has been modified; please apply your changes to the latest "
-                                "version and try again (expected resourceVersion " +
-                                std::to_string(expected) + ", current " + std::to_string(actual) +
-                                ")"};
-  }
 
   // REQUIRES: write_mu_ held.
   Status beginWrite() {
