@@ -25,7 +25,8 @@ using ::testing::HasSubstr;
 
 std::filesystem::path testdataDir() {
   if (const char* root = std::getenv("CLRK_SOURCE_DIR")) {
-    return std::filesystem::path(root) / "src/clrk/api/v1alpha1/testdata";
+    auto dir = std::filesystem::path(root) / "src/clrk/api/v1alpha1/testdata";
+    if (std::filesystem::is_directory(dir)) return dir;
   }
   return std::filesystem::path(__FILE__).parent_path() / "testdata";
 }
