@@ -471,6 +471,80 @@ TEST(V1alpha1ManifestsTest, CrdsCarryNamesColumnsAndSubresources) {
   }
 }
 
+// Walks a fixture object alongside its schema and calls `leaf(path, pointer)` for every scalar
+// value and `node(path, pointer)` for every object validated field by field (not maps, not
+// free-form JSON). Paths use the validator's notation ("spec.env[0].name").
+struct FixtureWalker {
+  std::vector<std::pair<std::string, Json::json_pointer>> leaves;
+  std::vector<std::pair<std::string, Json::json_pointer>> strict_objects;
+
+  void walkValue(const Schema& schema, const Json& value, const std::string& path,
+                 const Json::json_pointer& pointer) {
+    if (schema.preserve_unknown_fields || schema.type == SchemaType::Any) return;
+    if (value.is_object() && schema.type == SchemaType::Object) {
+      if (schema.additional_properties) {
+        for (const auto& [key, child] : value.items()) {
+          walkValue(*schema.additional_properties, child, path + "[" + key + "]", pointer / key);
+        }
+        return;
+      }
+      strict_objects.emplace_back(path, pointer);
+      for (const auto& [key, child] : value.items()) {
+        const Schema* child_schema = schema.property(key);
+        if (child_schema == nullptr) continue;
+        walkValue(*child_schema, child, path.empty() ? key : path + "." + key, pointer / key);
+      }
+    } else if (value.is_array() && schema.items) {
+      for (size_t i = 0; i < value.size(); ++i) {
+        walkValue(*schema.items, value[i], path + "[" + std::to_string(i) + "]", pointer / i);
+      }
+    } else if (!value.is_structured()) {
+      leaves.emplace_back(path, pointer);
+    }
+  }
+};
+
+bool hasErrorAt(const std::vector<FieldError>& errors, const std::string& path) {
+  for (const auto& error : errors) {
+    if (error.path == path) return true;
+  }
+  return false;
+}
+
+TEST(V1alpha1ManifestsTest, EveryFixtureFieldIsTypeCheckedAndEveryObjectIsStrict) {
+  int leaves_checked = 0;
+  int objects_checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(testdataDir())) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::vector<Document> documents;
+    ASSERT_THAT(check(readText(entry.path()), &documents), ::testing::IsEmpty());
+    for (const auto& document : documents) {
+      const std::string kind = document.object.value("kind", "");
+      SCOPED_TRACE(entry.path().filename().string() + " " + kind);
+      const ResourceType& type = kindOf(kind);
+      FixtureWalker walker;
+      walker.walkValue(*type.schema->property("spec"), document.object["spec"], "spec",
+                       Json::json_pointer("/spec"));
+      for (const auto& [path, pointer] : walker.leaves) {
+        Json mutated = document.object;
+        mutated[pointer] = Json::array({Json::array()});  // no scalar field accepts this
+        auto errors = validateObject(type, mutated);
+        EXPECT_TRUE(hasErrorAt(errors, path)) << "a nested array at " << path << " was accepted";
+        ++leaves_checked;
+      }
+      for (const auto& [path, pointer] : walker.strict_objects) {
+        Json mutated = document.object;
+        mutated[pointer]["notAField"] = 1;
+        auto errors = validateObject(type, mutated);
+        EXPECT_TRUE(hasErrorAt(errors, path + ".notAField")) << "unknown field under " << path;
+        ++objects_checked;
+      }
+    }
+  }
+  EXPECT_GT(leaves_checked, 150);
+  EXPECT_GT(objects_checked, 80);
+}
+
 struct Mistake {
   std::string name;
   std::string yaml;
