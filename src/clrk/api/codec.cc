@@ -20,6 +20,8 @@ constexpr size_t kMaxDepth = 100;
 // Bounds on the decoded size, alias expansion included ("billion laughs").
 constexpr size_t kMaxNodes = 2'000'000;
 constexpr size_t kMaxScalarBytes = 64 * 1024 * 1024;
+// Values produced by alias expansion alone (real manifests use a few small anchors).
+constexpr size_t kMaxAliasNodes = 200'000;
 constexpr size_t kMaxLineEntries = 200'000;
 
 // Thrown by the event handler; caught in decodeManifests.
@@ -190,6 +192,12 @@ class JsonBuilder : public YAML::EventHandler {
     }
     nodes_ += it->second.nodes;
     bytes_ += it->second.bytes;
+    alias_nodes_ += it->second.nodes;
+    if (alias_nodes_ > kMaxAliasNodes) {
+      throw DecodeFailure{"document too large: aliases expand to more than " +
+                              std::to_string(kMaxAliasNodes) + " values",
+                          lineOf(mark), columnOf(mark)};
+    }
     checkBounds(mark);
     finish(it->second.value, mark, 0, it->second.nodes, it->second.bytes);
   }
@@ -288,6 +296,7 @@ class JsonBuilder : public YAML::EventHandler {
     frame.path = nextPath();
     frame.nodes_at_start = nodes_ - 1;
     frame.bytes_at_start = bytes_;
+    if (stack_.empty()) doc_line_ = lineOf(mark);
     if (!stack_.empty() && !stack_.back().merge_pending) recordValueLine(mark);
     stack_.push_back(std::move(frame));
   }
@@ -368,6 +377,7 @@ class JsonBuilder : public YAML::EventHandler {
   // Across the whole input: alias expansion is bounded globally.
   size_t nodes_ = 0;
   size_t bytes_ = 0;
+  size_t alias_nodes_ = 0;
 };
 
 std::string where(std::string_view source, int doc_index, int line, int column) {
@@ -498,7 +508,10 @@ bool needsQuotes(const std::string& s) {
     if (c >= 0x80) return true;  // keep non-ASCII exact through JSON-style escaping
   }
   // Numbers-with-leading-dot and similar forms that other YAML parsers treat specially.
-  if (s.find_first_not_of("0123456789_:.+-eExXoObB") == std::string::npos) return true;
+  if (s.find_first_not_of("0123456789_:.+-eExXoObB") == std::string::npos &&
+      s.find_first_of("0123456789") != std::string::npos) {
+    return true;
+  }
   return false;
 }
 
@@ -568,6 +581,7 @@ void emitYaml(const Json& value, int indent, std::string& out, int depth) {
           emitKeyValue(it.key(), it.value(), indent + 2, out, depth + 1);
         }
       } else if (item.is_array() && !item.empty()) {
+        out.pop_back();  // "-" alone on its line, the nested sequence below it
         out += '\n';
         emitYaml(item, indent + 2, out, depth + 1);
       } else if (item.is_object()) {
