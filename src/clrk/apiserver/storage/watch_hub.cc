@@ -38,6 +38,7 @@ struct Subscriber {
   std::condition_variable cv;
   std::deque<EventPtr> queue;  // guarded by mu
   size_t limit = 0;            // queue size beyond which the watcher is Gone
+  size_t base_limit = 0;       // limit once the initial replay was taken
   bool gone = false;           // overflowed: next() returns Gone
   bool stopped = false;        // stop() called: next() returns Unavailable
   bool closed = false;         // hub shut down: next() drains, then returns Unavailable
@@ -99,6 +100,8 @@ class HubWatch final : public Watch {
         return std::vector<WatchEvent>{};
       }
       taken.swap(sub.queue);
+      // The replay allowance is used up: from now on only live lag counts.
+      sub.limit = sub.base_limit;
     }
     // Copy outside the lock so publishers are never held up by a slow consumer.
     std::vector<WatchEvent> events;
@@ -258,6 +261,8 @@ Result<WatchPtr> WatchHub::watch(std::string_view resource, std::string_view ns,
       if ((*it)->object.key.resource == resource && sub->matches(**it)) sub->queue.push_back(*it);
     }
   }
+  // The replayed backlog does not count against the watcher's lag bound.
+  sub->base_limit = core.options.max_queue;
   sub->limit = core.options.max_queue + sub->queue.size();
   core.subscribers[sub->resource].push_back(sub);
   return WatchPtr(std::make_unique<HubWatch>(core_, std::move(sub)));
