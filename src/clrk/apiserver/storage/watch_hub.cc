@@ -106,14 +106,7 @@ class HubWatch final : public Watch {
     // Copy outside the lock so publishers are never held up by a slow consumer.
     std::vector<WatchEvent> events;
     events.reserve(taken.size());
-    for (auto& event : taken) {
-      if (event.use_count() == 1) {
-        // Sole owner (already evicted from the ring, no other watcher): steal the payload.
-        events.push_back(std::move(const_cast<WatchEvent&>(*event)));  // NOLINT
-      } else {
-        events.push_back(*event);
-      }
-    }
+    for (const auto& event : taken) events.push_back(*event);
     return events;
   }
 
@@ -180,8 +173,7 @@ void WatchHub::reset(int64_t revision) {
 
 void WatchHub::publish(WatchEvent event) {
   const int64_t revision = event.object.revision;
-  // Built non-const so a sole final owner may move the payload out (see HubWatch::next).
-  EventPtr shared = std::make_shared<WatchEvent>(std::move(event));
+  EventPtr shared = std::make_shared<const WatchEvent>(std::move(event));
   Core& core = *core_;
   std::lock_guard lock(core.mu);
   core.last = revision;
