@@ -631,6 +631,32 @@ TEST(SqliteStorage, ReopenKeepsDataAndRevisionContinuesUpward) {
   EXPECT_EQ(events[0].object.revision, 5);
 }
 
+TEST(SqliteStorage, WalIsCheckpointedInTheBackground) {
+  TempDir dir;
+  SqliteOptions options;
+  options.path = dir.file("clrk.db");
+  auto store = openSqliteStorage(options);
+  ASSERT_TRUE(store.ok()) << store.status().toString();
+  const std::string big(3000, 'x');
+  // Each create appends ~3 pages (table, index, meta) to the WAL: ~48 MB without checkpoints.
+  constexpr int kObjects = 4000;
+  for (int i = 0; i < kObjects; ++i) {
+    ASSERT_TRUE((*store)
+                    ->create(agent("ns", "o" + std::to_string(i)),
+                             [&](int64_t revision) { return big + std::to_string(revision); })
+                    .ok());
+  }
+  std::this_thread::sleep_for(milliseconds(200));  // let the last checkpoint finish
+  struct stat wal {};
+  ASSERT_EQ(::stat((options.path + "-wal").c_str(), &wal), 0);
+  // The writer checkpoints inline at 4000 WAL pages (~16 MB) at the latest.
+  EXPECT_LT(wal.st_size, 24 << 20) << "the WAL is not being checkpointed";
+  struct stat db {};
+  ASSERT_EQ(::stat(options.path.c_str(), &db), 0);
+  EXPECT_GT(db.st_size, 8 << 20) << "checkpoints should have moved the data into the database";
+  EXPECT_EQ((*store)->list(kAgents, {})->items.size(), static_cast<size_t>(kObjects));
+}
+
 TEST(SqliteStorage, FilesAreOwnerOnly) {
   TempDir dir;
   SqliteOptions options;
