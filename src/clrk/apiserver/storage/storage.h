@@ -98,6 +98,10 @@ class Storage {
   // with `revision` = the revision of the deletion.
   virtual Result<StoredObject> remove(const ObjectKey& key, int64_t expected_revision) = 0;
   // A consistent snapshot page of `resource` (optionally one namespace).
+  // Continued pages (storage engineer's note): a page read with a continue token starts strictly
+  // after the token's last key and reads the state current at that time; its `revision` stays
+  // the first page's, so a watch from it replays whatever changed meanwhile (at-least-once).
+  // InvalidArgument for a malformed token or a negative limit.
   virtual Result<ListResult> list(std::string_view resource, const ListOptions& options) = 0;
   // Events on `resource` (optionally one namespace) after `from_revision`. 0 = from now.
   // Gone if from_revision is older than the oldest revision the store still remembers.
@@ -132,6 +136,9 @@ struct SqliteOptions {
   size_t watch_queue = 10000;               // events a watcher may fall behind before it gets Gone
 };
 // SQLite store in WAL mode. Fails with a clear message if the file can't be opened.
+// (Storage engineer's notes: the parent directory must exist; the file is locked for the life
+// of the store, so a second open of it, from this or another process, fails with Unavailable.
+// After a restart the watch history starts at the stored revision: older watches get Gone.)
 Result<StoragePtr> openSqliteStorage(const SqliteOptions& options);
 
 }  // namespace clrk::apiserver::storage
