@@ -1,0 +1,100 @@
+// clrk-controller-manager: the embedded Kubernetes-compatible API server (and, in later phases,
+// the controllers) in one process. Writes the served URL to <state-dir>/apiserver.url once
+// listening; stops gracefully on SIGTERM/SIGINT.
+#include "clrk/apiserver/server.h"
+#include "clrk/base/files.h"
+#include "clrk/base/log.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <signal.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int run(int argc, char** argv) {
+  CLI::App app{"clrk-controller-manager: embedded API server and controllers",
+               "clrk-controller-manager"};
+  std::string state_dir;
+  std::string bind_address = "127.0.0.1";
+  int port = 0;
+  bool in_memory = false;
+  std::string log_level = "info";
+  app.add_option("--state-dir", state_dir,
+                 "Directory for the database, PKI and token (default $CLRK_HOME/state)");
+  app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
+  app.add_option("--port", port, "Port to listen on; 0 picks a free port (default 0)")
+      ->check(CLI::Range(0, 65535));
+  app.add_flag("--in-memory", in_memory, "Keep objects in memory instead of SQLite");
+  app.add_option("-v,--log-level", log_level, "Log level: trace|debug|info|warn|error|off");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  if (!clrk::setLogLevel(log_level)) {
+    std::cerr << "error: unknown log level \"" << log_level << "\"\n";
+    return 2;
+  }
+  auto log = clrk::logger("controller-manager");
+  if (state_dir.empty()) {
+    auto home = clrk::clrkHome();
+    if (!home.ok()) {
+      std::cerr << "error: " << home.status().message() << "\n";
+      return 1;
+    }
+    state_dir = (*home / "state").string();
+  }
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  fs::permissions(state_dir, fs::perms::owner_all, ec);
+  fs::path url_file = fs::path(state_dir) / "apiserver.url";
+  fs::remove(url_file, ec);
+
+  // Block the stop signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  clrk::apiserver::ServerOptions options;
+  options.bind_address = bind_address;
+  options.port = static_cast<uint16_t>(port);
+  options.state_dir = state_dir;
+  options.in_memory = in_memory;
+  auto server = clrk::apiserver::makeServer(options);
+  clrk::Status started = server->start();
+  if (!started.ok()) {
+    std::cerr << "error: starting the API server: " << started.message() << "\n";
+    return 1;
+  }
+  clrk::Status written = clrk::writeFileAtomic(url_file, server->url() + "\n", 0644);
+  if (!written.ok()) {
+    std::cerr << "error: " << written.message() << "\n";
+    server->stop();
+    return 1;
+  }
+  log->info("API server listening on {} (state {})", server->url(), state_dir);
+
+  // Controllers: started here against the embedded server once they exist (later phase).
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  log->info("received signal {}, shutting down", signal_number);
+  // Controllers stop here, before the API server.
+  server->stop();
+  fs::remove(url_file, ec);
+  log->info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }
