@@ -5,6 +5,7 @@
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -20,7 +21,11 @@ constexpr size_t kMaxDepth = 100;
 // Bounds on the decoded size, alias expansion included ("billion laughs").
 constexpr size_t kMaxNodes = 2'000'000;
 constexpr size_t kMaxScalarBytes = 64 * 1024 * 1024;
-// Values produced by alias expansion alone (real manifests use a few small anchors).
+// Values produced by alias expansion: at most kAliasBase plus kAliasRatio times the values
+// written out in the text, and never more than kMaxAliasNodes (real manifests use a few small
+// anchors; "billion laughs" inputs stop early).
+constexpr size_t kAliasBase = 10'000;
+constexpr size_t kAliasRatio = 10;
 constexpr size_t kMaxAliasNodes = 200'000;
 constexpr size_t kMaxLineEntries = 200'000;
 
@@ -168,7 +173,9 @@ class JsonBuilder : public YAML::EventHandler {
   void OnDocumentStart(const YAML::Mark& mark) override {
     reset();
     doc_line_ = lineOf(mark);
+    start_mark_ = mark;
   }
+  const YAML::Mark& startMark() const { return start_mark_; }
   void OnDocumentEnd() override {}
 
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
@@ -193,10 +200,11 @@ class JsonBuilder : public YAML::EventHandler {
     nodes_ += it->second.nodes;
     bytes_ += it->second.bytes;
     alias_nodes_ += it->second.nodes;
-    if (alias_nodes_ > kMaxAliasNodes) {
-      throw DecodeFailure{"document too large: aliases expand to more than " +
-                              std::to_string(kMaxAliasNodes) + " values",
-                          lineOf(mark), columnOf(mark)};
+    size_t allowed = std::min(kMaxAliasNodes, kAliasBase + kAliasRatio * (nodes_ - alias_nodes_));
+    if (alias_nodes_ > allowed) {
+      throw DecodeFailure{
+          "document too large: aliases expand to more than " + std::to_string(allowed) + " values",
+          lineOf(mark), columnOf(mark)};
     }
     checkBounds(mark);
     finish(it->second.value, mark, 0, it->second.nodes, it->second.bytes);
@@ -374,6 +382,7 @@ class JsonBuilder : public YAML::EventHandler {
   std::optional<Json> root_;
   std::map<std::string, int> lines_;
   int doc_line_ = 0;
+  YAML::Mark start_mark_ = YAML::Mark::null_mark();
   // Across the whole input: alias expansion is bounded globally.
   size_t nodes_ = 0;
   size_t bytes_ = 0;
@@ -610,6 +619,7 @@ Result<std::vector<Document>> decodeManifests(std::string_view text, std::string
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
     JsonBuilder builder;
+    YAML::Mark last_empty_mark = YAML::Mark::null_mark();
     while (true) {
       builder.reset();
       bool more = false;
@@ -627,6 +637,20 @@ Result<std::vector<Document>> decodeManifests(std::string_view text, std::string
         return invalidArgument(where(source, doc_index, line, columnOf(e.mark)) + ": " + message);
       }
       if (!more) break;
+      // yaml-cpp 0.7 loops forever, yielding empty documents, on a stray ',' after a top-level
+      // flow collection or quoted scalar (`[1],`). Every real document consumes input.
+      if (!builder.root()) {
+        const YAML::Mark& mark = builder.startMark();
+        bool stuck =
+            !mark.is_null() && !last_empty_mark.is_null() && mark.pos == last_empty_mark.pos;
+        if (stuck || static_cast<size_t>(doc_index) > text.size() / 3 + 2) {
+          return invalidArgument(where(source, doc_index, lineOf(mark), columnOf(mark)) +
+                                 ": unexpected content after the end of a value (a stray ','?)");
+        }
+        last_empty_mark = mark;
+      } else {
+        last_empty_mark = YAML::Mark::null_mark();
+      }
       if (builder.root()) {
         CLRK_RETURN_IF_ERROR(addDocument(out, source, doc_index, builder.docLine(),
                                          std::move(*builder.root()), std::move(builder.lines())));

@@ -200,6 +200,14 @@ TEST(DecodeTest, SyntaxErrorsNameDocumentLineAndColumn) {
   EXPECT_THAT(decodeError("key: [a\n  b: c: d\n"), HasSubstr("bad.yaml: document 1"));
 }
 
+TEST(DecodeTest, StrayCommaAfterTopLevelFlowValueIsAnErrorNotAHang) {
+  // yaml-cpp 0.7 alone loops forever on these.
+  for (const char* text : {"{\"\"},", "[1],\nb: 2", "\"x\",", "[1]\n,", "{a: 1} ,"}) {
+    EXPECT_THAT(decodeError(text), HasSubstr("bad.yaml: document")) << text;
+  }
+  EXPECT_EQ(decodeOk("a: 1\n---\n---\nb: 2\n---\n").size(), 2u);
+}
+
 TEST(DecodeTest, NonMappingDocumentsAreRejected) {
   EXPECT_THAT(decodeError("- a\n- b\n"), HasSubstr("expected a mapping"));
   EXPECT_THAT(decodeError("just a string\n"), HasSubstr("expected a mapping"));
