@@ -258,7 +258,23 @@ class JsonBuilder : public YAML::EventHandler {
     }
   }
 
+  // yaml-cpp 0.7 can emit events forever without consuming input (stray ',' after a flow
+  // collection); real input moves the position forward within a few events.
+  void checkProgress(const YAML::Mark& mark) {
+    if (mark.is_null()) return;
+    if (mark.pos != last_pos_) {
+      last_pos_ = mark.pos;
+      same_pos_events_ = 0;
+      return;
+    }
+    if (++same_pos_events_ > 64) {
+      throw DecodeFailure{"unexpected content (a stray ','?); the YAML parser cannot continue",
+                          lineOf(mark), columnOf(mark)};
+    }
+  }
+
   void countNode(const YAML::Mark& mark, size_t bytes) {
+    checkProgress(mark);
     ++nodes_;
     bytes_ += bytes;
     checkBounds(mark);
@@ -270,6 +286,7 @@ class JsonBuilder : public YAML::EventHandler {
   }
 
   void setKey(std::string key, const YAML::Mark& mark) {
+    checkProgress(mark);
     Frame& frame = stack_.back();
     frame.key = std::move(key);
     frame.have_key = true;
@@ -387,6 +404,8 @@ class JsonBuilder : public YAML::EventHandler {
   size_t nodes_ = 0;
   size_t bytes_ = 0;
   size_t alias_nodes_ = 0;
+  int last_pos_ = -1;
+  int same_pos_events_ = 0;
 };
 
 std::string where(std::string_view source, int doc_index, int line, int column) {

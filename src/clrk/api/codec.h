@@ -32,6 +32,10 @@ Result<std::vector<Document>> decodeManifests(std::string_view text, std::string
 // The error message names source, document index, kind/name, field path and the line of the
 // offending field when known, e.g.
 //   agents.yaml: document 2 (TaskAgent "echo"): line 9: spec.timeout: Invalid value: "abc": ...
+// ("document N" counts from 1.) With several field errors the message has one such line per
+// error, joined with '\n'. Unknown apiVersion/kind:
+//   agents.yaml: document 1: line 1: no kind "Foo" is registered for version
+//   "clrk.apoxy.dev/v1alpha1"
 Status checkDocument(const Registry& registry, Document& document);
 
 // YAML rendering of a JSON value (for `-o yaml`), keys in the object's order.

@@ -202,7 +202,8 @@ TEST(DecodeTest, SyntaxErrorsNameDocumentLineAndColumn) {
 
 TEST(DecodeTest, StrayCommaAfterTopLevelFlowValueIsAnErrorNotAHang) {
   // yaml-cpp 0.7 alone loops forever on these.
-  for (const char* text : {"{\"\"},", "[1],\nb: 2", "\"x\",", "[1]\n,", "{a: 1} ,"}) {
+  for (const char* text : {"{\"\"},", "[1],\nb: 2", "\"x\",", "[1]\n,", "{a: 1} ,",
+                           "{\"a\": \"x\"},\n \"b\": {\"k\": \"T\",e\": \"d\"n}_s:k,"}) {
     EXPECT_THAT(decodeError(text), HasSubstr("bad.yaml: document")) << text;
   }
   EXPECT_EQ(decodeOk("a: 1\n---\n---\nb: 2\n---\n").size(), 2u);
