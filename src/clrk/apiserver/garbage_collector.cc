@@ -84,7 +84,6 @@ struct GarbageCollector::State {
   std::unordered_map<std::string, Node> nodes;              // uid -> node
   std::unordered_map<std::string, std::string> uid_by_key;  // key -> uid
   std::unordered_map<std::string, std::unordered_set<std::string>> dependents;
-  std::unordered_map<std::string, std::unordered_set<std::string>> by_namespace;
   std::set<std::string> dirty;     // dependents whose owners may be gone
   std::set<std::string> deleting;  // objects with a deletionTimestamp
 };
@@ -125,6 +124,11 @@ void GarbageCollector::run() {
   State& state = *state_;
 
   auto removeNode = [&](const std::string& uid) {
+    // Dependents of a deleted object are re-examined whether or not it was indexed.
+    if (auto deps = state.dependents.find(uid); deps != state.dependents.end()) {
+      for (const auto& dependent : deps->second) state.dirty.insert(dependent);
+      // Keep the edge set: dependents still reference this uid until they are updated.
+    }
     auto it = state.nodes.find(uid);
     if (it == state.nodes.end()) return;
     Node& node = it->second;
@@ -133,17 +137,6 @@ void GarbageCollector::run() {
       if (deps != state.dependents.end()) {
         deps->second.erase(uid);
         if (deps->second.empty()) state.dependents.erase(deps);
-      }
-    }
-    if (auto deps = state.dependents.find(uid); deps != state.dependents.end()) {
-      for (const auto& dependent : deps->second) state.dirty.insert(dependent);
-      // Keep the edge set: dependents still reference this uid until they are updated.
-    }
-    if (!node.ns.empty()) {
-      auto members = state.by_namespace.find(node.ns);
-      if (members != state.by_namespace.end()) {
-        members->second.erase(uid);
-        if (members->second.empty()) state.by_namespace.erase(members);
       }
     }
     state.uid_by_key.erase(keyString(*node.type, node.ns, node.name));
@@ -189,7 +182,6 @@ void GarbageCollector::run() {
       }
     }
     for (const auto& owner : node.owners) state.dependents[owner.uid].insert(node.uid);
-    if (!node.ns.empty()) state.by_namespace[node.ns].insert(node.uid);
     state.uid_by_key[key] = node.uid;
     if (!node.owners.empty()) state.dirty.insert(node.uid);
     if (node.deleting) {
@@ -207,6 +199,16 @@ void GarbageCollector::run() {
     std::string uid = str(object["metadata"], "uid");
     if (!uid.empty()) removeNode(uid);
     (void)type;
+  };
+
+  // Only objects that take part in garbage collection are parsed and indexed: those with owner
+  // references or a deletionTimestamp, and namespaces (keeps the per-write cost low).
+  auto relevant = [&](const api::ResourceType* type, const storage::ObjectKey& key,
+                      const std::string& value) {
+    return (type->group.empty() && type->kind == "Namespace") ||
+           value.find("\"ownerReferences\"") != std::string::npos ||
+           value.find("\"deletionTimestamp\"") != std::string::npos ||
+           state.uid_by_key.count(keyString(*type, key.ns, key.name)) != 0;
   };
 
   // Lists `type` fully and (re)opens its watch; returns false on a storage failure.
@@ -227,7 +229,9 @@ void GarbageCollector::run() {
         return false;
       }
       if (revision == 0) revision = page->revision;
-      for (auto& item : page->items) values.push_back(std::move(item.value));
+      for (auto& item : page->items) {
+        if (relevant(type, item.key, item.value)) values.push_back(std::move(item.value));
+      }
       token = page->continue_token;
     } while (!token.empty());
     // Drop nodes of this type that no longer exist.
@@ -405,32 +409,41 @@ void GarbageCollector::run() {
     if (ok) removeFinalizer(owner, "orphan");
   };
 
-  auto namespaceEmpty = [&](const std::string& ns) {
-    for (const auto& type : registry_.types()) {
-      if (!type.namespaced) continue;
-      storage::ListOptions options;
-      options.ns = ns;
-      options.limit = 1;
-      auto page = storage_.list(storageResource(type), options);
-      if (!page.ok() || !page->items.empty()) return false;
-    }
-    return true;
-  };
-
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> namespace_passes;
   auto processNamespace = [&](const Node& ns_node) {
-    auto members = state.by_namespace.find(ns_node.name);
-    bool any = false;
-    if (members != state.by_namespace.end()) {
-      std::vector<Node> to_delete;
-      for (const auto& uid : members->second) {
-        auto node = state.nodes.find(uid);
-        if (node == state.nodes.end()) continue;
-        any = true;
-        if (!node->second.deleting) to_delete.push_back(node->second);
-      }
-      for (const auto& node : to_delete) deleteNode(node, "Background");
+    auto now = std::chrono::steady_clock::now();
+    auto last = namespace_passes.find(ns_node.name);
+    if (last != namespace_passes.end() && now - last->second < std::chrono::milliseconds(100)) {
+      return;
     }
-    if (any || !namespaceEmpty(ns_node.name)) return;
+    namespace_passes[ns_node.name] = now;
+    bool any = false;
+    for (const auto& type : registry_.types()) {
+      if (!type.namespaced || stopping_) continue;
+      storage::ListOptions options;
+      options.ns = ns_node.name;
+      options.limit = 500;
+      auto page = storage_.list(storageResource(type), options);
+      if (!page.ok()) {
+        any = true;
+        continue;
+      }
+      for (const auto& item : page->items) {
+        any = true;
+        Json object = Json::parse(item.value, nullptr, false);
+        if (object.is_discarded() || !object.is_object()) continue;
+        const Json& metadata = object["metadata"];
+        if (!str(metadata, "deletionTimestamp").empty()) continue;
+        Node member;
+        member.type = &type;
+        member.ns = item.key.ns;
+        member.name = item.key.name;
+        member.uid = str(metadata, "uid");
+        deleteNode(member, "Background");
+      }
+    }
+    if (any) return;
+    namespace_passes.erase(ns_node.name);
     edit(
         ns_node,
         [&](Json& object) {
@@ -494,10 +507,18 @@ void GarbageCollector::run() {
         }
         if (events->empty()) break;
         for (const auto& event : *events) {
+          const api::ResourceType* type = type_watch.type;
+          const storage::ObjectKey& key = event.object.key;
           if (event.type == storage::EventType::Deleted) {
-            removeByKey(type_watch.type, event.object.value);
-          } else {
-            upsert(type_watch.type, event.object.value);
+            auto indexed = state.uid_by_key.find(keyString(*type, key.ns, key.name));
+            if (indexed != state.uid_by_key.end()) {
+              std::string uid = indexed->second;
+              removeNode(uid);
+            } else if (!state.dependents.empty()) {
+              removeByKey(type, event.object.value);
+            }
+          } else if (relevant(type, key, event.object.value)) {
+            upsert(type, event.object.value);
           }
         }
       }

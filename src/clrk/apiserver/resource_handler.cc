@@ -21,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 namespace clrk::apiserver {
@@ -856,11 +857,27 @@ class Handler final : public ResourceHandler {
       if (stored.status().code() == Code::NotFound) fail(notFoundError(*namespace_type_, ns));
       fail(fromStatus(stored.status(), *namespace_type_, ns));
     }
-    Json object = Json::parse(stored->value, nullptr, false);
-    bool terminating =
-        !object.is_discarded() &&
-        (isDeleting(object) || (object.contains("status") && object["status"].is_object() &&
-                                stringAt(object["status"], "phase") == "Terminating"));
+    // The namespace's state is cached per revision: creates need not re-parse it.
+    bool terminating = false;
+    bool cached = false;
+    {
+      std::lock_guard lock(namespace_cache_mutex_);
+      auto it = namespace_cache_.find(ns);
+      if (it != namespace_cache_.end() && it->second.first == stored->revision) {
+        terminating = it->second.second;
+        cached = true;
+      }
+    }
+    if (!cached) {
+      Json object = Json::parse(stored->value, nullptr, false);
+      terminating =
+          !object.is_discarded() &&
+          (isDeleting(object) || (object.contains("status") && object["status"].is_object() &&
+                                  stringAt(object["status"], "phase") == "Terminating"));
+      std::lock_guard lock(namespace_cache_mutex_);
+      if (namespace_cache_.size() > 10000) namespace_cache_.clear();
+      namespace_cache_[ns] = {stored->revision, terminating};
+    }
     if (terminating) {
       ApiError error = forbiddenError(
           type, name,
@@ -1526,6 +1543,8 @@ class Handler final : public ResourceHandler {
   const api::ResourceType* namespace_type_;
   std::mutex lifecycle_mutex_;
   bool started_ = false;
+  std::mutex namespace_cache_mutex_;
+  std::unordered_map<std::string, std::pair<int64_t, bool>> namespace_cache_;
   std::unique_ptr<GarbageCollector> gc_;
 };
 
