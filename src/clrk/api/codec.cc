@@ -433,6 +433,44 @@ bool lineIndentedWithTab(std::string_view text, int line) {
   return false;
 }
 
+// 1-based line of the first byte that is not valid UTF-8; 0 when the text is valid.
+int invalidUtf8Line(std::string_view text) {
+  int line = 1;
+  size_t i = 0;
+  while (i < text.size()) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') ++line;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t extra = 0;
+    uint32_t min = 0;
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      min = 0x10000;
+    } else {
+      return line;
+    }
+    if (i + extra >= text.size()) return line;
+    uint32_t code = c & (0x3F >> extra);
+    for (size_t k = 1; k <= extra; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return line;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return line;
+    i += extra + 1;
+  }
+  return 0;
+}
+
 // Moves the entries under `prefix` ("items[3]") into a new map with the prefix removed.
 std::map<std::string, int> rebaseLines(const std::map<std::string, int>& lines,
                                        const std::string& prefix) {
@@ -634,6 +672,10 @@ Result<std::vector<Document>> decodeManifests(std::string_view text, std::string
   }
   std::vector<Document> out;
   int doc_index = 0;
+  if (int line = invalidUtf8Line(text)) {
+    return invalidArgument(std::string(source) + ": line " + std::to_string(line) +
+                           ": input is not valid UTF-8");
+  }
   try {
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
@@ -671,6 +713,13 @@ Result<std::vector<Document>> decodeManifests(std::string_view text, std::string
         last_empty_mark = YAML::Mark::null_mark();
       }
       if (builder.root()) {
+        try {
+          // Escapes such as "\ud800" can still produce strings JSON cannot carry.
+          (void)builder.root()->dump();
+        } catch (const std::exception&) {
+          return invalidArgument(where(source, doc_index, builder.docLine(), 0) +
+                                 ": a string is not valid UTF-8 after unescaping");
+        }
         CLRK_RETURN_IF_ERROR(addDocument(out, source, doc_index, builder.docLine(),
                                          std::move(*builder.root()), std::move(builder.lines())));
       }

@@ -209,6 +209,14 @@ TEST(DecodeTest, StrayCommaAfterTopLevelFlowValueIsAnErrorNotAHang) {
   EXPECT_EQ(decodeOk("a: 1\n---\n---\nb: 2\n---\n").size(), 2u);
 }
 
+TEST(DecodeTest, InvalidUtf8IsRejectedWithItsLine) {
+  EXPECT_THAT(decodeError("a: 1\nb: \xff\xfe\n"),
+              HasSubstr("bad.yaml: line 2: input is not valid UTF-8"));
+  EXPECT_THAT(decodeError("a: \xc3"), HasSubstr("not valid UTF-8"));
+  EXPECT_THAT(decodeError("a: \xed\xa0\x80\n"), HasSubstr("not valid UTF-8"));  // surrogate
+  EXPECT_EQ(decodeOk("a: \"caf\xc3\xa9 \xf0\x9f\x98\x80\"\n").size(), 1u);
+}
+
 TEST(DecodeTest, NonMappingDocumentsAreRejected) {
   EXPECT_THAT(decodeError("- a\n- b\n"), HasSubstr("expected a mapping"));
   EXPECT_THAT(decodeError("just a string\n"), HasSubstr("expected a mapping"));
