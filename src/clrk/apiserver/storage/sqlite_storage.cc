@@ -29,11 +29,13 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <fcntl.h>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,6 +52,7 @@ namespace {
 
 constexpr int64_t kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 5000;
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxReaders = 8;
 // WAL size (pages) at which the background checkpointer copies the WAL into the database.
 constexpr int kCheckpointPages = 1000;
@@ -601,12 +604,16 @@ class SqliteStorage final : public Storage {
       select.text(1, resource);
       select.text(2, after_ns);
       select.text(3, after_name);
-      select.integer(4, options.limit > 0 ? options.limit + 1 : -1);
-      if (options.limit > 0) result.items.reserve(static_cast<size_t>(options.limit));
+      // One row more than the page tells whether more remain; a limit too large to add one to
+      // is no limit. Reserve only a bounded amount: the limit comes from the client.
+      const bool limited = options.limit > 0 && options.limit < kNoLimit;
+      select.integer(4, limited ? options.limit + 1 : -1);
+      if (limited)
+        result.items.reserve(static_cast<size_t>(std::min<int64_t>(options.limit, 1024)));
       while (true) {
         CLRK_ASSIGN_OR_RETURN(bool row, select.step());
         if (!row) break;
-        if (options.limit > 0 && static_cast<int64_t>(result.items.size()) == options.limit) {
+        if (limited && static_cast<int64_t>(result.items.size()) == options.limit) {
           more = true;
           break;
         }

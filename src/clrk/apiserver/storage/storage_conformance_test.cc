@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -290,6 +291,16 @@ TEST_P(StorageConformance, BadListInput) {
   EXPECT_EQ(store_->list(kAgents, options).status().code(), Code::InvalidArgument);
   options.continue_token = std::string(10000, 'A');
   EXPECT_EQ(store_->list(kAgents, options).status().code(), Code::InvalidArgument);
+  // Huge limits are fine (no overflow, no giant allocation).
+  mustCreate(agent("ns", "a"));
+  for (int64_t limit : {std::numeric_limits<int64_t>::max(), int64_t{1} << 40}) {
+    ListOptions huge;
+    huge.limit = limit;
+    auto listed = store_->list(kAgents, huge);
+    ASSERT_TRUE(listed.ok()) << listed.status().toString();
+    EXPECT_EQ(listed->items.size(), 1u);
+    EXPECT_TRUE(listed->continue_token.empty());
+  }
   ListOptions negative;
   negative.limit = -1;
   EXPECT_EQ(store_->list(kAgents, negative).status().code(), Code::InvalidArgument);
@@ -591,6 +602,11 @@ INSTANTIATE_TEST_SUITE_P(Backends, StorageConformance,
 
 // ---- SQLite only ------------------------------------------------------------------------------
 
+void mustCreateIn(Storage& store, const ObjectKey& key) {
+  auto created = store.create(key, renderAt("v"));
+  ASSERT_TRUE(created.ok()) << created.status().toString();
+}
+
 mode_t fileMode(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return 0;
@@ -656,6 +672,22 @@ TEST(SqliteStorage, WalIsCheckpointedInTheBackground) {
   ASSERT_EQ(::stat(options.path.c_str(), &db), 0);
   EXPECT_GT(db.st_size, 8 << 20) << "checkpoints should have moved the data into the database";
   EXPECT_EQ((*store)->list(kAgents, {})->items.size(), static_cast<size_t>(kObjects));
+}
+
+TEST(SqliteStorage, SyncFullWorksAndPersists) {
+  TempDir dir;
+  SqliteOptions options;
+  options.path = dir.file("full.db");
+  options.sync_full = true;
+  {
+    auto store = openSqliteStorage(options);
+    ASSERT_TRUE(store.ok()) << store.status().toString();
+    for (int i = 0; i < 5; ++i) mustCreateIn(**store, agent("ns", "o" + std::to_string(i)));
+  }
+  auto store = openSqliteStorage(options);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->currentRevision(), 5);
+  EXPECT_EQ((*store)->list(kAgents, {})->items.size(), 5u);
 }
 
 TEST(SqliteStorage, FilesAreOwnerOnly) {
