@@ -594,7 +594,13 @@ void emitYaml(const Json& value, int indent, std::string& out, int depth);
 
 void emitKeyValue(const std::string& key, const Json& value, int indent, std::string& out,
                   int depth) {
-  out += scalarText(Json(key));
+  std::string key_text = scalarText(Json(key));
+  if (key_text.size() > 1000) {
+    // YAML caps implicit keys at 1024 characters; longer ones need the explicit "? " form.
+    out += "? " + key_text + "\n" + std::string(static_cast<size_t>(indent), ' ');
+  } else {
+    out += key_text;
+  }
   out += ':';
   if (value.is_object() && !value.empty()) {
     out += '\n';

@@ -348,6 +348,9 @@ TEST(ToYamlTest, RendersBlockStyleAndQuotesAmbiguousStrings) {
   EXPECT_THAT(yaml, HasSubstr("  \"null\": null\n"));
   EXPECT_THAT(yaml, HasSubstr("  labels: {}\n"));
   EXPECT_THAT(yaml, HasSubstr("list:\n- 1\n- two\n- a: 1\n  b: []\n-\n  - 3\n  - 4\n- {}\n"));
+  value["long"] = {{std::string(2000, 'k'), {{"a", 1}}}};
+  value["list"].push_back({{std::string(1500, 'q'), "v"}, {"b", 2}});
+  yaml = toYaml(value);
   // What toYaml renders decodes back to the same JSON.
   auto docs = decodeOk(yaml);
   ASSERT_EQ(docs.size(), 1u);
