@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 
 namespace clrk::api {
@@ -57,6 +58,20 @@ void expectStructural(const Json& node, const std::string& path) {
     for (auto it = node["properties"].begin(); it != node["properties"].end(); ++it) {
       expectStructural(it.value(), path + "." + it.key());
     }
+  }
+  if (node.value("x-kubernetes-list-type", "") == "map") {
+    // Kubernetes requires list-map keys to be required or defaulted in the items.
+    const Json& items = node["items"];
+    for (const auto& key : node["x-kubernetes-list-map-keys"]) {
+      bool required = items.contains("required") &&
+                      std::find(items["required"].begin(), items["required"].end(), key) !=
+                          items["required"].end();
+      bool defaulted = items["properties"][key.get<std::string>()].contains("default");
+      EXPECT_TRUE(required || defaulted) << path << ": list-map key " << key;
+    }
+  }
+  if (node.contains("x-kubernetes-embedded-resource")) {
+    EXPECT_EQ(node["type"], "object") << path;
   }
   if (node.contains("items")) expectStructural(node["items"], path + "[]");
   if (node.contains("additionalProperties")) {
