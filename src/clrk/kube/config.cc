@@ -324,7 +324,7 @@ std::vector<std::filesystem::path> kubeconfigPaths(const ConfigOptions& options)
 Result<RestConfig> loadConfig(const ConfigOptions& options) {
   if (!options.kubeconfig.empty()) {
     auto text = readFile(options.kubeconfig);
-    if (!text.ok()) return text.status().withContext("kubeconfig " + options.kubeconfig);
+    if (!text.ok()) return text.status().withContext("kubeconfig");
     return parseKubeconfig(*text, options.kubeconfig,
                            std::filesystem::path(options.kubeconfig).parent_path(),
                            options.context);
