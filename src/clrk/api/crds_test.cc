@@ -12,7 +12,8 @@ namespace clrk::api {
 namespace {
 
 constexpr const char* kHowToFix =
-    "; regenerate with: clrk-gen-crds <source>/deploy/crds (built from src/clrk/api)";
+    "; regenerate with: cmake --build <build-dir> --target crds (runs clrk-gen-crds "
+    "<source>/deploy/crds)";
 
 TEST(CrdsTest, CommittedCrdsMatchTheRegistry) {
   const char* source = std::getenv("CLRK_SOURCE_DIR");
