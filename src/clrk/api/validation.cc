@@ -4,6 +4,7 @@
 #include "clrk/base/time.h"
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <regex>
@@ -558,6 +559,12 @@ void Validator::walk(const Schema& schema, Json& value, const std::string& path,
 
 void Validator::validateMetadata(const ResourceType& type, Json& metadata) {
   const std::string path = "metadata";
+  if (metadata.is_object()) {
+    // `creationTimestamp: null` (as `kubectl create --dry-run -o yaml` writes) means unset.
+    for (auto it = metadata.begin(); it != metadata.end();) {
+      it = it->is_null() ? metadata.erase(it) : std::next(it);
+    }
+  }
   walk(*objectMetaSchema(), metadata, path, 1);
   if (!metadata.is_object()) return;
 

@@ -259,6 +259,8 @@ TEST(ValidationTest, MetadataNameRules) {
   EXPECT_THAT(errorsOf(object),
               ::testing::ElementsAre(HasSubstr("metadata.namespace: Invalid value: \"a.b\"")));
   object["metadata"]["namespace"] = "default";
+  object["metadata"]["creationTimestamp"] = nullptr;  // what kubectl --dry-run -o yaml writes
+  EXPECT_THAT(errorsOf(object), ::testing::IsEmpty());
   object["metadata"]["bogus"] = 1;
   EXPECT_THAT(errorsOf(object), ::testing::ElementsAre("unknown field \"metadata.bogus\""));
 }
