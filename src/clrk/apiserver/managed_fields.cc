@@ -122,6 +122,13 @@ long findValue(const api::Json& list, const std::string& step) {
   return -1;
 }
 
+std::string stringField(const api::Json& object, const char* key) {
+  if (!object.is_object()) return {};
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
 bool pruneRemove(api::Json& node, const FieldPath& path, size_t depth) {
   if (!node.is_object()) return false;
   auto it = node.find(path[depth]);
@@ -256,7 +263,8 @@ std::string formatFieldPath(const FieldPath& path) {
   for (const auto& step : path) {
     if (step == ".") continue;
     if (step.rfind("f:", 0) == 0) {
-      out += "." + step.substr(2);
+      out += '.';
+      out.append(step, 2, std::string::npos);
     } else if (step.rfind("k:", 0) == 0) {
       api::Json keys = api::Json::parse(step.substr(2), nullptr, false);
       out += "[";
@@ -265,12 +273,16 @@ std::string formatFieldPath(const FieldPath& path) {
         for (const auto& [key, value] : keys.items()) {
           if (!first) out += ",";
           first = false;
-          out += key + "=" + value.dump();
+          out += key;
+          out += '=';
+          out += value.dump();
         }
       }
       out += "]";
     } else if (step.rfind("v:", 0) == 0) {
-      out += "[" + step.substr(2) + "]";
+      out += '[';
+      out.append(step, 2, std::string::npos);
+      out += ']';
     }
   }
   return out;
@@ -305,9 +317,9 @@ api::Json recordUpdate(const api::Json& managed_fields, const api::Json& old_obj
       api::Json set = entry.contains("fieldsV1") && entry["fieldsV1"].is_object()
                           ? entry["fieldsV1"]
                           : api::Json::object();
-      bool mine = entry.value("manager", "") == update.manager &&
-                  entry.value("operation", "") == update.operation &&
-                  entry.value("subresource", "") == update.subresource;
+      bool mine = stringField(entry, "manager") == update.manager &&
+                  stringField(entry, "operation") == update.operation &&
+                  stringField(entry, "subresource") == update.subresource;
       for (const auto& leaf : removed) removeFromSet(set, leaf);
       if (mine) {
         own_set = std::move(set);
