@@ -202,6 +202,15 @@ TEST(ValidationTest, Formats) {
                                                "duration")));
   EXPECT_THAT(specErrors(Json::parse(R"({"startAt": "yesterday"})")),
               ::testing::ElementsAre(HasSubstr("spec.startAt: Invalid value: \"yesterday\"")));
+  for (const char* huge : {"99999999999999999999h", "9223372036854775807h", "1e309s", "-5s"}) {
+    EXPECT_THAT(specErrors(Json{{"timeout", huge}}), ::testing::SizeIs(1)) << huge;
+  }
+  EXPECT_THAT(specErrors(Json::parse(R"({"startAt": "4052-01-02T03:04:05Z"})")),
+              ::testing::IsEmpty());
+  EXPECT_THAT(specErrors(Json::parse(R"({"startAt": "0001-01-01T00:00:00Z"})")),
+              ::testing::IsEmpty());
+  EXPECT_THAT(specErrors(Json::parse(R"({"startAt": "2026-13-02T03:04:05Z"})")),
+              ::testing::SizeIs(1));
   EXPECT_THAT(specErrors(Json::parse(R"({"blob": "not base64!"})")),
               ::testing::ElementsAre(HasSubstr("must be base64-encoded")));
   EXPECT_THAT(specErrors(Json::parse(R"({"blob": "aGVsbG8"})")),
