@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -1082,6 +1083,33 @@ TEST_F(ResourceHandlerTest, StopEndsOpenWatches) {
   stopper.join();
   EXPECT_FALSE(batch.has_value());
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(ResourceHandlerTest, ConcurrentReadModifyWritesNeverLoseUpdates) {
+  create(kConfigMaps, configMap("counter", {{"n", "0"}}));
+  std::string item = std::string(kConfigMaps) + "/counter";
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 20;
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&] {
+      for (int done = 0; done < kIncrements;) {
+        Json current = Json::parse(call("GET", item).body);
+        int value = std::stoi(current["data"]["n"].get<std::string>());
+        current["data"]["n"] = std::to_string(value + 1);
+        Response response = call("PUT", item, current.dump());
+        if (response.status == 200) {
+          ++done;
+        } else {
+          EXPECT_EQ(response.status, 409) << response.body;
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(get(item)["data"]["n"], std::to_string(kThreads * kIncrements));
 }
 
 TEST_F(ResourceHandlerTest, StartCreatesDefaultNamespaceIdempotently) {
