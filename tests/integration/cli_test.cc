@@ -22,7 +22,9 @@ constexpr const char* kManifests = R"(apiVersion: clrk.apoxy.dev/v1alpha1
 kind: WorkerPool
 metadata:
   name: cli-workers
-spec: {}
+spec:
+  template:
+    image: worker:latest
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
 kind: TaskAgent
@@ -229,7 +231,8 @@ TEST(ClrkCli, EndToEnd) {
   for (int i = 0; i < 100 && !gone; ++i) {
     // A zombie (not yet reaped by its new parent) has no /proc/PID/exe any more.
     std::error_code ec;
-    std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    (void)exe;
     gone = static_cast<bool>(ec);
     if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -22,13 +22,20 @@ struct GetFlags {
 void printObjects(const api::ResourceType& type, const std::vector<api::Json>& objects,
                   const GetFlags& flags, bool single, bool header) {
   if (flags.output == "yaml" || flags.output == "json") {
+    // Like kubectl (--show-managed-fields=false), managedFields are left out.
+    std::vector<api::Json> shown = objects;
+    for (auto& object : shown) {
+      if (object.is_object() && object.contains("metadata") && object["metadata"].is_object()) {
+        object["metadata"].erase("managedFields");
+      }
+    }
     api::Json value;
-    if (single && objects.size() == 1) {
-      value = objects.front();
+    if (single && shown.size() == 1) {
+      value = shown.front();
     } else {
       value = {{"apiVersion", "v1"},
                {"kind", "List"},
-               {"items", objects},
+               {"items", shown},
                {"metadata", {{"resourceVersion", ""}}}};
     }
     if (flags.output == "yaml") {
