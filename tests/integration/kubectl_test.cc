@@ -40,7 +40,7 @@ class KubectlTest : public ::testing::Test {
   }
 
   static json getJson(const std::string& args) {
-    CommandResult result = stack_->kubectl("get " + args + " -o json");
+    CommandResult result = stack_->kubectl("get " + args + " -o json --show-managed-fields");
     EXPECT_EQ(result.exit_code, 0) << result.output;
     return json::parse(result.output, nullptr, false);
   }

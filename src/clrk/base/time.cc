@@ -48,9 +48,9 @@ std::string formatRfc3339Micro(SystemTime time) {
                 std::chrono::seconds(1);
   char buf[40];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &parts);
-  char out[48];
-  std::snprintf(out, sizeof(out), "%s.%06lldZ", buf, static_cast<long long>(micros.count()));
-  return out;
+  char fraction[16];
+  std::snprintf(fraction, sizeof(fraction), ".%06dZ", static_cast<int>(micros.count()));
+  return std::string(buf) + fraction;
 }
 
 std::optional<SystemTime> parseRfc3339(std::string_view text) {
@@ -69,6 +69,8 @@ std::optional<SystemTime> parseRfc3339(std::string_view text) {
       !readDigits(text, pos, 2, second)) {
     return std::nullopt;
   }
+  // system_clock (nanoseconds in int64) spans 1678..2261; refuse what it cannot represent.
+  if (year < 1678 || year > 2261) return std::nullopt;
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
     return std::nullopt;
   }
