@@ -6,8 +6,11 @@ if(CLRK_WERROR)
   list(APPEND CLRK_WARNINGS -Werror)
 endif()
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-  # GCC 12 false positives inside Boost/nlohmann headers at -O2.
+  # GCC 12 false positives inside Boost/nlohmann headers once optimised (-O2 inlining).
   list(APPEND CLRK_WARNINGS -Wno-maybe-uninitialized -Wno-stringop-overflow)
+  if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug")
+    list(REMOVE_ITEM CLRK_WARNINGS -Wnull-dereference)
+  endif()
 endif()
 
 if(CLRK_SANITIZE)
