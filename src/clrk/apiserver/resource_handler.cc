@@ -6,6 +6,7 @@
 #include "clrk/apiserver/label_selector.h"
 #include "clrk/apiserver/managed_fields.h"
 #include "clrk/apiserver/patch.h"
+#include "clrk/apiserver/protobuf.h"
 #include "clrk/apiserver/render.h"
 #include "clrk/apiserver/status_errors.h"
 #include "clrk/apiserver/table.h"
@@ -240,6 +241,21 @@ Json parseJsonOrYaml(std::string_view body) {
                          std::to_string(documents->size())));
   }
   return std::move((*documents)[0].object);
+}
+
+constexpr std::string_view kProtobufMediaType = "application/vnd.kubernetes.protobuf";
+
+// A Kubernetes protobuf body as the JSON object its JSON form would carry: 400 when malformed,
+// 415 for kinds the protobuf decoder does not know.
+Json protobufBodyToJson(std::string_view body, std::string_view content_type) {
+  Result<ProtobufEnvelope> envelope = readProtobufEnvelope(body);
+  if (!envelope.ok()) fail(badRequestError(envelope.status().message()));
+  if (!isDecodableProtobufKind(envelope->api_version, envelope->kind)) {
+    fail(unsupportedMediaTypeError(content_type));
+  }
+  Result<Json> object = decodeProtobufObject(*envelope);
+  if (!object.ok()) fail(badRequestError(object.status().message()));
+  return std::move(object).value();
 }
 
 Output parseAccept(std::string_view accept) {
@@ -904,6 +920,8 @@ class Handler final : public ResourceHandler {
       object = parseJson(ctx.request.body);
     } else if (type == "application/yaml" || type == "application/x-yaml" || type == "text/yaml") {
       object = parseJsonOrYaml(ctx.request.body);
+    } else if (type == kProtobufMediaType) {
+      object = protobufBodyToJson(ctx.request.body, ctx.request.content_type);
     } else {
       fail(unsupportedMediaTypeError(ctx.request.content_type));
     }
@@ -1389,7 +1407,9 @@ class Handler final : public ResourceHandler {
     options.dry_run = ctx.dry_run;
     std::string_view body = trim(ctx.request.body);
     if (!body.empty()) {
-      Json parsed = parseJson(body);
+      Json parsed = mediaType(ctx.request.content_type) == kProtobufMediaType
+                        ? protobufBodyToJson(ctx.request.body, ctx.request.content_type)
+                        : parseJson(body);
       if (!parsed.is_object()) fail(badRequestError("DeleteOptions must be a JSON object"));
       if (parsed.contains("propagationPolicy") && parsed["propagationPolicy"].is_string()) {
         options.propagation = parsed["propagationPolicy"].get<std::string>();

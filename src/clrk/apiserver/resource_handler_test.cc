@@ -270,6 +270,37 @@ TEST_F(ResourceHandlerTest, MalformedAndOversizedBodies) {
       200);
 }
 
+// The protobuf body kubectl v1.32 sends for `kubectl create secret generic s
+// --from-literal=api-key=sk-1` (magic "k8s\0" + runtime.Unknown holding a v1 Secret).
+TEST_F(ResourceHandlerTest, ProtobufBodiesFromKubectlAreDecodedAndAnsweredInJson) {
+  constexpr unsigned char kSecret[] = {
+      0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0c, 0x0a, 0x02, 0x76, 0x31, 0x12, 0x06, 0x53, 0x65, 0x63,
+      0x72, 0x65, 0x74, 0x12, 0x26, 0x0a, 0x11, 0x0a, 0x01, 0x73, 0x12, 0x00, 0x1a, 0x00, 0x22,
+      0x00, 0x2a, 0x00, 0x32, 0x00, 0x38, 0x00, 0x42, 0x00, 0x12, 0x0f, 0x0a, 0x07, 0x61, 0x70,
+      0x69, 0x2d, 0x6b, 0x65, 0x79, 0x12, 0x04, 0x73, 0x6b, 0x2d, 0x31, 0x1a, 0x00, 0x1a, 0x00,
+      0x22, 0x00};
+  std::string body(reinterpret_cast<const char*>(kSecret), sizeof(kSecret));
+  const std::string protobuf = "application/vnd.kubernetes.protobuf";
+  Response response = call("POST", kSecrets, body, {{"fieldManager", "kubectl-create"}}, protobuf,
+                           "application/vnd.kubernetes.protobuf,application/json");
+  ASSERT_EQ(response.status, 201) << response.body;
+  EXPECT_EQ(response.content_type, "application/json");
+  Json created = Json::parse(response.body);
+  EXPECT_EQ(created["metadata"]["name"], "s");
+  EXPECT_EQ(created["data"]["api-key"], "c2stMQ==");
+  EXPECT_EQ(get(std::string(kSecrets) + "/s")["data"]["api-key"], "c2stMQ==");
+
+  // Truncated bytes: 400 naming the offset. A kind the decoder does not know: 415.
+  Response truncated = call("POST", kSecrets, body.substr(0, 30), {}, protobuf);
+  EXPECT_EQ(truncated.status, 400);
+  EXPECT_NE(Json::parse(truncated.body)["message"].get<std::string>().find("at byte"),
+            std::string::npos)
+      << truncated.body;
+  std::string pod = body;
+  pod.replace(12, 6, std::string("Pod\0\0\0", 6));  // keep lengths; kind becomes "Pod\0\0\0"
+  EXPECT_EQ(call("POST", kSecrets, pod, {}, protobuf).status, 415);
+}
+
 TEST_F(ResourceHandlerTest, NeverCrashesOnHostileInput) {
   create(kTaskAgents, taskAgent("a"));
   const std::vector<std::string> bodies = {
