@@ -224,6 +224,31 @@ TEST_F(KubectlTest, SecretsAreStoredAndTheDatabaseIsPrivate) {
   }
 }
 
+TEST_F(KubectlTest, ImperativeCommandsOnConfigMapsAndNamespaces) {
+  // kubectl sends these typed creates in protobuf.
+  CommandResult ns = stack_->kubectl("create namespace imperative");
+  ASSERT_EQ(ns.exit_code, 0) << ns.output;
+  CommandResult cm =
+      stack_->kubectl("create configmap settings -n imperative --from-literal=mode=fast");
+  ASSERT_EQ(cm.exit_code, 0) << cm.output;
+  json config = getJson("configmap settings -n imperative");
+  EXPECT_EQ(config["data"]["mode"], "fast");
+  EXPECT_EQ(getJson("namespace imperative")["status"]["phase"], "Active");
+
+  CommandResult labeled = stack_->kubectl("label configmap settings -n imperative tier=gold");
+  ASSERT_EQ(labeled.exit_code, 0) << labeled.output;
+  CommandResult annotated = stack_->kubectl("annotate namespace imperative owner=me");
+  ASSERT_EQ(annotated.exit_code, 0) << annotated.output;
+  EXPECT_EQ(getJson("configmap settings -n imperative")["metadata"]["labels"]["tier"], "gold");
+  EXPECT_EQ(getJson("namespace imperative")["metadata"]["annotations"]["owner"], "me");
+
+  CommandResult deleted = stack_->kubectl("delete configmap settings -n imperative");
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  EXPECT_NE(stack_->kubectl("get configmap settings -n imperative").exit_code, 0);
+  CommandResult ns_deleted = stack_->kubectl("delete namespace imperative --wait=false");
+  EXPECT_EQ(ns_deleted.exit_code, 0) << ns_deleted.output;
+}
+
 TEST_F(KubectlTest, RequestsWithoutTheTokenAreRejected) {
   CommandResult url = runCommand("kubectl config view --raw --kubeconfig='" + stack_->kubeconfig() +
                                  "' -o jsonpath='{.clusters[0].cluster.server}'");
