@@ -219,10 +219,11 @@ class Decoder {
     unsigned month = 0;
     unsigned day = 0;
     civilFromDays(days, &year, &month, &day);
-    std::array<char, 32> text{};
-    std::snprintf(text.data(), text.size(), "%04lld-%02u-%02uT%02lld:%02lld:%02lldZ",
-                  static_cast<long long>(year), month, day, static_cast<long long>(rest / 3600),
-                  static_cast<long long>(rest / 60 % 60), static_cast<long long>(rest % 60));
+    // Within the checked range: 1 <= year <= 9999 and 0 <= rest < 86400.
+    auto hms = static_cast<unsigned>(rest);
+    std::array<char, 64> text{};
+    std::snprintf(text.data(), text.size(), "%04u-%02u-%02uT%02u:%02u:%02uZ",
+                  static_cast<unsigned>(year), month, day, hms / 3600, hms / 60 % 60, hms % 60);
     *out = std::string(text.data());
     return Status{};
   }
