@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
         parser.get().body().data = chunk;
         parser.get().body().size = sizeof(chunk);
         beast::error_code ec;
-        http::read(watcher.stream(), watcher.buffer(), parser, ec);
+        http::read_some(watcher.stream(), watcher.buffer(), parser, ec);
         if (ec && ec != http::error::need_buffer) {
           std::fprintf(stderr, "watch read: %s\n", ec.message().c_str());
           return 1;
