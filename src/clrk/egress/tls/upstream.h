@@ -1,0 +1,36 @@
+// Upstream (proxy -> real server) TLS: client contexts that verify the real certificate chain and
+// host name, and helpers to prepare each SSL connection and explain verification failures.
+#pragma once
+
+#include "clrk/base/status.h"
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+typedef struct ssl_st SSL;
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace clrk::egress::tls {
+
+// A TLS 1.2+ client context with verify_peer, trusting the system default store
+// (SSL_CTX_set_default_verify_paths: Debian's /etc/ssl/certs, SSL_CERT_FILE/SSL_CERT_DIR honoured)
+// plus every PEM certificate in extra_trust_pem (may be empty; InvalidArgument if it is non-empty
+// but holds no parsable certificate). Thread-safe to share between connections.
+Result<std::shared_ptr<boost::asio::ssl::context>> makeUpstreamContext(
+    std::string_view extra_trust_pem);
+
+// Prepares one client SSL before the handshake: SNI = host (not for IP literals), hostname
+// verification (SSL_set1_host, or the IP address check for IP literals), ALPN "http/1.1"
+// (preceded by "h2" when offer_h2). InvalidArgument for an empty/invalid host.
+Status prepareUpstreamSsl(SSL* ssl, std::string_view host, bool offer_h2 = false);
+
+// After a failed handshake: a human-readable reason, e.g. "certificate verify failed:
+// self-signed certificate in certificate chain for host api.openai.com" or "certificate verify
+// failed: hostname mismatch for host x (certificate is for ...)". Empty when verification passed.
+std::string verifyFailureReason(const SSL* ssl);
+
+}  // namespace clrk::egress::tls
