@@ -1,0 +1,81 @@
+// Record: one egress call (an HTTP request/response or an L4 connection) as a span-like value.
+//
+// A Record maps 1:1 onto an OTLP span (and an OTLP log record): trace/span ids, start/end time,
+// status and typed attributes. Attribute names are the constants in attributes.h. Records are
+// plain values; they are copied into the telemetry pipeline (pipeline.h) and serialized to JSON
+// for the disk spool and the local store.
+// Thread model: plain values, no shared state; the free functions are thread-safe.
+#pragma once
+
+#include "clrk/base/status.h"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace clrk::telemetry {
+
+using TraceId = std::array<uint8_t, 16>;
+using SpanId = std::array<uint8_t, 8>;
+
+using AttributeValue = std::variant<std::string, int64_t, double, bool>;
+
+struct Attribute {
+  std::string key;
+  AttributeValue value;
+  bool operator==(const Attribute&) const = default;
+};
+
+// Span status codes, numbered as in OTLP (Status.StatusCode).
+enum class StatusCode : int { Unset = 0, Ok = 1, Error = 2 };
+
+struct Record {
+  // "POST api.openai.com /v1/chat/completions", "CONNECT example.com:443", "tcp 1.2.3.4:5432".
+  std::string name;
+  TraceId trace_id{};       // all zero = unset (the pipeline does not fill it in)
+  SpanId span_id{};         // all zero = unset
+  SpanId parent_span_id{};  // all zero = root span
+  std::chrono::system_clock::time_point start{};
+  std::chrono::system_clock::time_point end{};
+  int status_code = 0;                // StatusCode: 0 unset, 1 ok, 2 error
+  std::string status_message;         // set with status_code 2
+  std::vector<Attribute> attributes;  // keys unique (set() keeps them so)
+
+  bool operator==(const Record&) const = default;
+};
+
+// Sets `key` to `value`, replacing an existing attribute of the same key (order kept).
+void set(Record& record, std::string_view key, AttributeValue value);
+
+// The value of `key`, or nullptr. The pointer is valid until `record` changes.
+const AttributeValue* find(const Record& record, std::string_view key);
+
+// Typed lookups: nullopt when absent or of another type.
+const std::string* findString(const Record& record, std::string_view key);
+std::optional<int64_t> findInt(const Record& record, std::string_view key);
+
+// Random non-zero ids (OpenSSL CSPRNG), as OTLP requires.
+TraceId newTraceId();
+SpanId newSpanId();
+
+// Lower-case hex of an id (32 / 16 characters) and its inverse (InvalidArgument on bad input).
+std::string toHex(std::span<const uint8_t> bytes);
+Status fromHex(std::string_view hex, std::span<uint8_t> out);
+
+// Compact JSON used by the spool and the local store (not OTLP/JSON; see otlp_exporter.h):
+// {"name":..,"traceId":"hex","spanId":"hex","parentSpanId":"hex","startNs":int,"endNs":int,
+//  "status":{"code":int,"message":..},"attributes":[{"k":key,"s"|"i"|"d"|"b":value},...]}.
+// Times are nanoseconds since the Unix epoch. Doubles that are not finite are written as null
+// and read back as 0 (JSON has no NaN/Inf).
+std::string toJson(const Record& record);
+
+// Parses toJson output. InvalidArgument naming the bad field on malformed input; never throws.
+Result<Record> recordFromJson(std::string_view json);
+
+}  // namespace clrk::telemetry
