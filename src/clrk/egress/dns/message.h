@@ -73,6 +73,10 @@ struct Query {
   bool has_edns = false;
   uint16_t edns_udp_size = kMinUdpPayload;  // requestor's payload size, never below 512
   uint8_t edns_version = 0;                 // meaningful only when has_edns
+  bool edns_do = false;                     // DNSSEC OK bit, echoed in the response's OPT
+  // The question name exactly as sent (case preserved, dotted), so the response echoes it
+  // byte for byte (clients using 0x20 case randomisation compare it). Empty = use question.name.
+  std::string name_as_sent;
 };
 
 inline uint8_t opcodeOf(uint16_t flags) { return static_cast<uint8_t>((flags >> 11) & 0xF); }

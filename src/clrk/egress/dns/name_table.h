@@ -87,9 +87,9 @@ class NameTable {
 
  private:
   struct Slot {
-    std::string name;                   // empty while the slot is unused
-    std::atomic<int64_t> last_used{0};  // Clock ticks; bumped under the shared lock
-    int64_t stamp = 0;                  // position key in lru_ (<= last_used)
+    std::string name;                           // empty while the slot is unused
+    mutable std::atomic<int64_t> last_used{0};  // Clock ticks; bumped under the shared lock
+    int64_t stamp = 0;                          // position key in lru_ (<= last_used)
   };
   struct StringHash {
     using is_transparent = void;
