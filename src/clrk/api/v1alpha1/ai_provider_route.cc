@@ -6,6 +6,27 @@
 namespace clrk::api::v1alpha1 {
 namespace {
 
+// Gateway API HTTPHeaderFilter shape: headers set, added or removed (applied remove, set, add).
+SchemaBuilder headerModifier(const std::string& what) {
+  auto header = obj({
+      field("name", str()
+                        .required()
+                        .minLength(1)
+                        .maxLength(256)
+                        .pattern("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+                        .doc("Header name (case-insensitive).")),
+      field("value", str().required().maxLength(4096).doc("Header value.")),
+  });
+  return obj({
+      field("set", arr(header).maxItems(16).doc("Headers set on the " + what +
+                                                ", replacing any value already present.")),
+      field("add", arr(header).maxItems(16).doc("Headers appended to the " + what + ".")),
+      field("remove", arr(str().minLength(1).maxLength(256))
+                          .maxItems(16)
+                          .doc("Names of headers removed from the " + what + ".")),
+  });
+}
+
 SchemaBuilder rule() {
   auto match = obj({
       field("provider", str().required().minLength(1).doc(
@@ -23,12 +44,20 @@ SchemaBuilder rule() {
   auto filter = obj({
       field("type", str()
                         .required()
-                        .oneOf({"TokenBudget", "ExtensionRef"})
-                        .doc("Filter type: TokenBudget or ExtensionRef.")),
+                        .oneOf({"TokenBudget", "ExtensionRef", "RequestHeaderModifier",
+                                "ResponseHeaderModifier"})
+                        .doc("Filter type: TokenBudget, ExtensionRef, RequestHeaderModifier or "
+                             "ResponseHeaderModifier.")),
       field("tokenBudget", token_budget.doc("Inline token consumption limits.")),
       field("extensionRef", typedLocalObjectReference().doc(
                                 "Cross-cutting policy, or a classifier choosing among the "
                                 "rule's backendRefs.")),
+      field("requestHeaderModifier",
+            headerModifier("request").doc("Header edits applied to the request before it is "
+                                          "sent upstream (type RequestHeaderModifier).")),
+      field("responseHeaderModifier", headerModifier("response")
+                                          .doc("Header edits applied to the response before it "
+                                               "reaches the agent (type ResponseHeaderModifier).")),
   });
   return obj({
       field("matches", arr(match).doc("Criteria; any match selects the rule.")),

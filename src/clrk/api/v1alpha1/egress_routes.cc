@@ -62,6 +62,27 @@ SchemaBuilder toolPolicy() {
   });
 }
 
+// Gateway API HTTPHeaderFilter shape: headers set, added or removed (applied remove, set, add).
+SchemaBuilder headerModifier(const std::string& what) {
+  auto header = obj({
+      field("name", str()
+                        .required()
+                        .minLength(1)
+                        .maxLength(256)
+                        .pattern("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+                        .doc("Header name (case-insensitive).")),
+      field("value", str().required().maxLength(4096).doc("Header value.")),
+  });
+  return obj({
+      field("set", arr(header).maxItems(16).doc("Headers set on the " + what +
+                                                ", replacing any value already present.")),
+      field("add", arr(header).maxItems(16).doc("Headers appended to the " + what + ".")),
+      field("remove", arr(str().minLength(1).maxLength(256))
+                          .maxItems(16)
+                          .doc("Names of headers removed from the " + what + ".")),
+  });
+}
+
 SchemaBuilder mcpRule() {
   auto match = obj({
       field("servers", arr(str()).doc("MCP server URL patterns matched.")),
@@ -73,10 +94,18 @@ SchemaBuilder mcpRule() {
   auto filter = obj({
       field("type", str()
                         .required()
-                        .oneOf({"ToolPolicy", "ExtensionRef"})
-                        .doc("Filter type: ToolPolicy or ExtensionRef.")),
+                        .oneOf({"ToolPolicy", "ExtensionRef", "RequestHeaderModifier",
+                                "ResponseHeaderModifier"})
+                        .doc("Filter type: ToolPolicy, ExtensionRef, RequestHeaderModifier or "
+                             "ResponseHeaderModifier.")),
       field("toolPolicy", toolPolicy().doc("Inline tool-call policy.")),
       field("extensionRef", typedLocalObjectReference().doc("Cross-cutting policy applied.")),
+      field("requestHeaderModifier",
+            headerModifier("request").doc("Header edits applied to the request before it is "
+                                          "sent upstream (type RequestHeaderModifier).")),
+      field("responseHeaderModifier", headerModifier("response")
+                                          .doc("Header edits applied to the response before it "
+                                               "reaches the agent (type ResponseHeaderModifier).")),
   });
   return obj({
       field("matches", arr(match).doc("Criteria; any match selects the rule.")),
