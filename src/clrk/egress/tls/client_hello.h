@@ -16,6 +16,10 @@ namespace clrk::egress::tls {
 // Largest ClientHello handshake message accepted (body plus its 4-byte header). A hello may be
 // split over several TLS records; the record headers come on top of this bound.
 inline constexpr size_t kMaxClientHelloBytes = 16 * 1024 + 4;
+// The hello may be spread over at most this many records (more is kMalformed), so a caller never
+// needs to buffer more than kMaxSniffBytes before sniffClientHello stops answering kNeedMore.
+inline constexpr size_t kMaxClientHelloRecords = 64;
+inline constexpr size_t kMaxSniffBytes = kMaxClientHelloBytes + 5 * kMaxClientHelloRecords;
 
 struct ClientHello {
   std::string sni;                // server_name host_name, lower-cased; empty when absent

@@ -8,7 +8,8 @@
 // when the client offers it ("h2" first when Options::offer_h2 and offered); otherwise no ALPN
 // is negotiated (the handshake still succeeds).
 //
-// Thread-safe: 16 shards, each an LRU under its own mutex (capacity split across shards);
+// Thread-safe: 16 shards, each an LRU under its own mutex (capacity split evenly across shards;
+// below 256 entries a single exact LRU);
 // concurrent first requests for the same host mint once (the others wait for that mint).
 // The contexts are shared_ptr: an evicted context lives on while connections still use it.
 #pragma once
@@ -55,7 +56,8 @@ class LeafCache {
   std::shared_ptr<const CertificateAuthority> ca_;
   Options options_;
   std::unique_ptr<Shard[]> shards_;
-  size_t per_shard_capacity_ = 0;
+  size_t shard_count_ = 1;
+  size_t per_shard_capacity_ = 1;
   std::atomic<uint64_t> mints_{0};
 };
 
