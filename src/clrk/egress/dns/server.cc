@@ -105,9 +105,6 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
     } else {
       out = answer(*query, entry);
     }
-    socket.send_to(asio::buffer(out), from, 0, ec);
-    if (ec)
-      log->debug("reply to {}:{} failed: {}", entry.client_ip, entry.client_port, ec.message());
     log->debug("{} {} from {} -> {}{}", typeName(entry.type), entry.name, entry.client_ip,
                rcodeName(entry.rcode), entry.answers.empty() ? "" : " " + entry.answers.front());
     if (options.on_query) {
@@ -118,6 +115,11 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
       } catch (...) {
         log->warn("query log callback threw");
       }
+    }
+    // Sent after the log callback so whoever sees the reply can rely on the record existing.
+    socket.send_to(asio::buffer(out), from, 0, ec);
+    if (ec) {
+      log->debug("reply to {}:{} failed: {}", entry.client_ip, entry.client_port, ec.message());
     }
   }
 

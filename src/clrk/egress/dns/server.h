@@ -62,8 +62,9 @@ struct QueryLog {
 class DnsServer {
  public:
   struct Options {
-    std::chrono::seconds ttl{30};                   // TTL of A and PTR answers
-    std::function<void(const QueryLog&)> on_query;  // optional
+    std::chrono::seconds ttl{30};  // TTL of A and PTR answers
+    // Optional; called for every answered query, before the reply is sent.
+    std::function<void(const QueryLog&)> on_query;
   };
 
   // Binds `listen` (port 0 picks a free port) and starts answering on `io`. Fails (Unavailable)
