@@ -167,9 +167,13 @@ std::string verifyFailureReason(const SSL* ssl) {
   reason += X509_verify_cert_error_string(result);
   if (!host.empty()) reason += " for host " + host;
   if (result == X509_V_ERR_HOSTNAME_MISMATCH || result == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-    if (X509* peer = SSL_get0_peer_certificate(ssl)) {
-      reason += " (certificate is for " + certificateNames(peer) + ")";
-    }
+    // After a failed verification the session has no peer certificate yet, but the received
+    // chain (leaf first) is kept.
+    X509* peer = SSL_get0_peer_certificate(ssl);
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    if (peer == nullptr && chain != nullptr && sk_X509_num(chain) > 0)
+      peer = sk_X509_value(chain, 0);
+    if (peer != nullptr) reason += " (certificate is for " + certificateNames(peer) + ")";
   }
   return reason;
 }
