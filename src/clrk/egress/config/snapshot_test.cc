@@ -1,0 +1,5 @@
+#include "clrk/egress/config/snapshot.h"
+
+#include <gtest/gtest.h>
+
+TEST(SnapshotTest, Placeholder) {}
