@@ -233,7 +233,8 @@ class Pipeline::Impl {
 
   // Spool state.
   mutable std::mutex spool_mu_;
-  std::condition_variable spool_cv_;
+  std::condition_variable data_cv_;      // readers: new data, rotation or stop
+  std::condition_variable progress_cv_;  // flush(): spooled or delivered records
   std::map<uint64_t, Segment> segments_;
   uint64_t active_seq_ = 0;
   int active_fd_ = -1;  // writer thread only (opened under spool_mu_)
@@ -444,7 +445,7 @@ void Pipeline::Impl::writerLoop() {
                      status.toString());
         std::lock_guard lock(spool_mu_);
         processed_ += batch.size();
-        spool_cv_.notify_all();
+        progress_cv_.notify_all();
         break;
       }
       log()->error("telemetry spool: write failed (will retry): {}", status.toString());
@@ -478,7 +479,7 @@ Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
   if (active.readable_bytes > 0 &&
       active.readable_bytes + buffer.size() > options_.segment_max_bytes) {
     CLRK_RETURN_IF_ERROR(openActiveSegment(active_seq_ + 1));
-    spool_cv_.notify_all();
+    data_cv_.notify_all();
   }
   // Enforce the spool size limit by dropping the oldest sealed segments.
   while (spool_bytes_ + buffer.size() > options_.spool_max_bytes) {
@@ -519,7 +520,8 @@ Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
   processed_ += batch.size();
   spooled_.fetch_add(records);
   lock.unlock();
-  spool_cv_.notify_all();
+  data_cv_.notify_all();
+  progress_cv_.notify_all();
   return {};
 }
 
@@ -534,11 +536,20 @@ void Pipeline::Impl::dropSegment(uint64_t seq) {
 }
 
 void Pipeline::Impl::collectGarbage() {
-  uint64_t min_seq = UINT64_MAX;
-  for (const auto& reader : readers_) min_seq = std::min(min_seq, reader->cursor.seq);
+  // A sealed segment can go once every reader's cursor is past it or at its end.
   while (!segments_.empty()) {
     auto oldest = segments_.begin();
-    if (oldest->second.active || oldest->first >= min_seq) break;
+    if (oldest->second.active) break;
+    bool all_done = true;
+    for (const auto& reader : readers_) {
+      const Cursor& cursor = reader->cursor;
+      if (cursor.seq < oldest->first ||
+          (cursor.seq == oldest->first && cursor.offset < oldest->second.readable_bytes)) {
+        all_done = false;
+        break;
+      }
+    }
+    if (!all_done) break;
     dropSegment(oldest->first);
   }
 }
@@ -606,8 +617,8 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
           if (fd >= 0) ::close(fd);
           return;
         }
-        spool_cv_.notify_all();  // flush() waiters may be watching this cursor
-        spool_cv_.wait(lock);
+        progress_cv_.notify_all();  // flush() may be waiting for this cursor to reach the end
+        data_cv_.wait(lock);
       }
       if (readers_stopping_ && Clock::now() >= drain_deadline_) {
         lock.unlock();
@@ -713,7 +724,7 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
         collectGarbage();
       }
       persistCursor(reader);
-      spool_cv_.notify_all();
+      progress_cv_.notify_all();
       continue;
     }
 
@@ -725,7 +736,7 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
     auto wake = Clock::now() + backoff;
     if (readers_stopping_) wake = std::min(wake, drain_deadline_);
     bool was_stopping = readers_stopping_;
-    spool_cv_.wait_until(lock, wake, [&] {
+    data_cv_.wait_until(lock, wake, [&] {
       return (readers_stopping_ && !was_stopping) ||
              (readers_stopping_ && Clock::now() >= drain_deadline_);
     });
@@ -741,11 +752,11 @@ bool Pipeline::Impl::flush(std::chrono::milliseconds timeout) {
     target_records = emitted_;
   }
   std::unique_lock lock(spool_mu_);
-  if (!spool_cv_.wait_until(lock, deadline, [&] { return processed_ >= target_records; })) {
+  if (!progress_cv_.wait_until(lock, deadline, [&] { return processed_ >= target_records; })) {
     return false;
   }
   Cursor target{active_seq_, segments_[active_seq_].readable_bytes};
-  return spool_cv_.wait_until(lock, deadline, [&] {
+  return progress_cv_.wait_until(lock, deadline, [&] {
     for (const auto& reader : readers_) {
       if (!readerCaughtUp(*reader, target)) return false;
     }
@@ -809,17 +820,17 @@ void Pipeline::Impl::shutdown() {
     readers_stopping_ = true;
     drain_deadline_ = Clock::now() + options_.shutdown_drain;
   }
-  spool_cv_.notify_all();
+  data_cv_.notify_all();
   for (auto& reader : readers_) {
     if (reader->thread.joinable()) reader->thread.join();
   }
   {
     std::lock_guard lock(spool_mu_);
+    // The next start opens a new segment, so the active one is sealed now; it is removed when
+    // empty or delivered everywhere.
+    if (auto it = segments_.find(active_seq_); it != segments_.end()) it->second.active = false;
     collectGarbage();
-    // An empty active segment is removed; the next start opens a new one anyway.
-    auto it = segments_.find(active_seq_);
-    if (it != segments_.end() && it->second.readable_bytes == 0) {
-      it->second.active = false;
+    if (auto it = segments_.find(active_seq_); it != segments_.end() && it->second.records == 0) {
       dropSegment(active_seq_);
     }
   }

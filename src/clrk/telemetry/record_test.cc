@@ -1,0 +1,126 @@
+#include "clrk/telemetry/record.h"
+
+#include "clrk/telemetry/attributes.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace clrk::telemetry {
+namespace {
+
+Record sampleRecord() {
+  Record record;
+  record.name = "POST api.openai.com /v1/chat/completions";
+  record.trace_id = newTraceId();
+  record.span_id = newSpanId();
+  record.parent_span_id = newSpanId();
+  record.start =
+      std::chrono::system_clock::time_point(std::chrono::nanoseconds(1700000000123456789));
+  record.end = record.start + std::chrono::milliseconds(250);
+  record.status_code = 2;
+  record.status_message = "upstream 502";
+  set(record, attr::kGenAiSystem, std::string("openai"));
+  set(record, attr::kGenAiUsageInputTokens, int64_t{12});
+  set(record, attr::kGenAiUsageOutputTokens, int64_t{-3});
+  set(record, attr::kClrkTtfbMs, 12.5);
+  set(record, attr::kClrkStreaming, true);
+  set(record, "clrk.unicode", std::string("h\u00e9llo \"quoted\"\n"));
+  return record;
+}
+
+TEST(RecordTest, JsonRoundTripKeepsEveryField) {
+  Record record = sampleRecord();
+  std::string json = toJson(record);
+  auto parsed = recordFromJson(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(*parsed, record);
+  EXPECT_EQ(std::get<int64_t>(*find(*parsed, attr::kGenAiUsageInputTokens)), 12);
+  EXPECT_EQ(std::get<bool>(*find(*parsed, attr::kClrkStreaming)), true);
+}
+
+TEST(RecordTest, LargeIntegersSurviveRoundTrip) {
+  Record record;
+  set(record, "big", std::numeric_limits<int64_t>::max());
+  set(record, "small", std::numeric_limits<int64_t>::min());
+  auto parsed = recordFromJson(toJson(record));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(findInt(*parsed, "big"), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(findInt(*parsed, "small"), std::numeric_limits<int64_t>::min());
+}
+
+TEST(RecordTest, NonFiniteDoubleBecomesZero) {
+  Record record;
+  set(record, "nan", std::nan(""));
+  auto parsed = recordFromJson(toJson(record));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(std::get<double>(*find(*parsed, "nan")), 0.0);
+}
+
+TEST(RecordTest, SetReplacesAndFindReturnsNullWhenAbsent) {
+  Record record;
+  set(record, "a", int64_t{1});
+  set(record, "b", std::string("x"));
+  set(record, "a", int64_t{2});
+  ASSERT_EQ(record.attributes.size(), 2u);
+  EXPECT_EQ(record.attributes[0].key, "a");
+  EXPECT_EQ(findInt(record, "a"), 2);
+  EXPECT_EQ(find(record, "missing"), nullptr);
+  EXPECT_EQ(findString(record, "a"), nullptr);  // wrong type
+  ASSERT_NE(findString(record, "b"), nullptr);
+  EXPECT_EQ(*findString(record, "b"), "x");
+}
+
+TEST(RecordTest, IdsAreRandomAndNonZero) {
+  TraceId a = newTraceId();
+  TraceId b = newTraceId();
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, TraceId{});
+  EXPECT_EQ(toHex(a).size(), 32u);
+  SpanId s = newSpanId();
+  EXPECT_NE(s, SpanId{});
+  SpanId back{};
+  ASSERT_TRUE(fromHex(toHex(s), back).ok());
+  EXPECT_EQ(back, s);
+}
+
+TEST(RecordTest, HexRejectsBadInput) {
+  SpanId out{};
+  EXPECT_FALSE(fromHex("abc", out).ok());
+  EXPECT_FALSE(fromHex("zz00000000000000", out).ok());
+  EXPECT_TRUE(fromHex("00112233445566FF", out).ok());
+  EXPECT_EQ(out[7], 0xff);
+}
+
+TEST(RecordTest, MalformedJsonIsAnErrorNamingTheField) {
+  EXPECT_FALSE(recordFromJson("").ok());
+  EXPECT_FALSE(recordFromJson("{").ok());
+  EXPECT_FALSE(recordFromJson("[]").ok());
+  auto bad_id = recordFromJson(R"({"traceId":"xyz"})");
+  ASSERT_FALSE(bad_id.ok());
+  EXPECT_NE(bad_id.status().message().find("traceId"), std::string::npos);
+  auto bad_attr = recordFromJson(R"({"attributes":[{"k":"a","q":1}]})");
+  ASSERT_FALSE(bad_attr.ok());
+  EXPECT_NE(bad_attr.status().message().find("attributes[0]"), std::string::npos);
+  auto bad_time = recordFromJson(R"({"startNs":"yesterday"})");
+  ASSERT_FALSE(bad_time.ok());
+  EXPECT_NE(bad_time.status().message().find("startNs"), std::string::npos);
+  auto bad_status = recordFromJson(R"({"status":{"code":7}})");
+  EXPECT_FALSE(bad_status.ok());
+  auto huge = recordFromJson(R"({"startNs":1e300})");
+  EXPECT_FALSE(huge.ok());
+}
+
+TEST(RecordTest, InvalidUtf8IsReplacedNotThrown) {
+  Record record;
+  record.name = std::string("bad \xff\xfe name");
+  std::string json = toJson(record);
+  auto parsed = recordFromJson(json);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_NE(parsed->name, record.name);
+  EXPECT_EQ(parsed->name.rfind("bad ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace clrk::telemetry
