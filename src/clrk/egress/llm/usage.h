@@ -54,12 +54,15 @@ class ResponseObserver {
   bool truncated() const { return truncated_; }
   // SSE events seen (dispatched) so far; useful for "first token" bookkeeping.
   uint64_t eventCount() const { return sse_.dispatchedEvents(); }
+  Provider provider() const { return provider_; }
 
   // Internal (public for the parser callbacks): reads one JSON document (a body or an event's
   // data) of the observed provider. `sse_type` is the SSE event type, "" for plain JSON.
   void observeJson(std::string_view json, std::string_view sse_type);
 
  private:
+  void observeDoc(std::string_view json, std::string_view sse_type, int depth);
+
   Provider provider_;
   bool event_stream_;
   size_t max_json_bytes_;
