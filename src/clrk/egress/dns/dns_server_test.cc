@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -369,6 +370,58 @@ TEST_F(DnsServerTest, StopClosesTheSocketAndBindConflictsAreErrors) {
   server_->stop();
   server_->stop();  // idempotent
   EXPECT_FALSE(client_.exchange(port_, makeQuery(QuerySpec{}), 200ms));
+}
+
+TEST_F(DnsServerTest, StopWhileFloodedFromAnotherThreadIsSafe) {
+  std::atomic<bool> done{false};
+  std::thread flooder([&] {
+    UdpClient c;
+    QuerySpec spec;
+    spec.name = "x.allowed";
+    auto q = makeQuery(spec);
+    while (!done) c.send(port_, q);
+  });
+  std::this_thread::sleep_for(50ms);
+  server_->stop();
+  server_.reset();  // handlers still queued must not touch freed memory
+  std::this_thread::sleep_for(20ms);
+  done = true;
+  flooder.join();
+  auto count = logs().size();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(logs().size(), count);  // nothing handled after stop
+  EXPECT_GT(count, 0u);
+}
+
+TEST(DnsServerNoFixture, AnswersWithSeveralIoThreads) {
+  asio::io_context io;
+  NameTable table;
+  auto server =
+      DnsServer::start(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0), table,
+                       [](const std::string&, const std::string&) { return Answer::kSynthetic; });
+  ASSERT_TRUE(server.ok());
+  const uint16_t port = (*server)->port();
+  std::vector<std::thread> io_threads;
+  for (int i = 0; i < 3; ++i) io_threads.emplace_back([&] { io.run(); });
+  std::vector<std::thread> clients;
+  std::atomic<int> answered{0};
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      UdpClient c;
+      for (int i = 0; i < 50; ++i) {
+        QuerySpec spec;
+        spec.name = "h" + std::to_string(i % 10) + ".t" + std::to_string(t);
+        spec.id = static_cast<uint16_t>(t * 1000 + i);
+        auto reply = c.exchange(port, makeQuery(spec));
+        if (reply && decode(*reply).answers.size() == 1) ++answered;
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(answered.load(), 200);
+  EXPECT_EQ(table.size(), 40u);
+  (*server)->stop();
+  for (auto& t : io_threads) t.join();  // run() returns: no work left once the socket is closed
 }
 
 // --- Real clients ---

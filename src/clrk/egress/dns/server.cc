@@ -85,7 +85,11 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
   void handle(std::span<const uint8_t> packet, const udp::endpoint& from) {
     QueryLog entry;
     boost::system::error_code ec;
-    entry.client_ip = from.address().to_string(ec);
+    asio::ip::address client = from.address();
+    if (client.is_v6() && client.to_v6().is_v4_mapped()) {
+      client = asio::ip::make_address_v4(asio::ip::v4_mapped, client.to_v6());
+    }
+    entry.client_ip = client.to_string(ec);
     entry.client_port = from.port();
     if (packet.size() < kHeaderSize || (packet[2] & 0x80) != 0) {
       log->debug("dropped {}-byte packet from {}:{} (no header or a response)", packet.size(),

@@ -44,7 +44,8 @@ namespace clrk::egress::dns {
 
 enum class Answer { kSynthetic, kNxDomain, kRefused };
 
-// Decides a name (lower case, no trailing dot) for a client (its IPv4 address as text).
+// Decides a name (lower case, no trailing dot) for a client (its address as text, e.g.
+// "10.200.0.2"; IPv4-mapped IPv6 senders on a dual-stack socket are given in IPv4 form).
 using Policy = std::function<Answer(const std::string& name, const std::string& client_ip)>;
 
 // One handled query, for audit logs and tests.
