@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
@@ -247,6 +248,34 @@ TEST(LeafCacheTest, ConcurrentFirstRequestsMintOnce) {
   EXPECT_EQ(cache.mints(), static_cast<uint64_t>(kHosts));
   EXPECT_EQ(cache.size(), static_cast<size_t>(kHosts));
   for (int t = 1; t < kThreads; ++t) EXPECT_EQ(seen[t], seen[0]);
+}
+
+TEST(LeafCacheTest, SameHostRaceMintsOnce) {
+  LeafCache cache(makeCa());
+  constexpr int kThreads = 8;
+  for (int round = 0; round < 5; ++round) {
+    const std::string host = "race" + std::to_string(round) + ".example.com";
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<boost::asio::ssl::context*> got(kThreads, nullptr);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (!go.load()) std::this_thread::yield();
+        auto r = cache.serverContext(host);
+        if (r.ok()) got[t] = r->get();
+      });
+    }
+    while (ready.load() < kThreads) std::this_thread::yield();
+    go = true;
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(cache.mints(), static_cast<uint64_t>(round + 1));
+    for (int t = 0; t < kThreads; ++t) {
+      EXPECT_NE(got[t], nullptr);
+      EXPECT_EQ(got[t], got[0]);
+    }
+  }
 }
 
 }  // namespace
