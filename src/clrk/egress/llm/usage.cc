@@ -9,6 +9,7 @@ namespace {
 
 constexpr size_t kMaxStringBytes = 256;
 constexpr size_t kMaxFinishReasons = 16;
+constexpr size_t kKeepBytes = 64 * 1024;  // head and tail kept of an oversize JSON body
 
 using json::Kind;
 using json::Value;
@@ -98,13 +99,26 @@ void ResponseObserver::feed(std::string_view body_chunk) {
     sse_.feed(body_chunk, [this](const SseEvent& event) { observeJson(event.data, event.type); });
     return;
   }
-  if (truncated_) return;
-  if (body_.size() + body_chunk.size() > max_json_bytes_) {
-    truncated_ = true;
-    std::string().swap(body_);
+  if (!truncated_ && body_.size() + body_chunk.size() <= max_json_bytes_) {
+    body_.append(body_chunk);
     return;
   }
-  body_.append(body_chunk);
+  if (!truncated_) {
+    truncated_ = true;
+    size_t head = std::min({body_.size() + body_chunk.size(), kKeepBytes, max_json_bytes_});
+    if (body_.size() < head) body_.append(body_chunk.substr(0, head - body_.size()));
+    tail_ = body_.size() > head ? body_.substr(body_.size() - std::min(body_.size(), kKeepBytes))
+                                : std::string();
+    body_.resize(head);
+    body_.shrink_to_fit();
+  }
+  // Keep the last kKeepBytes (amortised: trim when twice that).
+  if (body_chunk.size() >= kKeepBytes) {
+    tail_.assign(body_chunk.substr(body_chunk.size() - kKeepBytes));
+    return;
+  }
+  tail_.append(body_chunk);
+  if (tail_.size() > 2 * kKeepBytes) tail_.erase(0, tail_.size() - kKeepBytes);
 }
 
 void ResponseObserver::finish() {
@@ -113,13 +127,43 @@ void ResponseObserver::finish() {
     // An event the server did not terminate with a blank line still counts (a lenient reading;
     // the spec would discard it, but its usage is real).
     sse_.feed("\n\n", [this](const SseEvent& event) { observeJson(event.data, event.type); });
-  } else if (!truncated_ && !body_.empty()) {
-    observeJson(body_, "");
+  } else if (!body_.empty()) {
+    observeJson(body_, "");  // a truncated head still yields the members before the cut
+    if (truncated_) rescueFromTail();
     std::string().swap(body_);
+    std::string().swap(tail_);
   }
   finished_ = true;
   if (!usage_.total_tokens && (usage_.input_tokens || usage_.output_tokens)) {
     usage_.total_tokens = usage_.input_tokens.value_or(0) + usage_.output_tokens.value_or(0);
+  }
+}
+
+// Usage objects come last in every provider's JSON, so the tail of an oversize body usually holds
+// them. In valid JSON the bytes `"usage"` followed by ':' can only be a key (quotes inside
+// strings are escaped), so a match is a real member; the last one wins.
+void ResponseObserver::rescueFromTail() {
+  std::string_view tail = tail_;
+  for (std::string_view name :
+       {std::string_view("\"usage\""), std::string_view("\"usageMetadata\"")}) {
+    size_t at = tail.size();
+    while (at > 0) {
+      at = tail.rfind(name, at - 1);
+      if (at == std::string_view::npos) break;
+      size_t colon = json::skipWs(tail, at + name.size());
+      if (colon >= tail.size() || tail[colon] != ':') continue;
+      Value v;
+      if (json::scanValue(tail, colon + 1, &v) == std::string_view::npos ||
+          v.kind != Kind::kObject) {
+        continue;
+      }
+      if (name == "\"usage\"") {
+        readUsage(v, &usage_);
+      } else {
+        readUsageMetadata(v, &usage_);
+      }
+      break;
+    }
   }
 }
 

@@ -29,13 +29,16 @@ struct Usage {
 };
 
 // Observes one response body. `event_stream` = the response is text/event-stream. JSON bodies are
-// accumulated up to max_json_bytes and parsed at finish() (a larger body is not parsed; see
-// truncated()); SSE bodies are parsed event by event as they arrive, each event bounded by
+// accumulated up to max_json_bytes and parsed at finish(); a larger body keeps only its first and
+// last 64 KiB (see truncated()): the head yields model and id, the tail the usage object that
+// providers put last. SSE bodies are parsed event by event as they arrive, each event bounded by
 // max_json_bytes too. Kinds understood: OpenAI chat/completions/embeddings (JSON and chunks,
 // usage on the final chunk with include_usage), OpenAI Responses API (response.completed etc.),
 // Anthropic messages (JSON; message_start / message_delta / error events), Gemini
 // generateContent (JSON, JSON array of chunks, and ?alt=sse chunks; usageMetadata), Bedrock
-// Converse JSON. Azure OpenAI and custom providers are read as OpenAI.
+// Converse JSON. Azure OpenAI and custom providers are read as OpenAI. Anthropic's
+// cache_read/cache_creation input tokens are added into input_tokens (so input means all prompt
+// tokens, as for the other providers).
 class ResponseObserver {
  public:
   ResponseObserver(Provider provider, bool event_stream, size_t max_json_bytes = size_t{1} << 20);
@@ -50,7 +53,7 @@ class ResponseObserver {
   // Provider's error type ("rate_limit_error", "overloaded_error", "invalid_request_error",
   // "RESOURCE_EXHAUSTED", ...); "" when none.
   std::string errorType() const { return error_type_; }
-  // The JSON body exceeded max_json_bytes and was not parsed.
+  // The JSON body exceeded max_json_bytes: only its head and tail were read.
   bool truncated() const { return truncated_; }
   // SSE events seen (dispatched) so far; useful for "first token" bookkeeping.
   uint64_t eventCount() const { return sse_.dispatchedEvents(); }
@@ -62,12 +65,14 @@ class ResponseObserver {
 
  private:
   void observeDoc(std::string_view json, std::string_view sse_type, int depth);
+  void rescueFromTail();
 
   Provider provider_;
   bool event_stream_;
   size_t max_json_bytes_;
   SseParser sse_;
-  std::string body_;
+  std::string body_;  // whole JSON body, or its head once truncated
+  std::string tail_;  // last bytes of a truncated JSON body
   bool truncated_ = false;
   bool finished_ = false;
   bool saw_error_ = false;

@@ -212,13 +212,34 @@ TEST(UsageTest, EveryChunkSplitGivesTheSameUsage) {
   }
 }
 
-TEST(UsageTest, OversizeJsonBodyIsNotParsed) {
-  std::string body = readTestdata("openai_chat.json");
-  ResponseObserver obs(Provider::kOpenAI, false, 100);
-  obs.feed(body);
+TEST(UsageTest, OversizeJsonBodyReadsHeadAndTail) {
+  // An embeddings response far larger than the bound: model first, usage last.
+  std::string body = R"({"object":"list","model":"text-embedding-3-large","data":[)";
+  for (int i = 0; i < 4000; ++i) {
+    if (i) body += ",";
+    body += R"({"object":"embedding","index":)" + std::to_string(i) +
+            R"(,"embedding":[0.0023064255,-0.009327292,-0.0028842222,0.1,0.2,0.3,0.4,0.5,0.6]})";
+  }
+  body += R"(],"usage":{"prompt_tokens":4000,"total_tokens":4000}})";
+  ASSERT_GT(body.size(), 300000u);
+  for (size_t step : {size_t{1000}, size_t{65536}, body.size()}) {
+    ResponseObserver obs(Provider::kOpenAI, false, 100000);
+    for (size_t i = 0; i < body.size(); i += step) obs.feed(std::string_view(body).substr(i, step));
+    obs.finish();
+    EXPECT_TRUE(obs.truncated());
+    EXPECT_EQ(obs.usage().response_model, "text-embedding-3-large") << step;
+    EXPECT_EQ(obs.usage().input_tokens, 4000) << step;
+    EXPECT_EQ(obs.usage().total_tokens, 4000) << step;
+  }
+  // A "usage" that only appears inside string content is not mistaken for the member.
+  std::string fake = R"({"model":"m","choices":[{"message":{"content":")" +
+                     std::string(200000, 'x') + R"( \"usage\":{\"prompt_tokens\":99}"}}]})";
+  ResponseObserver obs(Provider::kOpenAI, false, 1000);
+  obs.feed(fake);
   obs.finish();
   EXPECT_TRUE(obs.truncated());
-  EXPECT_FALSE(obs.usage().total_tokens.has_value());
+  EXPECT_FALSE(obs.usage().input_tokens.has_value());
+  EXPECT_EQ(obs.usage().response_model, "m");
 }
 
 TEST(UsageTest, GarbageNeverThrowsOrInventsNumbers) {
