@@ -544,8 +544,8 @@ std::string attachProblem(const Ctx& ctx, const GatewayBuild& b, size_t i, const
     }
   } else if (!listenerAcceptsKind(l, route.kind)) {
     return "listener " + l.name + " (" + l.protocol +
-           (l.on_tls == Action::kPassthrough ? ", passthrough" : "") + ") cannot inspect " +
-           route.kind + " traffic";
+           (l.protocol == "TLS" && l.on_tls == Action::kPassthrough ? " Passthrough" : "") +
+           ") cannot inspect " + route.kind + " traffic";
   }
   if (rules.from == "All") return "";
   if (rules.from == "Selector") {

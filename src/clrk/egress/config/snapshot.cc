@@ -45,21 +45,24 @@ std::optional<Action> actionFor(const Listener& l, Sniffed s) {
   return l.on_tcp;
 }
 
-// Listeners accepting `s` on `port`, most specific first: when any listener names the port, only
-// those; otherwise the port-less ones. Within a group, gateway order (priority, then spec order).
-template <typename Accept>
-std::vector<const Listener*> candidates(const Gateway& gw, uint16_t port, Accept accept) {
-  std::vector<const Listener*> exact;
-  std::vector<const Listener*> any;
+// Listeners accepting a kind on `port`, most specific first: when any listener names the port,
+// only those; otherwise the port-less ones. Within a group, gateway order (priority, then spec
+// order). Visits candidates until `visit` returns true; returns the listener it stopped at.
+template <typename Accept, typename Visit>
+const Listener* forCandidates(const Gateway& gw, uint16_t port, Accept accept, Visit visit) {
+  bool exact = std::any_of(gw.listeners.begin(), gw.listeners.end(), [&](const Listener& l) {
+    return l.port && *l.port == port && accept(l);
+  });
   for (const Listener& l : gw.listeners) {
-    if (!accept(l)) continue;
-    if (l.port) {
-      if (*l.port == port) exact.push_back(&l);
-    } else {
-      any.push_back(&l);
-    }
+    bool in_group = exact ? (l.port && *l.port == port) : !l.port;
+    if (in_group && accept(l) && visit(l)) return &l;
   }
-  return exact.empty() ? any : exact;
+  return nullptr;
+}
+
+template <typename Accept>
+const Listener* firstCandidate(const Gateway& gw, uint16_t port, Accept accept) {
+  return forCandidates(gw, port, accept, [](const Listener&) { return true; });
 }
 
 struct L4Target {
@@ -335,9 +338,9 @@ ConnectionDecision CompiledSnapshot::decideConnection(const ConnectionInfo& info
     return d;
   }
   Sniffed s = info.is_tls ? Sniffed::kTls : (info.is_http ? Sniffed::kHttp : Sniffed::kTcp);
-  auto found = candidates(*gw, info.dst_port,
-                          [&](const Listener& l) { return actionFor(l, s).has_value(); });
-  if (found.empty()) {
+  auto accepts = [&](const Listener& l) { return actionFor(l, s).has_value(); };
+  const Listener* top = firstCandidate(*gw, info.dst_port, accepts);
+  if (!top) {
     d.rule = gw->object;
     d.reason = "no listener for " + std::string(sniffedName(s)) + " on port " +
                std::to_string(info.dst_port) + " (" + describeConnection(s, info) + ")";
@@ -347,23 +350,26 @@ ConnectionDecision CompiledSnapshot::decideConnection(const ConnectionInfo& info
   L4Target target{info.hostname, parseIp(info.dst_ip), info.dst_port, &labelsOf(info.identity)};
 
   // An explicit L4 route on a passthrough listener beats generic termination on the same ports.
-  for (const Listener* l : found) {
-    if (*actionFor(*l, s) != Action::kPassthrough) continue;
-    if (const L4Rule* rule = firstL4(*l, ns, target)) {
-      d.listener = l->name;
-      d.rule = rule->rule;
-      if (rule->deny) {
-        d.reason =
-            "denied by EgressDenyPolicy " + rule->deny->policy + ": " + describeConnection(s, info);
-        return d;
-      }
-      d.action = Action::kPassthrough;
-      d.reason = "passthrough: " + describeConnection(s, info);
+  const L4Rule* matched = nullptr;
+  const Listener* through = forCandidates(*gw, info.dst_port, accepts, [&](const Listener& l) {
+    if (*actionFor(l, s) != Action::kPassthrough) return false;
+    matched = firstL4(l, ns, target);
+    return matched != nullptr;
+  });
+  if (through) {
+    d.listener = through->name;
+    d.rule = matched->rule;
+    if (matched->deny) {
+      d.reason = "denied by EgressDenyPolicy " + matched->deny->policy + ": " +
+                 describeConnection(s, info);
       return d;
     }
+    d.action = Action::kPassthrough;
+    d.reason = "passthrough: " + describeConnection(s, info);
+    return d;
   }
 
-  const Listener& l = *found.front();
+  const Listener& l = *top;
   Action action = *actionFor(l, s);
   d.listener = l.name;
   if (action == Action::kPassthrough) {
@@ -411,17 +417,17 @@ RequestDecision CompiledSnapshot::decideRequest(const RequestInfo& info) const {
     return d;
   }
   Action wanted = info.tls ? Action::kTerminate : Action::kInspectHttp;
-  auto found = candidates(*gw, info.port, [&](const Listener& l) {
-    auto a = info.tls ? l.on_tls : l.on_http;
+  const Listener* found = firstCandidate(*gw, info.port, [&](const Listener& l) {
+    const auto& a = info.tls ? l.on_tls : l.on_http;
     return a && *a == wanted;
   });
-  if (found.empty()) {
+  if (!found) {
     d.rule = gw->object;
     d.reason = "no listener " + std::string(info.tls ? "terminating TLS" : "for HTTP") +
                " on port " + std::to_string(info.port);
     return d;
   }
-  const Listener& l = *found.front();
+  const Listener& l = *found;
   std::string_view ns = scopeOf(info.identity, *gw);
   for (const auto& rule : l.l7_rules) {
     if (rule->ns == ns && matchesL7(*rule, info)) return allowL7(*rule, info, l, *gw);
