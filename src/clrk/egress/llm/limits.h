@@ -59,6 +59,7 @@ enum class BudgetWindow {
 class TokenBudgets {
  public:
   using Decision = LimitDecision;
+  using Window = BudgetWindow;
   using Clock = std::chrono::system_clock;
 
   explicit TokenBudgets(std::chrono::milliseconds idle_expiry = std::chrono::hours(26));

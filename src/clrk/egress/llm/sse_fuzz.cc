@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -44,8 +45,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   using clrk::egress::llm::Provider;
   for (Provider p : {Provider::kOpenAI, Provider::kAnthropic, Provider::kGemini}) {
-    for (bool stream : {true, false}) {
-      clrk::egress::llm::ResponseObserver observer(p, stream, 1 << 16);
+    for (auto [stream, max_json] :
+         {std::pair{true, size_t{1} << 16}, std::pair{false, size_t{1} << 16},
+          std::pair{true, size_t{256}}, std::pair{false, size_t{256}}}) {
+      clrk::egress::llm::ResponseObserver observer(p, stream, max_json);
       observer.feed(input.substr(0, size / 2));
       observer.feed(input.substr(size / 2));
       observer.finish();
