@@ -580,7 +580,7 @@ void attachParents(Ctx& ctx, RouteBuild& r) {
     const GatewayBuild& b = it->second;
     std::string section = getString(refs[i], "sectionName");
     auto port = getInt(refs[i], "port");
-    size_t before = r.attachments.size();
+    bool attached = false;
     std::string problems;
     for (size_t l = 0; l < b.gw.listeners.size(); ++l) {
       const Listener& listener = b.gw.listeners[l];
@@ -588,12 +588,17 @@ void attachParents(Ctx& ctx, RouteBuild& r) {
       if (port && (!listener.port || *listener.port != *port)) continue;
       std::string problem = attachProblem(ctx, b, l, r.meta);
       if (problem.empty()) {
-        r.attachments.emplace_back(key, l);
+        attached = true;
+        std::pair<std::string, size_t> attachment(key, l);
+        if (std::find(r.attachments.begin(), r.attachments.end(), attachment) ==
+            r.attachments.end()) {
+          r.attachments.push_back(std::move(attachment));
+        }
       } else {
         problems += (problems.empty() ? "" : "; ") + problem;
       }
     }
-    if (r.attachments.size() == before) {
+    if (!attached) {
       if (problems.empty()) {
         reject("NoMatchingParent", path + ": EgressGateway " + key + " has no listener" +
                                        (section.empty() ? "" : " named " + quote(section)) +
@@ -983,6 +988,7 @@ std::vector<Target> targets(const Meta& m, std::initializer_list<std::string_vie
     }
     out.push_back(std::move(t));
   }
+  if (out.empty()) reject("Invalid", "spec.targetRefs: at least one target is required");
   return out;
 }
 

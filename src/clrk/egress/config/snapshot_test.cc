@@ -189,6 +189,18 @@ TEST_F(GatewayFixture, ListenerSelection) {
   EXPECT_EQ(d.action, Action::kDeny);
   EXPECT_THAT(d.reason, HasSubstr("no listener for HTTP on port 8080"));
 
+  // Plain HTTP requests: the openai route attaches to every L7 listener, anthropic only to mitm.
+  auto r = snap_->decideRequest(
+      Req("api.openai.com", "/v1/models", "GET").provider(llm::Provider::kOpenAI).plain(80).info);
+  EXPECT_EQ(r.rule, "AIProviderRoute default/openai rule 1");
+  r = snap_->decideRequest(
+      Req("api.anthropic.com", "/v1/messages").provider(llm::Provider::kAnthropic).plain(80).info);
+  EXPECT_EQ(r.action, Verdict::kDeny);
+  r = snap_->decideRequest(
+      Req("api.openai.com", "/v1/models", "GET").provider(llm::Provider::kOpenAI).plain(8080).info);
+  EXPECT_EQ(r.action, Verdict::kDeny);
+  EXPECT_THAT(r.reason, HasSubstr("no listener for HTTP on port 8080"));
+
   // Opaque TCP elsewhere: no listener.
   d = snap_->decideConnection(tcp("198.51.100.1", 22));
   EXPECT_EQ(d.action, Action::kDeny);
@@ -616,6 +628,15 @@ TEST(SnapshotTest, BadObjectsAreRejectedWhileOthersCompile) {
         "AIProviderRoute default/dangling-backend is not accepted");
   check("FallbackRoutingPolicy", "no-target", false, "TargetNotFound",
         "spec.targetRefs[0]: AIProviderRoute default/ghost not found");
+  check("AIProviderRoute", "header-smuggling", false, "Invalid",
+        "spec.rules[0].filters[0].requestHeaderModifier.set[0].value: must not contain CR");
+  check("AIProviderRoute", "classifier", false, "Unsupported",
+        "spec.rules[0].filters[0].extensionRef: Classifier.clrk.apoxy.dev is not supported");
+  check("MCPRoute", "bad-regex", false, "Invalid",
+        "spec.rules[0].filters[0].toolPolicy.deniedToolsRegex[0]: bad regular expression");
+  check("EgressDenyPolicy", "status-200", false, "Invalid",
+        "spec.denyResponse.statusCode: 200 is not an HTTP error status");
+  check("Backend", "pool", false, "Unsupported", "spec.type: InferencePool");
 
   // The good route works; the rejected one left nothing behind (its openai rule is gone too).
   auto d = r.snapshot->decideRequest(
