@@ -43,12 +43,17 @@ struct MockOptions {
   // "host:port"; port 0 picks a free port. IPv6 as "[::1]:0".
   std::string listen = "127.0.0.1:0";
   // PEM text (not paths). TLS (HTTPS only, ALPN http/1.1) iff both are set.
-  std::string tls_cert_pem, tls_key_pem;
+  // (Separate declarations: GCC 12 warns about designated initializers otherwise.)
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   // When nonzero every provider request (not /mcp, not /__mock) answers this status with the
   // provider's own error body; for fallback tests.
   int fail_status = 0;
   // Echoed in response text and in header x-mock-name.
   std::string name = "mock";
+  // MCP answers text/event-stream whenever the client's Accept allows it (otherwise only when
+  // Accept lacks application/json or the request carries `x-mock-mcp-stream: 1`).
+  bool mcp_sse = false;
 };
 
 struct RecordedRequest {
