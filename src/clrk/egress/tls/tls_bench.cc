@@ -1,0 +1,156 @@
+// Micro-benchmarks for the MITM TLS pieces: sniffing, minting, cache hits and full handshakes.
+#include "clrk/egress/tls/client_hello.h"
+#include "clrk/egress/tls/leaf_cache.h"
+#include "clrk/egress/tls/upstream.h"
+
+#include <benchmark/benchmark.h>
+#include <boost/asio/ssl/context.hpp>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+namespace clrk::egress::tls {
+namespace {
+
+std::vector<uint8_t> seed(const char* name) {
+  std::ifstream in(
+      std::filesystem::path(__FILE__).parent_path() / "client_hello_fuzz_corpus" / name,
+      std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Built with append: GCC 12 -O3 warns falsely (-Wrestrict) on "literal" + std::string.
+std::string hostName(uint64_t i, const char* suffix) {
+  std::string host = "h";
+  host.append(std::to_string(i)).append(suffix);
+  return host;
+}
+
+std::shared_ptr<const CertificateAuthority> benchCa() {
+  static auto ca = CertificateAuthority::generate("bench CA", std::chrono::hours(24)).value();
+  return ca;
+}
+
+void BM_SniffClientHello(benchmark::State& state) {
+  const std::vector<uint8_t> bytes = seed("curl_h2");
+  ClientHello hello;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(sniffClientHello(bytes, &hello, nullptr));
+  }
+}
+BENCHMARK(BM_SniffClientHello);
+
+void BM_MintLeafContext(benchmark::State& state) {
+  LeafCache cache(benchCa(), 1 << 20);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    auto ctx = cache.serverContext(hostName(i++, ".example.com"));
+    benchmark::DoNotOptimize(ctx);
+  }
+}
+BENCHMARK(BM_MintLeafContext)->Unit(benchmark::kMicrosecond);
+
+void BM_MintLeafPemOnly(benchmark::State& state) {
+  uint64_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(mintLeafPem(*benchCa(), hostName(i++, ".test")));
+}
+BENCHMARK(BM_MintLeafPemOnly)->Unit(benchmark::kMicrosecond);
+
+void BM_P256KeyGen(benchmark::State& state) {
+  for (auto _ : state) {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    benchmark::DoNotOptimize(key);
+    EVP_PKEY_free(key);
+  }
+}
+BENCHMARK(BM_P256KeyGen)->Unit(benchmark::kMicrosecond);
+
+void BM_NewServerContextOnly(benchmark::State& state) {
+  for (auto _ : state) {
+    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_server);
+    benchmark::DoNotOptimize(ctx.native_handle());
+  }
+}
+BENCHMARK(BM_NewServerContextOnly)->Unit(benchmark::kMicrosecond);
+
+void BM_CacheHit(benchmark::State& state) {
+  static LeafCache* cache = nullptr;
+  if (state.thread_index() == 0) {
+    cache = new LeafCache(benchCa());
+    for (int i = 0; i < 64; ++i)
+      (void)cache->serverContext(hostName(static_cast<uint64_t>(i), ".test"));
+  }
+  int i = state.thread_index();
+  const std::vector<std::string> hosts = [] {
+    std::vector<std::string> v;
+    for (int h = 0; h < 64; ++h) v.push_back(hostName(static_cast<uint64_t>(h), ".test"));
+    return v;
+  }();
+  for (auto _ : state) {
+    auto ctx = cache->serverContext(hosts[static_cast<size_t>(i++) % hosts.size()]);
+    benchmark::DoNotOptimize(ctx);
+  }
+  if (state.thread_index() == 0) {
+    delete cache;
+    cache = nullptr;
+  }
+}
+BENCHMARK(BM_CacheHit)->Threads(1)->Threads(4);
+
+// One full TLS handshake (both sides' CPU) over an in-memory BIO pair: MITM leaf server vs a
+// verifying client. `resume` reuses the client's previous session.
+void handshakeBench(benchmark::State& state, bool resume) {
+  LeafCache cache(benchCa());
+  auto server_ctx = cache.serverContext("api.openai.com").value();
+  auto client_ctx = makeUpstreamContext(benchCa()->certPem()).value();
+  SSL_SESSION* session = nullptr;
+  int64_t reused = 0;
+  for (auto _ : state) {
+    SSL* server = SSL_new(server_ctx->native_handle());
+    SSL* client = SSL_new(client_ctx->native_handle());
+    (void)prepareUpstreamSsl(client, "api.openai.com");
+    if (resume && session != nullptr) SSL_set_session(client, session);
+    BIO* server_bio = nullptr;
+    BIO* client_bio = nullptr;
+    BIO_new_bio_pair(&server_bio, 0, &client_bio, 0);
+    SSL_set_bio(server, server_bio, server_bio);
+    SSL_set_bio(client, client_bio, client_bio);
+    SSL_set_accept_state(server);
+    SSL_set_connect_state(client);
+    bool server_done = false;
+    bool client_done = false;
+    for (int step = 0; step < 20 && !(server_done && client_done); ++step) {
+      if (!client_done) client_done = SSL_do_handshake(client) == 1;
+      if (!server_done) server_done = SSL_do_handshake(server) == 1;
+    }
+    // TLS 1.3 tickets arrive after the handshake: read once so the client sees them.
+    char byte;
+    SSL_read(client, &byte, 1);
+    if (!(server_done && client_done)) state.SkipWithError("handshake did not complete");
+    if (SSL_session_reused(client) == 1) ++reused;
+    if (resume) {
+      if (session != nullptr) SSL_SESSION_free(session);
+      session = SSL_get1_session(client);
+    }
+    // Without a close_notify OpenSSL marks the session bad on SSL_free (no resumption).
+    SSL_set_shutdown(client, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_shutdown(server, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(client);
+    SSL_free(server);
+  }
+  if (session != nullptr) SSL_SESSION_free(session);
+  state.counters["reused"] =
+      benchmark::Counter(static_cast<double>(reused), benchmark::Counter::kAvgIterations);
+}
+void BM_FullHandshake(benchmark::State& state) { handshakeBench(state, false); }
+void BM_ResumedHandshake(benchmark::State& state) { handshakeBench(state, true); }
+BENCHMARK(BM_FullHandshake)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResumedHandshake)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace clrk::egress::tls
+
+BENCHMARK_MAIN();
