@@ -29,6 +29,7 @@ int run(int argc, char** argv) {
   addDeleteCommand(app, globals);
   addSecretCommand(app, globals);
   addDevCommand(app, globals);
+  addEgressCommand(app, globals);
 
   try {
     app.parse(argc, argv);

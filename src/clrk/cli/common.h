@@ -60,5 +60,6 @@ void addGetCommand(CLI::App& app, Globals& globals);
 void addDeleteCommand(CLI::App& app, Globals& globals);
 void addSecretCommand(CLI::App& app, Globals& globals);
 void addDevCommand(CLI::App& app, Globals& globals);
+void addEgressCommand(CLI::App& app, Globals& globals);
 
 }  // namespace clrk::cli

