@@ -66,8 +66,9 @@ namespace clrk::egress::config {
 //   endpoints exact paths or globs. MCPRoute: spec.hostnames vs Host, methods exact, tools globs
 //   or toolsRegex (ECMAScript), servers globs over "host" or "host/path"; resources are not
 //   matched (RequestInfo has no resource URI). A tools/call whose tool the rule's ToolPolicy does
-//   not allow is denied here; max_calls_per_execution is left to the data plane to count.
-//   Globs: `*` any run (including `/`), `?`, `[a-z]`, `[!a-z]`, `\x`.
+//   not allow is denied here; max_calls_per_execution is left to the data plane to count;
+//   requireConfirmation is not enforced (there is no confirmation channel yet).
+//   Globs: `*` any run (including `/`), `?`, `[a-z]`, `[!a-z]`, backslash escapes.
 // Deny policies. EgressDenyPolicy targets whole routes (AIProviderRoute, MCPRoute, EgressL4Route;
 //   sectionName is refused): a match on such a route is denied with denyResponse.statusCode
 //   (400-599, default 403) and message; rule names the route rule, reason the policy.
@@ -89,9 +90,10 @@ namespace clrk::egress::config {
 //   the same slot: the first by namespace/name wins, the other is Conflicted.
 // Filters. ExtensionRef to clrk.apoxy.dev RateLimitPolicy -> rate_limits, LoggingPolicy ->
 //   capture (OR-ed, redactions lower-cased, max_bytes from the gateway's otlp.captureBody);
-//   other kinds are refused. TokenBudget -> budget (key budgetRef or "ns/route#rule"); one per
-//   rule. RequestHeaderModifier / ResponseHeaderModifier -> request_headers / response_headers.
-//   ToolPolicy rateLimits apply to the tools they name, key "ns/route#rule/toolN".
+//   other kinds are refused. LoggingPolicy sinkRef is ignored (records go to the gateway's sinks).
+//   TokenBudget -> budget (key budgetRef or "ns/route#rule"); one per rule. RequestHeaderModifier /
+//   ResponseHeaderModifier -> request_headers / response_headers. ToolPolicy rateLimits apply to
+//   the tools they name, key "ns/route#rule/toolN".
 // Statuses. compile() never throws. Each egress-kind object gets an ObjectStatus; a bad object
 //   (dangling ref, missing Secret, bad glob/CIDR/regex, conflict, duplicate) is left out entirely
 //   with accepted=false and a message naming the field path; a policy or route referring to an
