@@ -2,22 +2,8 @@
 // packet leaving a sandbox to this server's port (environment.md §1), whatever resolver the
 // sandbox thought it was asking; replies go back through the same socket and are un-NATed.
 //
-// What it answers (class IN or ANY; other classes get REFUSED):
-// - opcode other than QUERY: NOTIMP. Unparsable queries that still have a header: FORMERR.
-//   Shorter than a header, or QR=1 (a response): dropped, nothing sent.
-// - EDNS version other than 0: BADVERS.
-// - "localhost" and "*.localhost" (RFC 6761): A -> 127.0.0.1 without asking the policy; it is the
-//   sandbox's own loopback inside its netns, so nothing leaves the sandbox. Other types: NOERROR,
-//   no answers.
-// - The root name: REFUSED (we are not a recursive resolver for the root zone).
-// - PTR for d.c.b.a.in-addr.arpa: the name behind a synthetic address ("localhost" for
-//   127.0.0.1); NXDOMAIN for any other address. The policy is not asked.
-// - Every other name: the policy decides once per query. kNxDomain -> NXDOMAIN and kRefused ->
-//   REFUSED for every type. kSynthetic -> A (and ANY) get the name's synthetic address from the
-//   NameTable with `ttl`; AAAA gets NOERROR with no answers (sandboxes only do IPv4, so clients
-//   fall back to A); every other type gets NOERROR with no answers. A full NameTable -> SERVFAIL.
-// - Responses never exceed 512 bytes, so truncation (TC, TCP retry) never occurs; TCP/53 is not
-//   served here (the transparent TCP listener sees it like any other connection).
+// What it answers is Responder's (responder.h). TCP/53 is not served here: the transparent TCP
+// listener sees it like any other connection and may answer it with a Responder.
 //
 // Thread model: start() and stop() may be called from any thread; the io_context may be run by
 // any number of threads (one receive is outstanding at a time, so queries are handled one by
@@ -28,6 +14,7 @@
 
 #include "clrk/base/status.h"
 #include "clrk/egress/dns/name_table.h"
+#include "clrk/egress/dns/responder.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -41,24 +28,6 @@
 #include <vector>
 
 namespace clrk::egress::dns {
-
-enum class Answer { kSynthetic, kNxDomain, kRefused };
-
-// Decides a name (lower case, no trailing dot) for a client (its address as text, e.g.
-// "10.200.0.2"; IPv4-mapped IPv6 senders on a dual-stack socket are given in IPv4 form).
-using Policy = std::function<Answer(const std::string& name, const std::string& client_ip)>;
-
-// One handled query, for audit logs and tests.
-struct QueryLog {
-  std::string name;       // as parsed; empty if the packet could not be parsed
-  uint16_t type = 0;      // QTYPE (0 if unparsable)
-  std::string client_ip;  // "10.200.0.2"
-  uint16_t client_port = 0;
-  std::optional<Answer> decision;    // set when the policy was consulted
-  uint8_t rcode = 0;                 // what was answered
-  std::vector<std::string> answers;  // "198.18.0.7" for A, the target name for PTR
-  std::string error;                 // the parse error for FORMERR replies
-};
 
 class DnsServer {
  public:
