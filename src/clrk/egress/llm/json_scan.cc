@@ -266,25 +266,28 @@ std::optional<bool> asBool(const Value& v) {
   return std::nullopt;
 }
 
-bool keyIs(std::string_view raw_key, std::string_view name) {
-  if (raw_key.find('\\') == std::string_view::npos) return raw_key == name;
-  std::string decoded;
+std::string_view normalizeKey(std::string_view raw_key, std::string* scratch) {
+  if (raw_key.find('\\') == std::string_view::npos) return raw_key;
   std::string quoted;
   quoted.reserve(raw_key.size() + 2);
   quoted.push_back('"');
   quoted.append(raw_key);
   quoted.push_back('"');
   Value v{Kind::kString, quoted};
-  return decodeString(v, &decoded) && decoded == name;
+  if (!decodeString(v, scratch)) scratch->clear();
+  return *scratch;
+}
+
+bool keyIs(std::string_view raw_key, std::string_view name) {
+  if (raw_key.find('\\') == std::string_view::npos) return raw_key == name;
+  std::string scratch;
+  return normalizeKey(raw_key, &scratch) == name;
 }
 
 std::optional<Value> member(const Value& object, std::string_view name) {
   std::optional<Value> found;
   forEachMember(object, [&](std::string_view key, const Value& value) {
-    if (keyIs(key, name)) {
-      found = value;
-      return false;
-    }
+    if (keyIs(key, name)) found = value;
     return true;
   });
   return found;

@@ -49,6 +49,10 @@ std::optional<bool> asBool(const Value& v);
 
 // Does the raw (undecoded) key equal `name`? Keys with escapes are decoded first.
 bool keyIs(std::string_view raw_key, std::string_view name);
+// The key as the upstream's parser will read it: `raw_key` itself when it has no escapes
+// (the common case, no copy), else its decoding in `scratch` ("" if the escapes are invalid).
+// Request-side code must compare normalised keys, or "mo\u0064el" would slip past a model rule.
+std::string_view normalizeKey(std::string_view raw_key, std::string* scratch);
 
 // Calls f(raw_key, value) for each member of the object starting at s[pos] (whitespace
 // allowed) until f returns false. Returns true when the whole object was well formed and read,
@@ -71,7 +75,8 @@ bool forEachElement(const Value& v, F&& f) {
   return v.kind == Kind::kArray && forEachElement(v.raw, 0, static_cast<F&&>(f));
 }
 
-// Finds member `name` of an object value (first match).
+// Finds member `name` of an object value (the last one when a key repeats, as JSON parsers in
+// Python, Go and JavaScript read duplicates; keys compared decoded).
 std::optional<Value> member(const Value& object, std::string_view name);
 
 // ---- implementation of the templates ----

@@ -24,7 +24,9 @@ bool readCall(const Value& obj, McpCall* call) {
   if (obj.kind != Kind::kObject) return false;
   std::optional<Value> params;
   bool has_method = false;
-  json::forEachMember(obj, [&](std::string_view key, const Value& v) {
+  std::string scratch;
+  json::forEachMember(obj, [&](std::string_view raw_key, const Value& v) {
+    std::string_view key = json::normalizeKey(raw_key, &scratch);
     if (key == "method") {
       has_method = v.kind == Kind::kString && json::decodeString(v, &call->method, kMaxField);
     } else if (key == "id") {
@@ -54,7 +56,9 @@ bool readCall(const Value& obj, McpCall* call) {
 bool isJsonRpcRequest(const Value& obj) {
   bool version = false;
   bool method = false;
-  json::forEachMember(obj, [&](std::string_view key, const Value& v) {
+  std::string scratch;
+  json::forEachMember(obj, [&](std::string_view raw_key, const Value& v) {
+    std::string_view key = json::normalizeKey(raw_key, &scratch);
     if (key == "jsonrpc") version = json::rawString(v) == "2.0";
     if (key == "method") method = v.kind == Kind::kString;
     return true;

@@ -33,6 +33,14 @@ TEST(McpTest, Batch) {
   EXPECT_TRUE(looksLikeMcp("application/json; charset=utf-8", readTestdata("mcp_batch.json")));
 }
 
+TEST(McpTest, EscapedKeysAndDuplicates) {
+  auto calls = parseMcpRequest(R"({"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call",)"
+                               R"("params":{"name":"read_file","n\u0061me":"delete_everything"}})");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].method, "tools/call");
+  EXPECT_EQ(calls[0].tool, "delete_everything");
+}
+
 TEST(McpTest, NotMcp) {
   EXPECT_FALSE(looksLikeMcp("application/json", R"({"model":"gpt-4o","messages":[]})"));
   EXPECT_FALSE(looksLikeMcp("text/plain", readTestdata("mcp_tools_call.json")));

@@ -129,7 +129,9 @@ RequestSummary summarizeRequest(Provider provider, std::string_view path, std::s
   if (provider == Provider::kBedrock) bedrock = bedrockModel(path);
   out.operation = operationFor(path, gemini, bedrock);
 
-  json::forEachMember(body, 0, [&](std::string_view key, const json::Value& v) {
+  std::string scratch;
+  json::forEachMember(body, 0, [&](std::string_view raw_key, const json::Value& v) {
+    std::string_view key = json::normalizeKey(raw_key, &scratch);
     if (key == "model") {
       json::decodeString(v, &out.model, kMaxModelBytes);
     } else if (key == "stream") {
@@ -170,14 +172,18 @@ RequestSummary summarizeRequest(Provider provider, std::string_view path, std::s
 }
 
 std::optional<std::string> ensureStreamUsage(std::string_view body) {
+  std::string scratch;
   bool stream = false;
   std::optional<json::Value> options;
   size_t first_member = kNpos;
   size_t end = 0;
   bool ok = json::forEachMember(
       body, 0,
-      [&](std::string_view key, const json::Value& v) {
-        if (first_member == kNpos) first_member = static_cast<size_t>(key.data() - body.data()) - 1;
+      [&](std::string_view raw_key, const json::Value& v) {
+        if (first_member == kNpos) {
+          first_member = static_cast<size_t>(raw_key.data() - body.data()) - 1;
+        }
+        std::string_view key = json::normalizeKey(raw_key, &scratch);
         if (key == "stream") stream = json::asBool(v).value_or(false);
         if (key == "stream_options") options = v;
         return true;
@@ -204,7 +210,7 @@ std::optional<std::string> ensureStreamUsage(std::string_view body) {
   }
   std::optional<json::Value> inc;
   bool inner_ok = json::forEachMember(*options, [&](std::string_view key, const json::Value& v) {
-    if (key == "include_usage") inc = v;
+    if (json::keyIs(key, "include_usage")) inc = v;
     return true;
   });
   if (!inner_ok) return std::nullopt;
@@ -225,22 +231,36 @@ std::optional<std::string> ensureStreamUsage(std::string_view body) {
 }
 
 std::optional<std::string> rewriteModel(std::string_view body, std::string_view new_model) {
-  std::optional<json::Value> model;
+  // Every top-level "model" member is rewritten: parsers disagree on which duplicate wins.
+  constexpr size_t kMaxSpans = 8;
+  std::string_view spans[kMaxSpans];
+  size_t count = 0;
+  bool too_many = false;
   size_t end = 0;
   bool ok = json::forEachMember(
       body, 0,
       [&](std::string_view key, const json::Value& v) {
-        if (!model && json::keyIs(key, "model")) model = v;
+        if (json::keyIs(key, "model")) {
+          if (count == kMaxSpans) {
+            too_many = true;
+            return false;
+          }
+          spans[count++] = v.raw;
+        }
         return true;
       },
       &end);
-  if (!ok || json::skipWs(body, end) != body.size() || !model) return std::nullopt;
-  size_t b = static_cast<size_t>(model->raw.data() - body.data());
+  if (!ok || too_many || json::skipWs(body, end) != body.size() || count == 0) return std::nullopt;
   std::string out;
-  out.reserve(body.size() + new_model.size() + 2);
-  out.append(body.substr(0, b));
-  appendJsonString(out, new_model);
-  out.append(body.substr(b + model->raw.size()));
+  out.reserve(body.size() + count * (new_model.size() + 2));
+  size_t at = 0;
+  for (size_t i = 0; i < count; ++i) {
+    size_t b = static_cast<size_t>(spans[i].data() - body.data());
+    out.append(body.substr(at, b - at));
+    appendJsonString(out, new_model);
+    at = b + spans[i].size();
+  }
+  out.append(body.substr(at));
   return out;
 }
 

@@ -88,6 +88,21 @@ TEST(RequestTest, TruncatedAndInvalidBodies) {
   EXPECT_FALSE(w.max_tokens.has_value());
 }
 
+TEST(RequestTest, KeysAreReadAsTheUpstreamReadsThem) {
+  // An escaped key is the same key to the provider's parser; a duplicate key's last value wins.
+  auto s = summarizeRequest(Provider::kOpenAI, "/v1/chat/completions",
+                            R"({"model":"cheap","mo\u0064el":"gpt-4o","\u0073tream":true})");
+  EXPECT_EQ(s.model, "gpt-4o");
+  EXPECT_TRUE(s.stream);
+  auto out = rewriteModel(R"({"model":"a","messages":[],"mod\u0065l":"b"})", "routed");
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(*out, R"({"model":"routed","messages":[],"mod\u0065l":"routed"})");
+  EXPECT_EQ(nlohmann::json::parse(*out)["model"], "routed");
+  auto usage = ensureStreamUsage(R"({"str\u0065am":true})");
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_EQ(nlohmann::json::parse(*usage)["stream_options"]["include_usage"], true);
+}
+
 TEST(RequestTest, EnsureStreamUsageInserts) {
   std::string body = R"({"model":"gpt-4o-mini","stream":true,"messages":[]})";
   auto out = ensureStreamUsage(body);
