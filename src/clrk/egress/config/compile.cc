@@ -118,6 +118,7 @@ struct ListenerRules {
 };
 
 struct GatewayBuild {
+  Meta meta;
   Gateway gw;
   std::vector<ListenerRules> allowed;  // parallel to gw.listeners (spec order)
   CredSlot credential;
@@ -381,6 +382,7 @@ LabelSelector selectorFrom(const Json& j, const std::string& path) {
 void compileGateway(Ctx& ctx, const Meta& m) {
   const Json& spec = m.spec();
   GatewayBuild b;
+  b.meta = m;
   Gateway& gw = b.gw;
   gw.ns = m.ns;
   gw.key = m.key();
@@ -1350,6 +1352,14 @@ CompileResult compile(const std::vector<nlohmann::json>& objects, uint64_t gener
 
   std::vector<Gateway> gateways;
   for (auto& [key, b] : ctx.gateways) {
+    ObjectStatus& status = ctx.status(b.meta);
+    for (const Listener& l : b.gw.listeners) status.listeners.push_back({l.name, 0});
+    for (const RouteBuild* r : routes) {
+      std::set<size_t> seen_listeners;
+      for (const auto& [gw_key, l] : r->attachments) {
+        if (gw_key == key && seen_listeners.insert(l).second) ++status.listeners[l].attached_routes;
+      }
+    }
     Gateway gw = std::move(b.gw);
     gw.credential = b.credential.credential;
     gw.credential_warning = b.credential.warning;

@@ -280,6 +280,13 @@ struct ObjectStatus {
   std::string reason;   // CamelCase, e.g. "Accepted", "InvalidSecretRef", "BackendNotFound"
   std::string message;  // human-readable, names the field, e.g. "spec.secretRef: Secret
                         // default/openai not found"
+  // EgressGateway only (accepted): each listener in spec order with the number of accepted
+  // routes attached to it, for status.listeners[].attachedRoutes.
+  struct Listener {
+    std::string name;
+    int32_t attached_routes = 0;
+  };
+  std::vector<Listener> listeners;
 };
 
 struct CompileResult {

@@ -147,6 +147,15 @@ TEST_F(GatewayFixture, EveryObjectIsAcceptedAndSettingsAreCompiled) {
   EXPECT_EQ(gw->otlp.endpoint, "http://collector:4318");
   ASSERT_EQ(gw->otlp.headers.size(), 1u);
   EXPECT_EQ(gw->otlp.headers[0].second, "abc");
+  const ObjectStatus* gw_status = statusOf(result_, "EgressGateway", "gw");
+  ASSERT_NE(gw_status, nullptr);
+  ASSERT_EQ(gw_status->listeners.size(), 4u);  // spec order
+  EXPECT_EQ(gw_status->listeners[0].name, "tcp-db");
+  EXPECT_EQ(gw_status->listeners[0].attached_routes, 1);  // db
+  EXPECT_EQ(gw_status->listeners[1].attached_routes, 1);  // pinned
+  EXPECT_EQ(gw_status->listeners[2].name, "mitm");
+  EXPECT_EQ(gw_status->listeners[2].attached_routes, 5);  // docs-site, openai, anthropic, ...
+  EXPECT_EQ(gw_status->listeners[3].attached_routes, 1);  // openai
   EXPECT_THAT(statusOf(result_, "AIProviderRoute", "openai")->message,
               HasSubstr("EgressGateway default/gw listener mitm"));
 }
