@@ -174,6 +174,9 @@ RequestSummary summarizeRequest(Provider provider, std::string_view path, std::s
 std::optional<std::string> ensureStreamUsage(std::string_view body) {
   std::string scratch;
   bool stream = false;
+  // Chat completions carry "messages", completions "prompt"; a Responses API body ("input")
+  // must not get include_usage.
+  bool chat_or_completion = false;
   std::optional<json::Value> options;
   size_t first_member = kNpos;
   size_t end = 0;
@@ -186,10 +189,13 @@ std::optional<std::string> ensureStreamUsage(std::string_view body) {
         std::string_view key = json::normalizeKey(raw_key, &scratch);
         if (key == "stream") stream = json::asBool(v).value_or(false);
         if (key == "stream_options") options = v;
+        if (key == "messages" || key == "prompt") chat_or_completion = true;
         return true;
       },
       &end);
-  if (!ok || json::skipWs(body, end) != body.size() || !stream) return std::nullopt;
+  if (!ok || json::skipWs(body, end) != body.size() || !stream || !chat_or_completion) {
+    return std::nullopt;
+  }
 
   std::string out;
   out.reserve(body.size() + 40);

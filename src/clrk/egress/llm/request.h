@@ -18,9 +18,10 @@ struct RequestSummary {
   bool include_usage = false;         // OpenAI stream_options.include_usage
   std::optional<int64_t> max_tokens;  // max_tokens / max_completion_tokens / max_output_tokens /
                                       // generationConfig.maxOutputTokens / maxTokens
-  // gen_ai.operation.name: "chat" (OpenAI chat/completions, Anthropic messages, Bedrock
-  // converse), "text_completion", "embeddings", "responses" (OpenAI Responses API),
-  // "generate_content" (Gemini), "invoke" (Bedrock invoke); "" when the path is not recognised.
+  // gen_ai.operation.name (OpenTelemetry GenAI values): "chat" (OpenAI chat/completions and
+  // Responses API, Anthropic messages, Bedrock converse), "text_completion", "embeddings"
+  // (OpenAI, Gemini embedContent), "generate_content" (Gemini), "invoke" (Bedrock invoke);
+  // "" when the path is not recognised.
   std::string operation;
 };
 
@@ -33,12 +34,16 @@ RequestSummary summarizeRequest(Provider provider, std::string_view path, std::s
 
 // For an OpenAI-format streaming request body ("stream":true) that does not already ask for
 // stream_options.include_usage=true, returns the body with "stream_options":{"include_usage":true}
-// set (other bytes unchanged where possible). nullopt when there is nothing to change (not
-// streaming, already set, or the body is not a JSON object).
+// set (other bytes unchanged). nullopt when there is nothing to change (not streaming, already
+// set, not one complete JSON object, or neither "messages" (chat) nor "prompt" (completions) at
+// top level: a Responses API body ("input") reports usage in response.completed on its own and
+// does not take include_usage). The client then also receives the final usage chunk
+// (`"choices":[]`), which the OpenAI SDKs accept.
 std::optional<std::string> ensureStreamUsage(std::string_view body);
 
 // Returns the body with its top-level "model" value replaced by `new_model` (JSON-escaped; the
-// rest of the bytes unchanged). nullopt when the body is not a JSON object or has no "model".
+// rest of the bytes unchanged; every duplicate "model" member is replaced). nullopt when the body
+// is not one complete JSON object or has no "model".
 std::optional<std::string> rewriteModel(std::string_view body, std::string_view new_model);
 
 // Returns `path` with the Gemini model segment (/models/<model>:method) or Bedrock model segment
@@ -47,7 +52,7 @@ std::optional<std::string> rewriteModelInPath(Provider provider, std::string_vie
                                               std::string_view new_model);
 
 // Shell-style glob over bytes: `*` matches any run (including empty), `?` any one byte; every
-// other byte matches itself. Linear-time worst case (no backtracking blowup).
+// other byte matches itself. O(|glob| * |s|) worst case, no exponential backtracking.
 bool globMatch(std::string_view glob, std::string_view s);
 
 }  // namespace clrk::egress::llm

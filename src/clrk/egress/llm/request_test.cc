@@ -98,7 +98,7 @@ TEST(RequestTest, KeysAreReadAsTheUpstreamReadsThem) {
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(*out, R"({"model":"routed","messages":[],"mod\u0065l":"routed"})");
   EXPECT_EQ(nlohmann::json::parse(*out)["model"], "routed");
-  auto usage = ensureStreamUsage(R"({"str\u0065am":true})");
+  auto usage = ensureStreamUsage(R"({"str\u0065am":true,"messages":[]})");
   ASSERT_TRUE(usage.has_value());
   EXPECT_EQ(nlohmann::json::parse(*usage)["stream_options"]["include_usage"], true);
 }
@@ -116,25 +116,28 @@ TEST(RequestTest, EnsureStreamUsageInserts) {
 }
 
 TEST(RequestTest, EnsureStreamUsageEditsExistingOptions) {
-  auto a = ensureStreamUsage(R"({"stream":true,"stream_options":{"include_usage":false}})");
+  auto a = ensureStreamUsage(
+      R"({"stream":true,"messages":[],"stream_options":{"include_usage":false}})");
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(nlohmann::json::parse(*a)["stream_options"]["include_usage"], true);
-  auto b = ensureStreamUsage(R"({"stream":true,"stream_options":{ }})");
+  auto b = ensureStreamUsage(R"({"stream":true,"prompt":"x","stream_options":{ }})");
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(nlohmann::json::parse(*b)["stream_options"]["include_usage"], true);
-  auto c = ensureStreamUsage(R"({"stream":true,"stream_options":{"x":1}})");
+  auto c = ensureStreamUsage(R"({"messages":[],"stream":true,"stream_options":{"x":1}})");
   ASSERT_TRUE(c.has_value());
   auto cj = nlohmann::json::parse(*c);
   EXPECT_EQ(cj["stream_options"]["include_usage"], true);
   EXPECT_EQ(cj["stream_options"]["x"], 1);
-  auto d = ensureStreamUsage(R"({"stream":true,"stream_options":null})");
+  auto d = ensureStreamUsage(R"({"messages":[],"stream":true,"stream_options":null})");
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(nlohmann::json::parse(*d)["stream_options"]["include_usage"], true);
 }
 
 TEST(RequestTest, EnsureStreamUsageLeavesOthersAlone) {
   EXPECT_FALSE(ensureStreamUsage(R"({"model":"m","messages":[]})").has_value());
-  EXPECT_FALSE(ensureStreamUsage(R"({"stream":false})").has_value());
+  EXPECT_FALSE(ensureStreamUsage(R"({"stream":false,"messages":[]})").has_value());
+  // Responses API body: no stream_options.include_usage.
+  EXPECT_FALSE(ensureStreamUsage(R"({"model":"gpt-4.1","input":"hi","stream":true})").has_value());
   EXPECT_FALSE(
       ensureStreamUsage(R"({"stream":true,"stream_options":{"include_usage":true}})").has_value());
   EXPECT_FALSE(ensureStreamUsage(R"({"stream":true,"messages":[)").has_value());
