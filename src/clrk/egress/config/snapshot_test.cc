@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -860,6 +861,42 @@ TEST(SnapshotTest, NeverThrowsOnOddInput) {
     }
   }
   EXPECT_EQ(r.snapshot->decideConnection(tls("x.example.com")).action, Action::kDeny);
+}
+
+// Every node of the big fixture replaced by values of the wrong type: compile() must neither throw
+// nor crash (ASan/UBSan), and must still give every egress object a status.
+TEST(SnapshotTest, SurvivesWrongTypesEverywhere) {
+  const std::vector<Json> base = fixture("gateway.yaml");
+  std::vector<std::pair<size_t, Json::json_pointer>> nodes;
+  for (size_t i = 0; i < base.size(); ++i) {
+    Json flat = base[i].flatten();
+    for (const auto& [pointer, value] : flat.items()) {
+      Json::json_pointer p(pointer);
+      while (!p.empty()) {
+        nodes.emplace_back(i, p);
+        p = p.parent_pointer();
+      }
+    }
+  }
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second.to_string() < b.second.to_string();
+  });
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  ASSERT_GT(nodes.size(), 100u);
+  // One wrong-typed value per node, rotating through the kinds of wrongness.
+  const Json replacements[] = {Json(-7), Json("x"), Json::object(), Json()};
+  size_t runs = 0;
+  for (const auto& [index, pointer] : nodes) {
+    const Json& replacement = replacements[runs % 4];
+    std::vector<Json> objects = base;
+    objects[index][pointer] = replacement;
+    CompileResult r;
+    ASSERT_NO_THROW(r = compile(objects, 1)) << pointer.to_string();
+    ASSERT_NE(r.snapshot, nullptr);
+    (void)r.snapshot->decideConnection(tls("api.openai.com"));
+    ++runs;
+  }
+  EXPECT_GT(runs, 100u);
 }
 
 TEST(SnapshotTest, DuplicatesAreReported) {
