@@ -43,6 +43,12 @@ Provider detectProvider(std::string_view host, std::string_view path) {
   if (iequals(host, "api.openai.com")) return Provider::kOpenAI;
   if (iequals(host, "api.anthropic.com")) return Provider::kAnthropic;
   if (iequals(host, "generativelanguage.googleapis.com")) return Provider::kGemini;
+  // Vertex AI speaks the Gemini wire format: aiplatform.googleapis.com and
+  // <region>-aiplatform.googleapis.com.
+  if (iequals(host, "aiplatform.googleapis.com") ||
+      (iendsWith(host, "-aiplatform.googleapis.com") && host.size() > 26)) {
+    return Provider::kGemini;
+  }
   if (iendsWith(host, ".openai.azure.com") && host.size() > 17) return Provider::kAzureOpenAI;
   if (istartsWith(host, "bedrock-runtime.") && iendsWith(host, ".amazonaws.com") &&
       host.size() > 30) {
@@ -56,9 +62,10 @@ Provider detectProvider(std::string_view host, std::string_view path) {
     return Provider::kOpenAI;
   }
   if (path == "/v1/messages") return Provider::kAnthropic;
-  constexpr std::string_view kGeminiPrefix = "/v1beta/models/";
-  if (path.substr(0, kGeminiPrefix.size()) == kGeminiPrefix) {
-    std::string_view rest = path.substr(kGeminiPrefix.size());
+  for (std::string_view prefix :
+       {std::string_view("/v1beta/models/"), std::string_view("/v1/models/")}) {
+    if (path.substr(0, prefix.size()) != prefix) continue;
+    std::string_view rest = path.substr(prefix.size());
     size_t colon = rest.find(':');
     if (colon != std::string_view::npos && colon > 0 &&
         rest.substr(0, colon).find('/') == std::string_view::npos) {

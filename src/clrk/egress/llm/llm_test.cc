@@ -42,6 +42,13 @@ TEST(DetectTest, ByHost) {
   EXPECT_EQ(detectProvider("bedrock.us-east-1.amazonaws.com", "/"), Provider::kNone);
   EXPECT_EQ(detectProvider("evil-api.openai.com.attacker.net", "/"), Provider::kNone);
   EXPECT_EQ(detectProvider("example.com", "/"), Provider::kNone);
+  EXPECT_EQ(detectProvider("us-central1-aiplatform.googleapis.com",
+                           "/v1/projects/p/locations/us-central1/publishers/google/models/"
+                           "gemini-2.0-flash:streamGenerateContent"),
+            Provider::kGemini);
+  EXPECT_EQ(detectProvider("-aiplatform.googleapis.com", "/"), Provider::kNone);
+  EXPECT_EQ(detectProvider("llm.local", "/v1/models/gemini-2.0-flash:generateContent"),
+            Provider::kGemini);
 }
 
 TEST(DetectTest, ByPathForUnknownHosts) {

@@ -52,6 +52,13 @@ TEST(RequestTest, GeminiModelAndStreamFromPath) {
   auto u = summarizeRequest(Provider::kGemini, "/v1beta/models/gemini-2.5-pro:generateContent", "");
   EXPECT_EQ(u.model, "gemini-2.5-pro");
   EXPECT_FALSE(u.stream);
+  auto vertex = summarizeRequest(
+      Provider::kGemini,
+      "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash-001"
+      ":streamGenerateContent?alt=sse",
+      readTestdata("gemini_request.json"));
+  EXPECT_EQ(vertex.model, "gemini-2.0-flash-001");
+  EXPECT_TRUE(vertex.stream);
 }
 
 TEST(RequestTest, AzureDeploymentAndBedrockPath) {
