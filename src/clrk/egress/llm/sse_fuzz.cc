@@ -44,7 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (parseAll(input, step) != whole) std::abort();
   }
   using clrk::egress::llm::Provider;
-  for (Provider p : {Provider::kOpenAI, Provider::kAnthropic, Provider::kGemini}) {
+  for (Provider p :
+       {Provider::kOpenAI, Provider::kAnthropic, Provider::kGemini, Provider::kBedrock}) {
     for (auto [stream, max_json] :
          {std::pair{true, size_t{1} << 16}, std::pair{false, size_t{1} << 16},
           std::pair{true, size_t{256}}, std::pair{false, size_t{256}}}) {

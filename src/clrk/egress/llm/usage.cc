@@ -91,12 +91,23 @@ ResponseObserver::ResponseObserver(Provider provider, bool event_stream, size_t 
     : provider_(provider),
       event_stream_(event_stream),
       max_json_bytes_(max_json_bytes),
-      sse_(max_json_bytes) {}
+      sse_(max_json_bytes),
+      aws_(max_json_bytes) {}
 
 void ResponseObserver::feed(std::string_view body_chunk) {
   if (finished_ || body_chunk.empty()) return;
   if (event_stream_) {
     sse_.feed(body_chunk, [this](const SseEvent& event) { observeJson(event.data, event.type); });
+    return;
+  }
+  if (!saw_first_byte_) {
+    saw_first_byte_ = true;
+    char c = body_chunk.front();
+    aws_stream_ = provider_ == Provider::kBedrock && c != '{' && c != '[' && c != ' ' &&
+                  c != '\n' && c != '\r' && c != '\t';
+  }
+  if (aws_stream_) {
+    aws_.feed(body_chunk, [this](const AwsEventMessage& m) { observeAwsMessage(m); });
     return;
   }
   if (!truncated_ && body_.size() + body_chunk.size() <= max_json_bytes_) {
@@ -167,6 +178,29 @@ void ResponseObserver::rescueFromTail() {
   }
 }
 
+void ResponseObserver::observeAwsMessage(const AwsEventMessage& message) {
+  if (message.message_type == "exception" || message.message_type == "error") {
+    saw_error_ = true;
+    std::string_view type =
+        message.exception_type.empty() ? std::string_view("error") : message.exception_type;
+    if (error_type_.empty() || error_type_ == "error") {
+      error_type_.assign(type.substr(0, kMaxStringBytes));
+    }
+    return;
+  }
+  if (message.event_type == "chunk") {
+    // InvokeModelWithResponseStream: {"bytes":"<base64 of the model's own chunk>"}.
+    auto doc = json::parse(message.payload);
+    if (!doc) return;
+    auto bytes = json::member(*doc, "bytes");
+    if (!bytes || bytes->kind != Kind::kString) return;
+    std::string decoded;
+    if (base64Decode(json::rawString(*bytes), &decoded)) observeDoc(decoded, "", 0);
+    return;
+  }
+  observeDoc(message.payload, message.event_type, 0);
+}
+
 void ResponseObserver::observeJson(std::string_view text, std::string_view sse_type) {
   observeDoc(text, sse_type, 0);
 }
@@ -223,6 +257,9 @@ void ResponseObserver::observeDoc(std::string_view text, std::string_view sse_ty
       if (v.kind == Kind::kObject || v.kind == Kind::kString) error = v;
     } else if (key == "code") {
       top_code = v;
+    } else if (key == "amazon-bedrock-invocationMetrics") {
+      if (auto in = json::member(v, "inputTokenCount")) setInt(*in, &usage_.input_tokens);
+      if (auto out = json::member(v, "outputTokenCount")) setInt(*out, &usage_.output_tokens);
     } else if (key == "incomplete_details") {
       if (auto r = json::member(v, "reason")) addFinishReason(*r, &usage_);
     }

@@ -2,6 +2,7 @@
 // SSE, fed in whatever chunks the network delivers. Bounded memory; never throws.
 #pragma once
 
+#include "clrk/egress/llm/aws_eventstream.h"
 #include "clrk/egress/llm/provider.h"
 #include "clrk/egress/llm/sse.h"
 
@@ -36,7 +37,10 @@ struct Usage {
 // usage on the final chunk with include_usage), OpenAI Responses API (response.completed etc.),
 // Anthropic messages (JSON; message_start / message_delta / error events), Gemini
 // generateContent (JSON, JSON array of chunks, and ?alt=sse chunks; usageMetadata), Bedrock
-// Converse JSON. Azure OpenAI and custom providers are read as OpenAI. Anthropic's
+// Converse JSON and, for Bedrock bodies that are not JSON, the AWS event stream of ConverseStream
+// (metadata usage, messageStop) and InvokeModelWithResponseStream (base64 model chunks and
+// amazon-bedrock-invocationMetrics; exceptions count as errors). Azure OpenAI and custom providers
+// are read as OpenAI. Anthropic's
 // cache_read/cache_creation input tokens are added into input_tokens (so input means all prompt
 // tokens, as for the other providers).
 class ResponseObserver {
@@ -66,11 +70,15 @@ class ResponseObserver {
  private:
   void observeDoc(std::string_view json, std::string_view sse_type, int depth);
   void rescueFromTail();
+  void observeAwsMessage(const AwsEventMessage& message);
 
   Provider provider_;
   bool event_stream_;
   size_t max_json_bytes_;
   SseParser sse_;
+  AwsEventStreamDecoder aws_;
+  bool aws_stream_ = false;  // Bedrock body framed as an AWS event stream
+  bool saw_first_byte_ = false;
   std::string body_;  // whole JSON body, or its head once truncated
   std::string tail_;  // last bytes of a truncated JSON body
   bool truncated_ = false;

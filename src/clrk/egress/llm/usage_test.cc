@@ -156,6 +156,36 @@ TEST(UsageTest, BedrockConverse) {
   EXPECT_EQ(u.finish_reasons, std::vector<std::string>{"end_turn"});
 }
 
+TEST(UsageTest, BedrockEventStreams) {
+  ResponseObserver converse(Provider::kBedrock, false);
+  Usage c =
+      observe(Provider::kBedrock, false, readTestdata("bedrock_converse_stream.bin"), 0, &converse);
+  EXPECT_EQ(c.input_tokens, 21);
+  EXPECT_EQ(c.output_tokens, 7);
+  EXPECT_EQ(c.total_tokens, 28);
+  EXPECT_EQ(c.finish_reasons, std::vector<std::string>{"end_turn"});
+  EXPECT_FALSE(converse.sawError());
+
+  Usage i = observe(Provider::kBedrock, false, readTestdata("bedrock_invoke_stream.bin"));
+  EXPECT_EQ(i.input_tokens, 14);
+  EXPECT_EQ(i.output_tokens, 9);
+  EXPECT_EQ(i.total_tokens, 23);
+  EXPECT_EQ(i.response_model, "claude-3-5-sonnet-20241022");
+  EXPECT_EQ(i.finish_reasons, std::vector<std::string>{"end_turn"});
+
+  ResponseObserver exc(Provider::kBedrock, false);
+  observe(Provider::kBedrock, false, readTestdata("bedrock_stream_exception.bin"), 0, &exc);
+  EXPECT_TRUE(exc.sawError());
+  EXPECT_EQ(exc.errorType(), "throttlingException");
+
+  // A corrupted frame stops decoding rather than misreading numbers.
+  std::string bad = readTestdata("bedrock_converse_stream.bin");
+  bad[bad.size() - 30] ^= 0x20;  // inside the metadata message
+  Usage b = observe(Provider::kBedrock, false, bad);
+  EXPECT_FALSE(b.input_tokens.has_value());
+  EXPECT_EQ(b.finish_reasons, std::vector<std::string>{"end_turn"});
+}
+
 TEST(UsageTest, ProviderErrors) {
   ResponseObserver openai(Provider::kOpenAI, false);
   observe(Provider::kOpenAI, false, readTestdata("openai_error_429.json"), 0, &openai);
@@ -189,7 +219,9 @@ TEST(UsageTest, EveryChunkSplitGivesTheSameUsage) {
                         Case{Provider::kAnthropic, true, "anthropic_stream.sse"},
                         Case{Provider::kAnthropic, false, "anthropic_messages.json"},
                         Case{Provider::kGemini, true, "gemini_stream.sse"},
-                        Case{Provider::kGemini, false, "gemini_stream_array.json"}}) {
+                        Case{Provider::kGemini, false, "gemini_stream_array.json"},
+                        Case{Provider::kBedrock, false, "bedrock_converse_stream.bin"},
+                        Case{Provider::kBedrock, false, "bedrock_invoke_stream.bin"}}) {
     std::string body = readTestdata(c.file);
     Usage whole = observe(c.p, c.sse, body);
     ASSERT_TRUE(whole.total_tokens.has_value()) << c.file;
