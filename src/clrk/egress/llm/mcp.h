@@ -39,6 +39,7 @@ struct McpResult {
 // Reads JSON-RPC responses from an MCP response body: application/json (single or batch) or
 // text/event-stream (one JSON-RPC message per event). Requests/notifications in the stream are
 // ignored. Keeps at most 1024 results.
+// One per response; not thread-safe.
 class McpResponseObserver {
  public:
   explicit McpResponseObserver(bool event_stream, size_t max_json_bytes = size_t{1} << 20);

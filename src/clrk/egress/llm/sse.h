@@ -21,6 +21,7 @@ struct SseEvent {
   std::string_view id;    // last event id (persists across events, as in the spec)
 };
 
+// One per stream; not thread-safe.
 class SseParser {
  public:
   static constexpr size_t kDefaultMaxEventBytes = size_t{1} << 20;

@@ -40,9 +40,9 @@ struct Usage {
 // Converse JSON and, for Bedrock bodies that are not JSON, the AWS event stream of ConverseStream
 // (metadata usage, messageStop) and InvokeModelWithResponseStream (base64 model chunks and
 // amazon-bedrock-invocationMetrics; exceptions count as errors). Azure OpenAI and custom providers
-// are read as OpenAI. Anthropic's
-// cache_read/cache_creation input tokens are added into input_tokens (so input means all prompt
-// tokens, as for the other providers).
+// are read as OpenAI. Anthropic's cache_read/cache_creation input tokens are added into
+// input_tokens (so input means all prompt tokens, as for the other providers). One per response;
+// not thread-safe.
 class ResponseObserver {
  public:
   ResponseObserver(Provider provider, bool event_stream, size_t max_json_bytes = size_t{1} << 20);
