@@ -1264,7 +1264,9 @@ const std::vector<std::string>& egressKinds() {
 
 }  // namespace
 
-CompileResult compile(const std::vector<nlohmann::json>& objects, uint64_t generation) {
+namespace {
+
+CompileResult compileAll(const std::vector<nlohmann::json>& objects, uint64_t generation) {
   Ctx ctx;
   ctx.status_of.resize(objects.size());
   std::map<std::string, std::vector<Meta>> by_kind;
@@ -1375,6 +1377,27 @@ CompileResult compile(const std::vector<nlohmann::json>& objects, uint64_t gener
   result.snapshot = std::make_shared<CompiledSnapshot>(generation, std::move(gateways));
   result.statuses = std::move(ctx.statuses);
   return result;
+}
+
+}  // namespace
+
+CompileResult compile(const std::vector<nlohmann::json>& objects, uint64_t generation) {
+  try {
+    return compileAll(objects, generation);
+  } catch (const std::exception& e) {
+    // Only resource exhaustion gets here (each object is guarded): apply nothing rather than a
+    // half-built snapshot.
+    CompileResult result;
+    result.snapshot = std::make_shared<CompiledSnapshot>(generation, std::vector<Gateway>{});
+    result.statuses.push_back(ObjectStatus{"",
+                                           "",
+                                           "",
+                                           false,
+                                           "Internal",
+                                           std::string("egress config compile failed: ") + e.what(),
+                                           {}});
+    return result;
+  }
 }
 
 }  // namespace clrk::egress::config

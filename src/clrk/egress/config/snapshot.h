@@ -297,6 +297,8 @@ struct CompileResult {
 // Compiles every object given (any mix of the egress kinds, core/v1 Secrets; other kinds are
 // ignored). Objects must already be schema-valid and defaulted (api::validateObject). A bad object
 // is left out entirely and reported with accepted=false; everything else still compiles.
+// Never throws; should compiling fail as a whole (memory exhaustion), the result is an empty
+// snapshot (everything denied) with one ObjectStatus of reason "Internal" and empty kind.
 CompileResult compile(const std::vector<nlohmann::json>& objects, uint64_t generation);
 
 // Holds the current snapshot; readers get a shared_ptr they keep for the request's lifetime.
