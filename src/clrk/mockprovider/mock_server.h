@@ -43,9 +43,9 @@ struct MockOptions {
   // "host:port"; port 0 picks a free port. IPv6 as "[::1]:0".
   std::string listen = "127.0.0.1:0";
   // PEM text (not paths). TLS (HTTPS only, ALPN http/1.1) iff both are set.
-  // (Separate declarations: GCC 12 warns about designated initializers otherwise.)
-  std::string tls_cert_pem;
-  std::string tls_key_pem;
+  // (Explicit `{}`: GCC 12 warns about designated initializers that skip members without one.)
+  std::string tls_cert_pem{};
+  std::string tls_key_pem{};
   // When nonzero every provider request (not /mcp, not /__mock) answers this status with the
   // provider's own error body; for fallback tests.
   int fail_status = 0;
