@@ -77,6 +77,22 @@ TEST(McpTest, ResponsesSseAndJson) {
   ASSERT_EQ(ok.results().size(), 1u);
   EXPECT_FALSE(ok.sawError());
 
+  // An oversize JSON body is not parsed (bounded memory), and says nothing.
+  McpResponseObserver big(false, 64);
+  big.feed(readTestdata("mcp_error_response.json"));
+  big.feed(std::string(1000, ' '));
+  big.finish();
+  EXPECT_TRUE(big.results().empty());
+
+  // A batch of responses.
+  McpResponseObserver batch(false);
+  batch.feed(R"([{"jsonrpc":"2.0","id":1,"result":{}},)");
+  batch.feed(R"({"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"Method not found"}}])");
+  batch.finish();
+  ASSERT_EQ(batch.results().size(), 2u);
+  EXPECT_FALSE(batch.results()[0].is_error);
+  EXPECT_EQ(batch.results()[1].error_code, -32601);
+
   // Server-to-client requests in the stream are not results.
   McpResponseObserver req(true);
   req.feed("data: {\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"sampling/createMessage\"}\n\n");
