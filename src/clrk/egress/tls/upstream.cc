@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
 
 namespace clrk::egress::tls {
 namespace {
@@ -67,6 +70,107 @@ std::string certificateNames(X509* cert) {
   return names.empty() ? "no names" : names;
 }
 
+// The host (or IP) a client SSL verifies against, as prepareUpstreamSsl set it.
+std::string verifiedHost(const SSL* ssl) {
+  // SSL_get0_param is not const-qualified but only reads here.
+  X509_VERIFY_PARAM* param = SSL_get0_param(const_cast<SSL*>(ssl));
+  if (const char* host = X509_VERIFY_PARAM_get0_host(param, 0)) return host;
+  std::string out;
+  if (char* ip = X509_VERIFY_PARAM_get1_ip_asc(param)) {
+    out = ip;
+    OPENSSL_free(ip);
+  }
+  return out;
+}
+
+// Client sessions kept per verified host so new upstream connections resume instead of paying
+// a full handshake. Only sessions from handshakes that verified are stored (the new-session
+// callback runs after verification), keyed by the host they verified for. TLS 1.3 tickets are
+// used once (RFC 8446 C.4); TLS 1.2 sessions are reused. Copies are stored and handed out, so
+// OpenSSL marking a connection's session bad on an unclean close does not poison the store.
+class SessionStore {
+ public:
+  static constexpr size_t kMaxHosts = 1024;
+  static constexpr size_t kMaxPerHost = 4;
+
+  ~SessionStore() {
+    for (auto& [host, sessions] : by_host_) {
+      for (SSL_SESSION* s : sessions) SSL_SESSION_free(s);
+    }
+  }
+
+  void put(const std::string& host, SSL_SESSION* session) {  // takes ownership
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (by_host_.size() >= kMaxHosts && by_host_.find(host) == by_host_.end()) {
+      auto victim = by_host_.begin();
+      for (SSL_SESSION* s : victim->second) SSL_SESSION_free(s);
+      by_host_.erase(victim);
+    }
+    auto& sessions = by_host_[host];
+    sessions.push_back(session);
+    if (sessions.size() > kMaxPerHost) {
+      SSL_SESSION_free(sessions.front());
+      sessions.pop_front();
+    }
+  }
+
+  // A resumable session for host (caller owns it) or null.
+  SSL_SESSION* take(const std::string& host) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = by_host_.find(host);
+    if (it == by_host_.end()) return nullptr;
+    auto& sessions = it->second;
+    SSL_SESSION* found = nullptr;
+    while (!sessions.empty() && found == nullptr) {
+      SSL_SESSION* s = sessions.back();
+      sessions.pop_back();
+      if (SSL_SESSION_is_resumable(s) != 1) {
+        SSL_SESSION_free(s);
+        continue;
+      }
+      if (SSL_SESSION_get_protocol_version(s) < TLS1_3_VERSION) {
+        found = SSL_SESSION_dup(s);  // TLS 1.2: keep it for further connections too
+        sessions.push_back(s);
+      } else {
+        found = s;
+      }
+    }
+    if (sessions.empty()) by_host_.erase(it);
+    return found;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::deque<SSL_SESSION*>> by_host_;
+};
+
+void freeSessionStore(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<SessionStore*>(ptr);
+}
+
+int sessionStoreIndex() {
+  static const int index =
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &freeSessionStore);
+  return index;
+}
+
+SessionStore* sessionStore(const SSL* ssl) {
+  const int index = sessionStoreIndex();
+  if (index < 0) return nullptr;
+  return static_cast<SessionStore*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), index));
+}
+
+int onNewSession(SSL* ssl, SSL_SESSION* session) {
+  SessionStore* store = sessionStore(ssl);
+  if (store == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return 0;
+  const std::string host = verifiedHost(ssl);
+  if (host.empty()) return 0;
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (copy == nullptr) return 0;
+  store->put(host, copy);
+  return 0;  // we kept a copy, not the callback's reference
+}
+
 }  // namespace
 
 Result<std::shared_ptr<boost::asio::ssl::context>> makeUpstreamContext(
@@ -117,7 +221,15 @@ Result<std::shared_ptr<boost::asio::ssl::context>> makeUpstreamContext(
     }
     ERR_clear_error();
   }
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+  const int index = sessionStoreIndex();
+  if (index < 0) return internalError(opensslError("allocating the session store index"));
+  auto* store = new SessionStore();
+  if (SSL_CTX_set_ex_data(ctx, index, store) != 1) {
+    delete store;
+    return internalError(opensslError("attaching the session store"));
+  }
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, onNewSession);
   return context;
 }
 
@@ -147,6 +259,12 @@ Status prepareUpstreamSsl(SSL* ssl, std::string_view host, bool offer_h2) {
   const int rc = offer_h2 ? SSL_set_alpn_protos(ssl, kH2Http1, sizeof(kH2Http1) - 1)
                           : SSL_set_alpn_protos(ssl, kHttp1, sizeof(kHttp1) - 1);
   if (rc != 0) return internalError(opensslError("setting ALPN"));  // 0 means success here
+  if (SessionStore* store = sessionStore(ssl)) {
+    if (SSL_SESSION* session = store->take(name.name)) {
+      SSL_set_session(ssl, session);  // takes its own reference
+      SSL_SESSION_free(session);
+    }
+  }
   return {};
 }
 
@@ -154,15 +272,7 @@ std::string verifyFailureReason(const SSL* ssl) {
   if (ssl == nullptr) return {};
   const long result = SSL_get_verify_result(ssl);
   if (result == X509_V_OK) return {};
-  // SSL_get0_param is not const-qualified but only reads here.
-  X509_VERIFY_PARAM* param = SSL_get0_param(const_cast<SSL*>(ssl));
-  std::string host;
-  if (const char* h = X509_VERIFY_PARAM_get0_host(param, 0)) {
-    host = h;
-  } else if (char* ip = X509_VERIFY_PARAM_get1_ip_asc(param)) {
-    host = ip;
-    OPENSSL_free(ip);
-  }
+  const std::string host = verifiedHost(ssl);
   std::string reason = "certificate verify failed: ";
   reason += X509_verify_cert_error_string(result);
   if (!host.empty()) reason += " for host " + host;

@@ -20,12 +20,15 @@ namespace clrk::egress::tls {
 // (SSL_CTX_set_default_verify_paths: Debian's /etc/ssl/certs, SSL_CERT_FILE/SSL_CERT_DIR honoured)
 // plus every PEM certificate in extra_trust_pem (may be empty; InvalidArgument if it is non-empty
 // but holds no parsable certificate). Thread-safe to share between connections.
+// The context keeps client sessions (bounded: 1024 hosts x 4) from handshakes that verified,
+// keyed by the verified host; prepareUpstreamSsl offers one to resume (TLS 1.3 tickets once).
 Result<std::shared_ptr<boost::asio::ssl::context>> makeUpstreamContext(
     std::string_view extra_trust_pem);
 
 // Prepares one client SSL before the handshake: SNI = host (not for IP literals), hostname
 // verification (SSL_set1_host, or the IP address check for IP literals), ALPN "http/1.1"
-// (preceded by "h2" when offer_h2). InvalidArgument for an empty/invalid host.
+// (preceded by "h2" when offer_h2), and a stored session for that host if the context has one
+// (see makeUpstreamContext). InvalidArgument for an empty/invalid host.
 Status prepareUpstreamSsl(SSL* ssl, std::string_view host, bool offer_h2 = false);
 
 // After a failed handshake: a human-readable reason, e.g. "certificate verify failed:

@@ -13,6 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <future>
 #include <thread>
 
@@ -34,8 +36,16 @@ class TinyTlsServer {
     thread_ = std::thread([this, connections] { run(connections); });
   }
   ~TinyTlsServer() {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
+    // A blocking accept() is not woken by close() from another thread: connect until the
+    // server thread notices the stop flag (it serves at most `connections` anyway).
+    stop_ = true;
+    while (!finished_) {
+      asio::io_context io;
+      tcp::socket poke(io);
+      boost::system::error_code ec;
+      poke.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     if (thread_.joinable()) thread_.join();
   }
   uint16_t port() const { return port_; }
@@ -47,11 +57,16 @@ class TinyTlsServer {
 
  private:
   void run(int connections) {
+    serve(connections);
+    finished_ = true;
+  }
+
+  void serve(int connections) {
     for (int i = 0; i < connections; ++i) {
       boost::system::error_code ec;
       tcp::socket socket(io_);
       acceptor_.accept(socket, ec);
-      if (ec) return;
+      if (ec || stop_) return;
       timeval tv{5, 0};
       setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
       setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -79,6 +94,8 @@ class TinyTlsServer {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
   std::thread thread_;
   std::mutex mutex_;
   std::vector<std::string> alpn_;
@@ -90,6 +107,7 @@ struct ClientOutcome {
   std::string reason;
   std::string alpn;
   std::string body;
+  bool reused = false;
 };
 
 ClientOutcome connectClient(const ContextPtr& context, uint16_t port, const std::string& host,
@@ -120,6 +138,7 @@ ClientOutcome connectClient(const ContextPtr& context, uint16_t port, const std:
   unsigned int len = 0;
   SSL_get0_alpn_selected(stream.native_handle(), &proto, &len);
   out.alpn.assign(reinterpret_cast<const char*>(proto), len);
+  out.reused = SSL_session_reused(stream.native_handle()) == 1;
   asio::write(stream, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), ec);
   asio::streambuf buf;
   asio::read(stream, buf, ec);  // until close
@@ -234,6 +253,35 @@ TEST(UpstreamTest, NoAlpnWhenClientOffersNone) {
   asio::write(stream, asio::buffer(std::string("GET / HTTP/1.1\r\n\r\n")), ec);
   asio::streambuf buf;
   asio::read(stream, buf, ec);
+}
+
+TEST(UpstreamTest, ResumesVerifiedSessionsPerHost) {
+  auto ca = makeCa();
+  LeafCache cache(ca);
+  auto server_ctx = cache.serverContext("api.openai.com");
+  ASSERT_TRUE(server_ctx.ok());
+  TinyTlsServer server(*server_ctx, 5);
+  auto client_ctx = makeUpstreamContext(ca->certPem());
+  ASSERT_TRUE(client_ctx.ok());
+  // A failed verification stores nothing: the retry fails again (no resumption around it).
+  ClientOutcome out = connectClient(*client_ctx, server.port(), "api.anthropic.com");
+  EXPECT_FALSE(out.ok);
+  out = connectClient(*client_ctx, server.port(), "api.anthropic.com");
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.reason.find("hostname mismatch"), std::string::npos) << out.reason;
+
+  out = connectClient(*client_ctx, server.port(), "api.openai.com");
+  ASSERT_TRUE(out.ok) << out.error << " / " << out.reason;
+  EXPECT_FALSE(out.reused);
+  out = connectClient(*client_ctx, server.port(), "api.openai.com");
+  ASSERT_TRUE(out.ok) << out.error << " / " << out.reason;
+  EXPECT_TRUE(out.reused);
+  EXPECT_EQ(out.reason, "");
+  EXPECT_NE(out.body.find("\r\n\r\nok"), std::string::npos);
+  // The session for api.openai.com is not offered to another host on the same server.
+  out = connectClient(*client_ctx, server.port(), "api.anthropic.com");
+  EXPECT_FALSE(out.ok);
+  EXPECT_FALSE(out.reused);
 }
 
 TEST(UpstreamTest, BadArguments) {
