@@ -82,6 +82,12 @@ SniffResult Parser::assemble() {
   owned_.reserve(std::min(data_.size(), kMaxClientHelloBytes));
   while (true) {
     if (data_.size() - stream_pos < 1) return SniffResult::kNeedMore;
+    // Checked as soon as a further record starts, so a caller never buffers past kMaxSniffBytes.
+    if (records == kMaxClientHelloRecords) {
+      return failAtStream(stream_pos, "ClientHello spread over more than " +
+                                          std::to_string(kMaxClientHelloRecords) + " records");
+    }
+    ++records;
     if (data_[stream_pos] != kContentHandshake) {
       if (stream_pos == 0) return SniffResult::kNotTls;
       return failAtStream(stream_pos, "record type " + hex2(data_[stream_pos]) +
@@ -95,15 +101,11 @@ SniffResult Parser::assemble() {
     const uint16_t version =
         static_cast<uint16_t>((data_[stream_pos + 1] << 8) | data_[stream_pos + 2]);
     const size_t length = (size_t{data_[stream_pos + 3]} << 8) | data_[stream_pos + 4];
-    if (records == 0) record_version_ = version;
+    if (records == 1) record_version_ = version;
     if (length == 0) return failAtStream(stream_pos + 3, "empty handshake record");
     if (length > kMaxRecordFragment) {
       return failAtStream(stream_pos + 3,
                           "record length " + std::to_string(length) + " exceeds 16384");
-    }
-    if (++records > kMaxClientHelloRecords) {
-      return failAtStream(stream_pos, "ClientHello spread over more than " +
-                                          std::to_string(kMaxClientHelloRecords) + " records");
     }
     const size_t frag_start = stream_pos + kRecordHeader;
     const size_t available = std::min(length, data_.size() - frag_start);

@@ -180,8 +180,37 @@ TEST(ClientHelloTest, TooManyRecords) {
   HelloBuilder b;
   b.sni(std::string(60, 'a') + ".example.com");
   std::string error;
-  EXPECT_EQ(sniff(b.records(1), nullptr, &error), SniffResult::kMalformed);
+  const std::vector<uint8_t> one_byte_records = b.records(1);
+  EXPECT_EQ(sniff(one_byte_records, nullptr, &error), SniffResult::kMalformed);
   EXPECT_NE(error.find("more than 64 records"), std::string::npos) << error;
+  EXPECT_NE(error.find("offset 384"), std::string::npos) << error;  // 64 records of 6 bytes
+  // Decided as soon as the 65th record's first byte is there.
+  std::vector<uint8_t> cut(one_byte_records.begin(), one_byte_records.begin() + 64 * 6 + 1);
+  EXPECT_EQ(sniff(cut), SniffResult::kMalformed);
+  cut.pop_back();
+  EXPECT_EQ(sniff(cut), SniffResult::kNeedMore);
+}
+
+// The sniffer always decides within kMaxSniffBytes: the largest hello in the most records.
+TEST(ClientHelloTest, DecidesWithinMaxSniffBytes) {
+  HelloBuilder b;
+  // Fill the hello up to exactly kMaxClientHelloBytes with a padding extension (21).
+  const size_t base = b.message().size();
+  const size_t pad = kMaxClientHelloBytes - base - 4;
+  std::vector<uint8_t> ext = {0, 21, static_cast<uint8_t>(pad >> 8), static_cast<uint8_t>(pad)};
+  ext.insert(ext.end(), pad, 0);
+  b.raw(ext);
+  ASSERT_EQ(b.message().size(), kMaxClientHelloBytes);
+  const size_t fragment =
+      (kMaxClientHelloBytes + kMaxClientHelloRecords - 1) / kMaxClientHelloRecords;
+  const std::vector<uint8_t> bytes = b.records(fragment);
+  ASSERT_LE(bytes.size(), kMaxSniffBytes);
+  std::string error;
+  EXPECT_EQ(sniff(bytes, nullptr, &error), SniffResult::kOk) << error;
+  // One byte more in the declared length is rejected as too large.
+  std::vector<uint8_t> big = bytes;
+  big[5 + 3] = static_cast<uint8_t>(big[5 + 3] + 1);
+  EXPECT_EQ(sniff(big, nullptr, &error), SniffResult::kMalformed);
 }
 
 TEST(ClientHelloTest, SniValidation) {
