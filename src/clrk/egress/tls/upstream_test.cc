@@ -284,6 +284,42 @@ TEST(UpstreamTest, ResumesVerifiedSessionsPerHost) {
   EXPECT_FALSE(out.reused);
 }
 
+// The MITM server context speaks TLS 1.2+ only: a TLS 1.1 client is refused, the same client
+// allowed TLS 1.2 gets through (control).
+TEST(UpstreamTest, ServerRefusesTls11) {
+  auto ca = makeCa();
+  LeafCache cache(ca);
+  auto server_ctx = cache.serverContext("api.openai.com");
+  ASSERT_TRUE(server_ctx.ok());
+  TinyTlsServer server(*server_ctx, 2);
+  auto client_ctx = makeUpstreamContext(ca->certPem());
+  ASSERT_TRUE(client_ctx.ok());
+  for (int max_version : {TLS1_1_VERSION, TLS1_2_VERSION}) {
+    asio::io_context io;
+    asio::ssl::stream<tcp::socket> stream(io, **client_ctx);
+    SSL* ssl = stream.native_handle();
+    ASSERT_TRUE(prepareUpstreamSsl(ssl, "api.openai.com").ok());
+    SSL_set_security_level(ssl, 0);
+    ASSERT_EQ(SSL_set_min_proto_version(ssl, TLS1_VERSION), 1);
+    ASSERT_EQ(SSL_set_max_proto_version(ssl, max_version), 1);
+    ASSERT_EQ(SSL_set_cipher_list(ssl, "ALL:@SECLEVEL=0"), 1);
+    boost::system::error_code ec;
+    stream.lowest_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()),
+                                  ec);
+    ASSERT_FALSE(ec);
+    stream.handshake(asio::ssl::stream_base::client, ec);
+    if (max_version == TLS1_1_VERSION) {
+      EXPECT_TRUE(ec) << "TLS 1.1 handshake unexpectedly succeeded";
+    } else {
+      ASSERT_FALSE(ec) << ec.message();
+      EXPECT_STREQ(SSL_get_version(ssl), "TLSv1.2");
+      asio::write(stream, asio::buffer(std::string("GET / HTTP/1.1\r\n\r\n")), ec);
+      asio::streambuf buf;
+      asio::read(stream, buf, ec);
+    }
+  }
+}
+
 TEST(UpstreamTest, BadArguments) {
   auto bad =
       makeUpstreamContext("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
