@@ -111,7 +111,7 @@ struct ClientOutcome {
 };
 
 ClientOutcome connectClient(const ContextPtr& context, uint16_t port, const std::string& host,
-                            bool offer_h2 = false) {
+                            bool offer_h2 = false, int max_version = 0) {
   ClientOutcome out;
   asio::io_context io;
   asio::ssl::stream<tcp::socket> stream(io, *context);
@@ -120,6 +120,7 @@ ClientOutcome connectClient(const ContextPtr& context, uint16_t port, const std:
     out.error = prepared.toString();
     return out;
   }
+  if (max_version != 0) SSL_set_max_proto_version(stream.native_handle(), max_version);
   boost::system::error_code ec;
   stream.lowest_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
   if (ec) {
@@ -317,6 +318,22 @@ TEST(UpstreamTest, ServerRefusesTls11) {
       asio::streambuf buf;
       asio::read(stream, buf, ec);
     }
+  }
+}
+
+TEST(UpstreamTest, ResumesTls12SessionsRepeatedly) {
+  auto ca = makeCa();
+  LeafCache cache(ca);
+  auto server_ctx = cache.serverContext("api.openai.com");
+  ASSERT_TRUE(server_ctx.ok());
+  TinyTlsServer server(*server_ctx, 3);
+  auto client_ctx = makeUpstreamContext(ca->certPem());
+  ASSERT_TRUE(client_ctx.ok());
+  for (int i = 0; i < 3; ++i) {
+    ClientOutcome out =
+        connectClient(*client_ctx, server.port(), "api.openai.com", false, TLS1_2_VERSION);
+    ASSERT_TRUE(out.ok) << out.error << " / " << out.reason;
+    EXPECT_EQ(out.reused, i > 0) << "connection " << i;
   }
 }
 
