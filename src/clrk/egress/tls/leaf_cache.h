@@ -9,8 +9,8 @@
 // is negotiated (the handshake still succeeds).
 //
 // Thread-safe: 16 shards, each an LRU under its own mutex (capacity split evenly across shards;
-// below 256 entries a single exact LRU);
-// concurrent first requests for the same host mint once (the others wait for that mint).
+// a capacity below 256 uses one exact LRU). Concurrent first requests for the same host mint
+// once (the others wait for that mint); a failed mint is not cached.
 // The contexts are shared_ptr: an evicted context lives on while connections still use it.
 #pragma once
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <malloc.h>
 
 namespace clrk::egress::tls {
 namespace {
@@ -75,6 +76,20 @@ void BM_NewServerContextOnly(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_NewServerContextOnly)->Unit(benchmark::kMicrosecond);
+
+// Heap bytes held per cached host (leaf, key, SSL_CTX), from malloc statistics.
+void BM_BytesPerCachedHost(benchmark::State& state) {
+  constexpr int kHosts = 500;
+  for (auto _ : state) {
+    const size_t before = mallinfo2().uordblks;
+    LeafCache cache(benchCa(), 1 << 20);
+    for (int i = 0; i < kHosts; ++i)
+      (void)cache.serverContext(hostName(static_cast<uint64_t>(i), ".mem"));
+    const size_t after = mallinfo2().uordblks;
+    state.counters["bytes_per_host"] = static_cast<double>(after - before) / kHosts;
+  }
+}
+BENCHMARK(BM_BytesPerCachedHost)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void BM_CacheHit(benchmark::State& state) {
   static LeafCache* cache = nullptr;

@@ -19,7 +19,7 @@ namespace clrk::egress::tls {
 // A TLS 1.2+ client context with verify_peer, trusting the system default store
 // (SSL_CTX_set_default_verify_paths: Debian's /etc/ssl/certs, SSL_CERT_FILE/SSL_CERT_DIR honoured)
 // plus every PEM certificate in extra_trust_pem (may be empty; InvalidArgument if it is non-empty
-// but holds no parsable certificate). Thread-safe to share between connections.
+// and holds no certificate or one that does not parse). Thread-safe to share between connections.
 // The context keeps client sessions (bounded: 1024 hosts x 4) from handshakes that verified,
 // keyed by the verified host; prepareUpstreamSsl offers one to resume (TLS 1.3 tickets once).
 Result<std::shared_ptr<boost::asio::ssl::context>> makeUpstreamContext(
