@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace clrk::telemetry {
@@ -62,6 +64,90 @@ Status readTime(const Json& object, const char* field, std::chrono::system_clock
     return invalidArgument(std::string(field) + ": expected an integer");
   out = fromNanos(it->get<int64_t>());
   return {};
+}
+
+// Appends `text` as a JSON string. Invalid UTF-8 (possible in URLs or names copied from
+// traffic) becomes U+FFFD, as nlohmann's error_handler_t::replace does.
+void appendJsonString(std::string& out, std::string_view text) {
+  out += '"';
+  size_t idx = 0;
+  while (idx < text.size()) {
+    auto byte = static_cast<unsigned char>(text[idx]);
+    if (byte < 0x80) {
+      switch (byte) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          if (byte < 0x20 || byte == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", byte);
+            out += buf;
+          } else {
+            out += static_cast<char>(byte);
+          }
+      }
+      ++idx;
+      continue;
+    }
+    // Multi-byte sequence: validate per RFC 3629 (no overlongs, no surrogates, <= U+10FFFF).
+    size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+    if (byte >= 0xC2 && byte <= 0xDF) {
+      length = 2;
+    } else if (byte >= 0xE0 && byte <= 0xEF) {
+      length = 3;
+      if (byte == 0xE0) low = 0xA0;
+      if (byte == 0xED) high = 0x9F;
+    } else if (byte >= 0xF0 && byte <= 0xF4) {
+      length = 4;
+      if (byte == 0xF0) low = 0x90;
+      if (byte == 0xF4) high = 0x8F;
+    }
+    bool valid = length != 0 && idx + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      auto next = static_cast<unsigned char>(text[idx + k]);
+      unsigned char lo = k == 1 ? low : 0x80;
+      unsigned char hi = k == 1 ? high : 0xBF;
+      if (next < lo || next > hi) valid = false;
+    }
+    if (valid) {
+      out.append(text.substr(idx, length));
+      idx += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++idx;
+    }
+  }
+  out += '"';
+}
+
+// Shortest round-trip form; JSON has no NaN/Inf, so those become null.
+void appendJsonDouble(std::string& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  if (ec != std::errc()) {
+    out += "null";
+    return;
+  }
+  out.append(buf, end);
 }
 
 Result<Record> parseRecord(const Json& root) {
@@ -181,40 +267,54 @@ Status fromHex(std::string_view hex, std::span<uint8_t> out) {
 }
 
 std::string toJson(const Record& record) {
-  Json root = Json::object();
-  root["name"] = record.name;
-  root["traceId"] = toHex(record.trace_id);
-  root["spanId"] = toHex(record.span_id);
-  root["parentSpanId"] = toHex(record.parent_span_id);
-  root["startNs"] = toNanos(record.start);
-  root["endNs"] = toNanos(record.end);
-  root["status"] = {{"code", record.status_code}, {"message", record.status_message}};
-  Json attributes = Json::array();
+  // Written by hand: this runs once per record on the spool writer thread, and building an
+  // nlohmann::json tree first costs several times more.
+  std::string out;
+  out.reserve(256 + record.name.size() + record.attributes.size() * 48);
+  out += "{\"name\":";
+  appendJsonString(out, record.name);
+  out += ",\"traceId\":\"";
+  out += toHex(record.trace_id);
+  out += "\",\"spanId\":\"";
+  out += toHex(record.span_id);
+  out += "\",\"parentSpanId\":\"";
+  out += toHex(record.parent_span_id);
+  out += "\",\"startNs\":";
+  out += std::to_string(toNanos(record.start));
+  out += ",\"endNs\":";
+  out += std::to_string(toNanos(record.end));
+  out += ",\"status\":{\"code\":";
+  out += std::to_string(record.status_code);
+  out += ",\"message\":";
+  appendJsonString(out, record.status_message);
+  out += "},\"attributes\":[";
+  bool first = true;
   for (const Attribute& attribute : record.attributes) {
-    Json item = {{"k", attribute.key}};
+    if (!first) out += ',';
+    first = false;
+    out += "{\"k\":";
+    appendJsonString(out, attribute.key);
     std::visit(
-        [&item](const auto& value) {
+        [&out](const auto& value) {
           using T = std::decay_t<decltype(value)>;
           if constexpr (std::is_same_v<T, std::string>) {
-            item["s"] = value;
+            out += ",\"s\":";
+            appendJsonString(out, value);
           } else if constexpr (std::is_same_v<T, int64_t>) {
-            item["i"] = value;
+            out += ",\"i\":";
+            out += std::to_string(value);
           } else if constexpr (std::is_same_v<T, double>) {
-            if (std::isfinite(value)) {
-              item["d"] = value;
-            } else {
-              item["d"] = nullptr;
-            }
+            out += ",\"d\":";
+            appendJsonDouble(out, value);
           } else {
-            item["b"] = value;
+            out += value ? ",\"b\":true" : ",\"b\":false";
           }
         },
         attribute.value);
-    attributes.push_back(std::move(item));
+    out += '}';
   }
-  root["attributes"] = std::move(attributes);
-  // Invalid UTF-8 (possible in URLs or names copied from traffic) is replaced, not thrown on.
-  return root.dump(-1, ' ', false, Json::error_handler_t::replace);
+  out += "]}";
+  return out;
 }
 
 Result<Record> recordFromJson(std::string_view json) {

@@ -3,9 +3,11 @@
 #include "clrk/telemetry/attributes.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 namespace clrk::telemetry {
 namespace {
@@ -120,6 +122,45 @@ TEST(RecordTest, InvalidUtf8IsReplacedNotThrown) {
   ASSERT_TRUE(parsed.ok());
   EXPECT_NE(parsed->name, record.name);
   EXPECT_EQ(parsed->name.rfind("bad ", 0), 0u);
+}
+
+TEST(RecordTest, ArbitraryBytesAlwaysGiveValidJson) {
+  std::mt19937 rng(42);
+  for (int round = 0; round < 2000; ++round) {
+    std::string bytes(rng() % 24, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng() % 256);
+    Record record;
+    record.name = bytes;
+    set(record, bytes, bytes);
+    set(record, "d", std::ldexp(static_cast<double>(rng()), static_cast<int>(rng() % 200) - 100));
+    std::string json = toJson(record);
+    // nlohmann's parser rejects invalid UTF-8 and bad escapes.
+    auto parsed = nlohmann::json::parse(json, nullptr, false);
+    ASSERT_FALSE(parsed.is_discarded()) << json;
+    auto back = recordFromJson(json);
+    ASSERT_TRUE(back.ok()) << back.status().toString();
+    EXPECT_EQ(std::get<double>(*find(*back, "d")), std::get<double>(*find(record, "d")));
+    // Valid UTF-8 comes back unchanged.
+    auto reencoded =
+        nlohmann::json(bytes).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (reencoded.find("\xEF\xBF\xBD") == std::string::npos) {
+      EXPECT_EQ(back->name, bytes);
+    }
+  }
+}
+
+TEST(RecordTest, EscapesMatchJsonRules) {
+  Record record;
+  record.name = std::string("q\"b\\n\n\r\t\x01\x7f \u00e9\u4e2d\U0001F600", 20);
+  auto back = recordFromJson(toJson(record));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->name, record.name);
+  // Overlong encodings and surrogates are not valid UTF-8.
+  record.name = "\xC0\xAF|\xED\xA0\x80|\xF4\x90\x80\x80";
+  back = recordFromJson(toJson(record));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->name.find('\xC0'), std::string::npos);
+  EXPECT_NE(back->name.find("\xEF\xBF\xBD|"), std::string::npos);
 }
 
 }  // namespace
