@@ -169,4 +169,56 @@ BENCHMARK(BM_ResumedHandshake)->Unit(benchmark::kMicrosecond);
 }  // namespace
 }  // namespace clrk::egress::tls
 
+namespace clrk::egress::tls {
+namespace {
+
+// Heap bytes held by one idle, handshaked TLS connection end (server SSL + client SSL + BIO pair
+// halved), after one small request/response each way. This is what an idle MITM connection
+// costs twice over (agent side + upstream side).
+void BM_BytesPerIdleConnection(benchmark::State& state) {
+  constexpr int kConns = 200;
+  LeafCache cache(benchCa());
+  auto server_ctx = cache.serverContext("api.openai.com").value();
+  auto client_ctx = makeUpstreamContext(benchCa()->certPem()).value();
+  for (auto _ : state) {
+    std::vector<std::pair<SSL*, SSL*>> conns;
+    const size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < kConns; ++i) {
+      SSL* server = SSL_new(server_ctx->native_handle());
+      SSL* client = SSL_new(client_ctx->native_handle());
+      (void)prepareUpstreamSsl(client, "api.openai.com");
+      BIO* server_bio = nullptr;
+      BIO* client_bio = nullptr;
+      BIO_new_bio_pair(&server_bio, 4096, &client_bio, 4096);
+      SSL_set_bio(server, server_bio, server_bio);
+      SSL_set_bio(client, client_bio, client_bio);
+      SSL_set_accept_state(server);
+      SSL_set_connect_state(client);
+      bool done = false;
+      for (int step = 0; step < 20 && !done; ++step) {
+        const bool c = SSL_do_handshake(client) == 1;
+        const bool s = SSL_do_handshake(server) == 1;
+        done = c && s;
+      }
+      char buf[64];
+      SSL_write(client, "GET / HTTP/1.1\r\n\r\n", 18);
+      SSL_read(server, buf, sizeof(buf));
+      SSL_write(server, "HTTP/1.1 200 OK\r\n\r\n", 19);
+      SSL_read(client, buf, sizeof(buf));
+      SSL_read(server, buf, 0);
+      conns.emplace_back(server, client);
+    }
+    const size_t after = mallinfo2().uordblks;
+    state.counters["bytes_per_tls_end"] = static_cast<double>(after - before) / (2.0 * kConns);
+    for (auto& [server, client] : conns) {
+      SSL_free(server);
+      SSL_free(client);
+    }
+  }
+}
+BENCHMARK(BM_BytesPerIdleConnection)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace clrk::egress::tls
+
 BENCHMARK_MAIN();
