@@ -5,9 +5,12 @@
 // Endpoints (one server, dispatched by path, any Host):
 //   OpenAI     POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models
 //              auth `Authorization: Bearer <key>`
-//   Anthropic  POST /v1/messages; auth `x-api-key`; requires `anthropic-version`
+//   Anthropic  POST /v1/messages, POST /v1/messages/count_tokens; auth `x-api-key` or
+//              `Authorization: Bearer` (what @anthropic-ai/sdk 1.x sends); requires
+//              `anthropic-version`
 //   Gemini     POST /v1beta/models/{model}:generateContent and :streamGenerateContent[?alt=sse]
-//              auth `x-goog-api-key` header or `?key=`
+//              auth `x-goog-api-key` header or `?key=`; alt=sse events end in CRLF CRLF as
+//              Google's do, without alt=sse the stream is a JSON array sent in chunks
 //   MCP        POST /mcp (JSON-RPC 2.0: initialize, notifications/initialized, ping, tools/list,
 //              tools/call with tools `echo` and `add`); GET/DELETE /mcp -> 405
 //   Debug      GET /__mock/requests -> JSON array of the recorded requests

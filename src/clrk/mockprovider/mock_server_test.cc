@@ -252,7 +252,9 @@ TEST(MockServer, AnthropicMessagesWithRealSdk) {
   std::vector<RecordedRequest> requests = server->requests();
   ASSERT_EQ(requests.size(), 3u);
   EXPECT_EQ(requests[0].api_key, "sk-ant-agent");
-  EXPECT_EQ(requests[0].header("x-api-key"), "sk-ant-agent");
+  // @anthropic-ai/sdk 1.x sends the API key as `Authorization: Bearer`, not `x-api-key`; the
+  // mock (like the API) accepts either, so credential injection must replace both.
+  EXPECT_EQ(requests[0].header("authorization"), "Bearer sk-ant-agent");
   EXPECT_FALSE(requests[0].header("anthropic-version").empty());
 }
 
@@ -299,10 +301,12 @@ TEST(MockServer, FailStatusReachesTheSdkAsProviderError) {
   EXPECT_EQ(failed["body"]["type"], "server_error") << failed.dump();
   server->setFailStatus(0);
   EXPECT_TRUE(nodeClient("openai_chat.mjs", env)["ok"].get<bool>());
-  json no_key = nodeClient(
-      "anthropic_messages.mjs",
-      {{"ANTHROPIC_BASE_URL", server->baseUrl()}, {"ANTHROPIC_API_KEY", "x"}, {"MAX_TOKENS", "0"}});
-  EXPECT_FALSE(no_key["ok"].get<bool>());
+  server->setFailStatus(529);
+  json overloaded = nodeClient("anthropic_messages.mjs", {{"ANTHROPIC_BASE_URL", server->baseUrl()},
+                                                          {"ANTHROPIC_API_KEY", "x"}});
+  EXPECT_FALSE(overloaded["ok"].get<bool>());
+  EXPECT_EQ(overloaded["status"], 529);
+  EXPECT_EQ(overloaded["body"]["error"]["type"], "overloaded_error") << overloaded.dump();
 }
 
 TEST(MockServer, GeminiSseAndErrorShapesWithCurl) {
@@ -396,10 +400,13 @@ TEST(MockServer, MalformedAndOversizedRequestsAreAnsweredAndServingContinues) {
   EXPECT_EQ(keep_alive.find("HTTP/1.1 200"), 0u);
   EXPECT_NE(keep_alive.find("HTTP/1.1 200", 10), std::string::npos) << keep_alive;
   EXPECT_NE(keep_alive.find("\"id\":\"gpt-mock\""), std::string::npos);
-  std::string http10 = rawExchange(
-      server->port(),
-      "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer k\r\nContent-Length: 64\r\n\r\n"
-      "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}");
+  std::string stream_body =
+      R"({"model":"m","stream":true,"messages":[{"role":"user","content":""}]})";
+  std::string http10 =
+      rawExchange(server->port(),
+                  "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer k\r\n"
+                  "Content-Length: " +
+                      std::to_string(stream_body.size()) + "\r\n\r\n" + stream_body);
   EXPECT_NE(http10.find("data: [DONE]"), std::string::npos) << http10;
   EXPECT_EQ(http10.find("Transfer-Encoding"), std::string::npos);
 }
