@@ -4,7 +4,10 @@
 #include "clrk/egress/tls/upstream.h"
 
 #include <benchmark/benchmark.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
@@ -217,6 +220,27 @@ void BM_BytesPerIdleConnection(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_BytesPerIdleConnection)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// What a boost::asio::ssl::stream adds on top of the SSL itself, before any I/O: its engine's
+// two 17 KiB record buffers (stream_core) plus SSL_new. Its internal BIO pair then allocates
+// 2 x 17 KiB more on first use, and keeps them.
+void BM_BytesPerAsioSslStream(benchmark::State& state) {
+  constexpr int kStreams = 200;
+  LeafCache cache(benchCa());
+  auto server_ctx = cache.serverContext("api.openai.com").value();
+  boost::asio::io_context io;
+  for (auto _ : state) {
+    std::vector<std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>> streams;
+    const size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < kStreams; ++i) {
+      streams.push_back(std::make_unique<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
+          io, *server_ctx));
+    }
+    const size_t after = mallinfo2().uordblks;
+    state.counters["bytes_per_stream"] = static_cast<double>(after - before) / kStreams;
+  }
+}
+BENCHMARK(BM_BytesPerAsioSslStream)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace clrk::egress::tls
