@@ -8,7 +8,8 @@
 //   Anthropic  POST /v1/messages, POST /v1/messages/count_tokens; auth `x-api-key` or
 //              `Authorization: Bearer` (what @anthropic-ai/sdk 1.x sends); requires
 //              `anthropic-version`
-//   Gemini     POST /v1beta/models/{model}:generateContent and :streamGenerateContent[?alt=sse]
+//   Gemini     POST /v1beta/models/{model}:generateContent, :streamGenerateContent[?alt=sse],
+//              :countTokens (also under /v1/models/, which @google/genai uses)
 //              auth `x-goog-api-key` header or `?key=`; alt=sse events end in CRLF CRLF as
 //              Google's do, without alt=sse the stream is a JSON array sent in chunks
 //   MCP        POST /mcp (JSON-RPC 2.0: initialize, notifications/initialized, ping, tools/list,

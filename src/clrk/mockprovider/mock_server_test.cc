@@ -289,6 +289,59 @@ TEST(MockServer, McpToolCallWithRealSdk) {
   }
 }
 
+TEST(MockServer, GeminiWithRealSdk) {
+  SKIP_WITHOUT_NODE_CLIENTS();
+  auto server = startServer({.name = "gem"});
+  ASSERT_TRUE(server);
+  std::map<std::string, std::string> env = {{"GEMINI_BASE_URL", server->baseUrl()},
+                                            {"GEMINI_API_KEY", "AIza-agent"},
+                                            {"MODEL", "gemini-test"},
+                                            {"PROMPT", "three little words"}};
+  json plain = nodeClient("gemini_generate.mjs", env);
+  ASSERT_TRUE(plain["ok"].get<bool>()) << plain.dump();
+  EXPECT_EQ(plain["content"], "hello from gem: three little words");
+  EXPECT_EQ(plain["model"], "gemini-test");
+  EXPECT_EQ(plain["finish_reason"], "STOP");
+  EXPECT_EQ(plain["usage"]["promptTokenCount"], 6);  // system 3 + prompt 3
+  EXPECT_EQ(plain["usage"]["candidatesTokenCount"], 6);
+  EXPECT_EQ(plain["usage"]["totalTokenCount"], 12);
+  env["STREAM"] = "1";
+  json streamed = nodeClient("gemini_generate.mjs", env);
+  ASSERT_TRUE(streamed["ok"].get<bool>()) << streamed.dump();
+  EXPECT_EQ(streamed["content"], plain["content"]);
+  EXPECT_EQ(streamed["usage"], plain["usage"]);
+  EXPECT_EQ(streamed["chunks"], 6);
+  std::vector<RecordedRequest> requests = server->requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].provider, "gemini");
+  EXPECT_EQ(requests[0].api_key, "AIza-agent");
+  EXPECT_NE(requests[1].target.find(":streamGenerateContent?alt=sse"), std::string::npos);
+}
+
+TEST(MockServer, PythonRequestsAndHttpxStream) {
+  if (run("/usr/bin/python3 -c 'import requests, httpx' 2>/dev/null").exit_code != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 lacks requests/httpx (scripts/setup installs them)";
+  }
+  auto server = startServer({.name = "py"});
+  ASSERT_TRUE(server);
+  for (const char* client : {"requests", "httpx"}) {
+    SCOPED_TRACE(client);
+    CommandResult result =
+        run("/usr/bin/python3 " + shellQuote(clientsDir() + "/py_openai_stream.py"),
+            {{"OPENAI_BASE_URL", server->baseUrl() + "/v1"},
+             {"OPENAI_API_KEY", "k"},
+             {"STREAM", "1"},
+             {"CLIENT", client},
+             {"PROMPT", "a b"}});
+    json summary = json::parse(result.out, nullptr, false);
+    ASSERT_FALSE(summary.is_discarded()) << result.out;
+    ASSERT_TRUE(summary["ok"].get<bool>()) << result.out;
+    EXPECT_EQ(summary["content"], "hello from py: a b");
+    EXPECT_EQ(summary["usage"]["total_tokens"], 10);
+    EXPECT_TRUE(summary["done"].get<bool>());
+  }
+}
+
 TEST(MockServer, FailStatusReachesTheSdkAsProviderError) {
   SKIP_WITHOUT_NODE_CLIENTS();
   auto server = startServer({.fail_status = 503});
