@@ -402,16 +402,20 @@ Status Pipeline::Impl::openActiveSegment(uint64_t seq) {
 bool Pipeline::Impl::emit(Record record) {
   if (isZero(record.trace_id)) record.trace_id = newTraceId();
   if (isZero(record.span_id)) record.span_id = newSpanId();
+  bool was_empty = false;
   {
     std::lock_guard lock(queue_mu_);
     if (stopping_ || queue_.size() >= options_.queue_capacity) {
       dropped_queue_full_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
+    was_empty = queue_.empty();
     queue_.push_back(std::move(record));
     ++emitted_;
   }
-  queue_cv_.notify_one();
+  // The writer only sleeps on an empty queue (it checks under the lock), so only the first
+  // record after it drained needs a wake-up; this keeps emit() free of syscalls under load.
+  if (was_empty) queue_cv_.notify_one();
   return true;
 }
 

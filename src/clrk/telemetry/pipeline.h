@@ -93,7 +93,9 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> start(PipelineOptions options);
 
   // Stops accepting records, spools everything queued, lets the readers deliver for up to
-  // shutdown_drain, then joins every thread. Undelivered records stay in the spool.
+  // shutdown_drain, then joins every thread. Undelivered records stay in the spool. A
+  // Sink::deliver() call in progress is not interrupted, so this may also wait for the sink's
+  // own timeout (OtlpExporterOptions::timeout).
   ~Pipeline();
 
   Pipeline(const Pipeline&) = delete;
