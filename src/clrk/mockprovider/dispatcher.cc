@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cctype>
@@ -50,6 +51,22 @@ std::string bearerToken(const internal::Request& request) {
     return auth.substr(7);
   }
   return "";
+}
+
+std::string sha256Hex(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char byte : digest) {
+    out.push_back(kHex[byte >> 4]);
+    out.push_back(kHex[byte & 0xf]);
+  }
+  return out;
+}
+
+bool isDebugPath(const std::string& path) {
+  return path == "/__mock/requests" || path == "/__mock/fail-status";
 }
 
 }  // namespace
@@ -318,6 +335,8 @@ void Dispatcher::record(const Request& request, Api api) {
   entry.host = request.host;
   entry.headers = request.headers;
   entry.body = request.body.substr(0, kMaxRecordedBody);
+  entry.body_bytes = request.body.size();
+  entry.body_sha256 = sha256Hex(request.body);
   entry.provider = std::string(apiName(api));
   switch (api) {
     case Api::kAnthropic:
@@ -362,7 +381,9 @@ Response Dispatcher::handleControl(const Request& request) {
                       {"headers", headers},
                       {"body", entry.body},
                       {"api_key", entry.api_key},
-                      {"provider", entry.provider}});
+                      {"provider", entry.provider},
+                      {"body_bytes", entry.body_bytes},
+                      {"body_sha256", entry.body_sha256}});
     }
     response.body = list.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     return response;
@@ -385,6 +406,39 @@ Response Dispatcher::handleControl(const Request& request) {
     response.body = nlohmann::ordered_json{{"fail_status", status}}.dump();
     return response;
   }
+  if (path == "/__mock/echo" && request.method == "POST") {
+    response.setHeader("content-type", request.hasHeader("content-type")
+                                           ? request.header("content-type")
+                                           : "application/octet-stream");
+    response.setHeader("x-mock-body-sha256", sha256Hex(request.body));
+    response.body = request.body;
+    return response;
+  }
+  if (path == "/__mock/bytes" && request.method == "GET") {
+    constexpr int64_t kMaxBytes = 64LL << 20;
+    int64_t total = 0;
+    int64_t chunk = 16384;
+    try {
+      total = request.query("n").empty() ? 0 : std::stoll(request.query("n"));
+      if (!request.query("chunk").empty()) chunk = std::stoll(request.query("chunk"));
+    } catch (...) {
+      return errorResponse(Api::kMock, 400, "n and chunk must be integers");
+    }
+    if (total < 0 || total > kMaxBytes || chunk <= 0) {
+      return errorResponse(Api::kMock, 400, "n must be 0..67108864 and chunk positive");
+    }
+    response.setHeader("content-type", "application/octet-stream");
+    response.streaming = true;
+    std::string data;
+    data.reserve(static_cast<size_t>(total));
+    for (int64_t idx = 0; idx < total; ++idx) data.push_back(static_cast<char>('a' + idx % 26));
+    response.setHeader("x-mock-body-sha256", sha256Hex(data));
+    for (int64_t offset = 0; offset < total; offset += chunk) {
+      response.chunks.push_back(
+          data.substr(static_cast<size_t>(offset), static_cast<size_t>(chunk)));
+    }
+    return response;
+  }
   return errorResponse(Api::kMock, 404,
                        "unknown mock control endpoint " + request.method + " " + path);
 }
@@ -392,6 +446,7 @@ Response Dispatcher::handleControl(const Request& request) {
 Response Dispatcher::handle(const Request& request) {
   Api api = apiForRequest(request);
   if (api == Api::kMock) {
+    if (!isDebugPath(request.path())) record(request, api);
     Response response = handleControl(request);
     response.setHeader("x-mock-name", name_);
     return response;

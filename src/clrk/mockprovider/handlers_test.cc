@@ -449,5 +449,31 @@ TEST(Control, RequestsEndpointListsRecordedRequestsButNotItself) {
   EXPECT_EQ(dispatcher.requests().size(), 1u);
 }
 
+TEST(Control, EchoAndBytesAreRecordedWithDigests) {
+  Dispatcher dispatcher({});
+  Request echo;
+  echo.method = "POST";
+  echo.target = "/__mock/echo";
+  echo.body = "abc";
+  Response echoed = dispatcher.handle(echo);
+  EXPECT_EQ(echoed.body, "abc");
+  const std::string kAbcSha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_EQ(header(echoed, "x-mock-body-sha256"), kAbcSha);
+  ASSERT_EQ(dispatcher.requests().size(), 1u);
+  EXPECT_EQ(dispatcher.requests()[0].body_bytes, 3u);
+  EXPECT_EQ(dispatcher.requests()[0].body_sha256, kAbcSha);
+
+  Request bytes;
+  bytes.method = "GET";
+  bytes.target = "/__mock/bytes?n=100&chunk=30";
+  Response streamed = dispatcher.handle(bytes);
+  ASSERT_TRUE(streamed.streaming);
+  ASSERT_EQ(streamed.chunks.size(), 4u);
+  EXPECT_EQ(streamed.chunks[3].size(), 10u);
+  EXPECT_EQ(streamed.chunks[0].substr(0, 3), "abc");
+  bytes.target = "/__mock/bytes?n=999999999999";
+  EXPECT_EQ(dispatcher.handle(bytes).status, 400);
+}
+
 }  // namespace
 }  // namespace clrk::mockprovider::internal

@@ -29,7 +29,7 @@ using tcp = net::ip::tcp;
 using boost::system::error_code;
 
 constexpr size_t kHeaderLimit = 64 * 1024;
-constexpr uint64_t kBodyLimit = 16 * 1024 * 1024;
+constexpr uint64_t kBodyLimit = 64 * 1024 * 1024;
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kIoTimeout = std::chrono::seconds(30);
 constexpr int kMaxDelayMs = 30000;

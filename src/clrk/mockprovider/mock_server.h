@@ -14,7 +14,11 @@
 //              Google's do, without alt=sse the stream is a JSON array sent in chunks
 //   MCP        POST /mcp (JSON-RPC 2.0: initialize, notifications/initialized, ping, tools/list,
 //              tools/call with tools `echo` and `add`); GET/DELETE /mcp -> 405
-//   Debug      GET /__mock/requests -> JSON array of the recorded requests
+//   Debug      GET /__mock/requests -> JSON array of the recorded requests (DELETE clears);
+//              POST /__mock/fail-status {"status":N}
+//   Bulk       POST /__mock/echo -> the body back (x-mock-body-sha256 header);
+//              GET /__mock/bytes?n=N[&chunk=K] -> N bytes (<= 64 MiB) in K-byte HTTP chunks
+//              (recorded, unlike the debug endpoints; for large-body and benchmark tests)
 //
 // Answers are deterministic: the assistant text is "hello from <name>: <last user message>", the
 // model is echoed from the request (or the Gemini path), and token counts follow
@@ -70,6 +74,9 @@ struct RecordedRequest {
   // "mcp", "" otherwise).
   std::string api_key;
   std::string provider;
+  // The full body's size and lowercase hex SHA-256 (`body` itself is capped at 1 MiB).
+  size_t body_bytes = 0;
+  std::string body_sha256;
 
   // First header with this name (case-insensitive), "" when absent.
   std::string header(std::string_view name) const;

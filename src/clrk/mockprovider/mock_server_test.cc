@@ -464,6 +464,39 @@ TEST(MockServer, MalformedAndOversizedRequestsAreAnsweredAndServingContinues) {
   EXPECT_EQ(http10.find("Transfer-Encoding"), std::string::npos);
 }
 
+TEST(MockServer, LargeBodiesBothWays) {
+  auto server = startServer();
+  ASSERT_TRUE(server);
+  TempDir dir;
+  std::string upload = dir.file("upload.bin");
+  {
+    std::ofstream out(upload, std::ios::binary);
+    std::string block(1 << 20, 'x');
+    for (int idx = 0; idx < 20; ++idx) {
+      block[0] = static_cast<char>('a' + idx);
+      out << block;
+    }
+  }
+  // curl sends `Expect: 100-continue` for a body this size; the server must answer it.
+  CommandResult echoed = run("curl -sS --data-binary @" + shellQuote(upload) +
+                             " -H 'content-type: application/octet-stream' " +
+                             shellQuote(server->baseUrl() + "/__mock/echo") + " | sha256sum");
+  CommandResult expected = run("sha256sum < " + shellQuote(upload));
+  EXPECT_EQ(echoed.out.substr(0, 64), expected.out.substr(0, 64));
+  ASSERT_EQ(server->requests().size(), 1u);
+  EXPECT_EQ(server->requests()[0].body_bytes, 20u << 20);
+  EXPECT_EQ(server->requests()[0].body_sha256, expected.out.substr(0, 64));
+  EXPECT_EQ(server->requests()[0].header("expect"), "100-continue");
+
+  CommandResult download =
+      run("curl -sS -D " + shellQuote(dir.file("headers")) + " " +
+          shellQuote(server->baseUrl() + "/__mock/bytes?n=5000000&chunk=65536") + " | sha256sum");
+  std::string headers = readText(dir.file("headers"));
+  size_t digest = headers.find("x-mock-body-sha256: ");
+  ASSERT_NE(digest, std::string::npos) << headers;
+  EXPECT_EQ(download.out.substr(0, 64), headers.substr(digest + 20, 64));
+}
+
 TEST(MockServer, BadOptionsAreRejected) {
   EXPECT_FALSE(MockServer::start({.listen = "nonsense"}).ok());
   EXPECT_FALSE(MockServer::start({.listen = "127.0.0.1:99999"}).ok());
