@@ -14,6 +14,7 @@
 #include "clrk/telemetry/pipeline.h"
 
 #include <boost/asio.hpp>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -356,13 +357,18 @@ class EgressTest : public ::testing::Test {
     return sink_->records();
   }
 
-  // The single record whose url.full ends with `suffix` (fails the test if not exactly one).
+  // The newest record whose name contains `name_part`, waiting up to 5 s for it (L4 records
+  // are emitted when both directions of a tunnel have closed).
   std::optional<telemetry::Record> recordFor(std::string_view name_part) {
-    std::optional<telemetry::Record> found;
-    for (auto& record : records()) {
-      if (record.name.find(name_part) != std::string::npos) found = record;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      std::optional<telemetry::Record> found;
+      for (auto& record : records()) {
+        if (record.name.find(name_part) != std::string::npos) found = record;
+      }
+      if (found || std::chrono::steady_clock::now() > deadline) return found;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return found;
   }
 
   static std::string str(const telemetry::Record& record, std::string_view key) {
@@ -563,26 +569,39 @@ print(r.status_code, r.json()["usageMetadata"]["promptTokenCount"])
 }
 
 TEST_F(EgressTest, McpToolCallIsRecordedAndDeniedToolRefused) {
-  std::string call =
-      R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}})";
-  auto result =
-      curl(fmt::format("http://mcp.internal/mcp -H 'Content-Type: application/json' "
-                       "-H 'Accept: application/json, text/event-stream' -d '{}'",
-                       call));
+  // A Streamable HTTP session with Python requests through the proxy: initialize, then calls.
+  std::string script = fmt::format(R"(
+import requests, json
+proxies = {{"http": "{}"}}
+url = "http://mcp.internal/mcp"
+accept = {{"Accept": "application/json, text/event-stream"}}
+def rpc(id, method, params, session=None):
+    headers = dict(accept)
+    if session: headers["Mcp-Session-Id"] = session
+    return requests.post(url, proxies=proxies, headers=headers,
+                         json={{"jsonrpc": "2.0", "id": id, "method": method, "params": params}})
+init = rpc(1, "initialize", {{"protocolVersion": "2025-06-18", "capabilities": {{}},
+                             "clientInfo": {{"name": "t", "version": "1"}}}})
+session = init.headers.get("Mcp-Session-Id")
+ok = rpc(2, "tools/call", {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}, session)
+denied = rpc(3, "tools/call", {{"name": "danger_rm", "arguments": {{}}}}, session)
+print(init.status_code, ok.status_code, denied.status_code, denied.text)
+)",
+                                   proxyUrl());
+  std::ofstream(*dir_ / "mcp.py") << script;
+  auto result = testing::runCommand("/usr/bin/python3 " + (*dir_ / "mcp.py").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
-  auto record = recordFor("mcp.internal /mcp");
-  ASSERT_TRUE(record.has_value());
-  EXPECT_EQ(str(*record, telemetry::attr::kMcpMethodName), "tools/call");
-  EXPECT_EQ(str(*record, telemetry::attr::kGenAiToolName), "add");
-  std::string danger =
-      R"({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"danger_rm","arguments":{}}})";
-  auto denied =
-      curl(fmt::format("http://mcp.internal/mcp -H 'Content-Type: application/json' "
-                       "-d '{}'",
-                       danger));
-  EXPECT_THAT(denied.output, HasSubstr("HTTP 403"));
-  EXPECT_THAT(denied.output, HasSubstr("danger_rm"));
+  EXPECT_THAT(result.output, HasSubstr("200 200 403"));
+  EXPECT_THAT(result.output, HasSubstr("danger_rm"));
+  bool saw_call = false;
+  for (const auto& record : records()) {
+    if (str(record, telemetry::attr::kMcpMethodName) == "tools/call" &&
+        str(record, telemetry::attr::kGenAiToolName) == "add") {
+      saw_call = true;
+      EXPECT_EQ(num(record, telemetry::attr::kHttpResponseStatusCode), 200);
+    }
+  }
+  EXPECT_TRUE(saw_call);
 }
 
 TEST_F(EgressTest, PassthroughKeepsTheUpstreamCertificateAndIsRecordedAtL4) {
@@ -810,9 +829,12 @@ TEST_F(EgressTest, TransparentInterceptionWithRealSdksInANetworkNamespace) {
       "curl -sS --max-time 10 --cacert {} -w \" HTTP %{{http_code}}\" https://evil.example.com/",
       ca));
   EXPECT_THAT(denied.output, HasSubstr("HTTP 403"));
-  // A raw TCP connection to an IP literal is closed (no listener accepts opaque TCP).
-  auto raw = net.run("curl -sS --max-time 5 http://1.2.3.4:5432/ ; echo rc=$?");
-  EXPECT_THAT(raw.output, Not(HasSubstr("rc=0")));
+  // Opaque (non-HTTP, non-TLS) bytes to an IP literal: no listener takes them, the connection
+  // is closed without an answer.
+  auto raw = net.run(
+      "/usr/bin/python3 -c \"import socket; s=socket.create_connection((\\\"1.2.3.4\\\", 5432), "
+      "timeout=5); s.sendall(bytes([0, 1, 2, 3])); print(\\\"reply\\\", len(s.recv(100)))\"");
+  EXPECT_THAT(raw.output, HasSubstr("reply 0")) << raw.output;
 
   auto all = records();
   bool saw_openai = false;

@@ -29,8 +29,6 @@ std::unique_ptr<Upstream> UpstreamPool::take(const std::string& key) {
     if (now - upstream->idle_since > max_idle_) continue;  // stale: dropped (closed)
     // A server that closed the idle connection makes it readable (EOF): skip those.
     auto& socket = upstream->lowest().socket();
-    boost::system::error_code ec;
-    socket.non_blocking(true, ec);
     char probe;
     ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) continue;

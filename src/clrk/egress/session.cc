@@ -39,10 +39,14 @@ using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
 constexpr size_t kRelayChunk = 16 * 1024;
+// Beast 1.74 compares the length against an empty optional as "over the limit", so
+// body_limit(boost::none) rejects every body: use the largest value instead.
+constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
 
 // Attributes specific to the data plane (the shared ones are in telemetry/attributes.h).
 constexpr std::string_view kAttrListener = "clrk.listener";  // "transparent" | "explicit"
 constexpr std::string_view kAttrMcpError = "clrk.mcp.is_error";
+constexpr std::string_view kAttrCredentialWarning = "clrk.credential_warning";
 constexpr std::string_view kAttrDestinationAddress = "destination.address";  // original dst IP
 
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
@@ -161,10 +165,6 @@ void setIdentity(telemetry::Record& record, const Connection& conn) {
   if (!id.execution_id.empty()) telemetry::set(record, attr::kClrkExecutionId, id.execution_id);
   if (!id.request_id.empty()) telemetry::set(record, attr::kClrkRequestId, id.request_id);
   if (!id.sandbox_id.empty()) telemetry::set(record, attr::kClrkSandboxId, id.sandbox_id);
-}
-
-int64_t millisBetween(steady_clock::time_point a, steady_clock::time_point b) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
 double msDouble(steady_clock::duration d) {
@@ -451,6 +451,7 @@ struct Exchange {
   std::string reason;
   std::string backend;
   std::string credential_policy;
+  std::string credential_warning;
   int attempts = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
@@ -479,6 +480,9 @@ void emitHttp(Connection& conn, const Exchange& ex) {
   if (!ex.backend.empty()) telemetry::set(record, attr::kClrkBackend, ex.backend);
   if (!ex.credential_policy.empty()) {
     telemetry::set(record, attr::kClrkCredentialPolicy, ex.credential_policy);
+  }
+  if (!ex.credential_warning.empty()) {
+    telemetry::set(record, kAttrCredentialWarning, ex.credential_warning);
   }
   if (ex.attempts > 1) {
     telemetry::set(record, attr::kClrkFallbackCount, int64_t{ex.attempts - 1});
@@ -770,7 +774,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   ex.path = target.substr(0, target.find('?'));
   bool default_port = (tls && ex.port == 443) || (!tls && ex.port == 80);
   ex.url = fmt::format("{}://{}{}{}", tls ? "https" : "http", ex.host,
-                       default_port ? "" : ":" + std::to_string(ex.port), ex.path);
+                       default_port ? std::string() : fmt::format(":{}", ex.port), ex.path);
   ex.provider = llm::detectProvider(ex.host, ex.path);
 
   bool expects_continue = lower(ssv(req[http::field::expect])) == "100-continue";
@@ -812,7 +816,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     }
   } else {
     streamed.emplace(std::move(header_parser));
-    streamed->body_limit(boost::none);
+    streamed->body_limit(kUnlimitedBody);
   }
   auto& base_req = buffered ? buffered->get().base() : streamed->get().base();
   std::string_view body = buffered ? std::string_view(buffered->get().body()) : "";
@@ -839,6 +843,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   }
   config::RequestDecision decision = conn.snapshot->decideRequest(info);
   ex.rule = decision.rule;
+  ex.credential_warning = decision.credential_warning;
   bool body_pending = streamed && !streamed->is_done();
   auto refuse = [&](int status, std::string type, std::string message, std::string decision_name,
                     std::string retry_after, bool provider_shape) -> net::awaitable<Next> {
@@ -990,7 +995,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     auto fresh_parser = [&] {
       parser.emplace();
       parser->header_limit(shared.options.max_header_bytes);
-      parser->body_limit(boost::none);
+      parser->body_limit(kUnlimitedBody);
       if (ex.method == "HEAD") parser->skip(true);
     };
     fresh_parser();
@@ -1126,7 +1131,7 @@ net::awaitable<void> serveHttp(Connection& conn, Client& client, beast::flat_buf
   for (;;) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(shared.options.max_header_bytes);
-    parser.body_limit(boost::none);
+    parser.body_limit(kUnlimitedBody);
     boost::system::error_code ec;
     // Slowloris bound: the whole head must arrive within header_timeout of the first byte;
     // an idle keep-alive connection waits at most idle_timeout for it to start.
@@ -1363,6 +1368,7 @@ net::awaitable<void> serveExplicit(Shared& shared, EventLoop& loop, tcp::socket 
   // The first request decides: CONNECT opens a tunnel, anything else is proxied HTTP.
   http::request_parser<http::empty_body> parser;
   parser.header_limit(shared.options.max_header_bytes);
+  parser.body_limit(kUnlimitedBody);
   stream.expires_after(std::chrono::milliseconds(shared.options.header_timeout_ms));
   co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
   if (ec) {
