@@ -17,10 +17,10 @@ struct Identity {
   std::string agent;           // TaskAgent/DaemonAgent name
   std::string agent_kind;      // "TaskAgent" or "DaemonAgent"
   std::map<std::string, std::string> agent_labels;  // for sourceAgents selectors
-  std::string execution_id;    // one run of the agent
-  std::string request_id;      // inbound trigger request that caused the run, if any
-  std::string sandbox_id;      // sandbox (container) id
-  std::string gateway;         // "namespace/name" of the EgressGateway used; empty = the default
+  std::string execution_id;                         // one run of the agent
+  std::string request_id;  // inbound trigger request that caused the run, if any
+  std::string sandbox_id;  // sandbox (container) id
+  std::string gateway;     // "namespace/name" of the EgressGateway used; empty = the default
 };
 
 // Maps a client address (the sandbox's IP, as text, e.g. "10.200.0.2") to its identity.
