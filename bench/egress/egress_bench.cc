@@ -35,6 +35,7 @@
 //   --perf FILE  `perf record -g` the clrk process during its 16-connection peak run
 //   --chunked    the upstream answers with chunked framing instead of Content-Length
 //   --clrk-pool N  diagnostic: ProxyOptions::upstream_idle_pool_per_host of the clrk proxy
+//   --clrk-no-telemetry  diagnostic: the clrk proxy runs without its telemetry pipeline
 //   --keep       keep the temp directory (configs, logs of squid/mitmproxy/clrk)
 #include "clrk/egress/tls/authority.h"
 #include "clrk/egress/tls/leaf_cache.h"
@@ -539,7 +540,10 @@ int runClrk(int argc, char** argv) {
   options.extra_upstream_ca_pem = readText(argString(argc, argv, "--upstream-ca", ""));
   options.upstream_overrides.emplace_back(
       std::string(kHost) + ":443", "127.0.0.1:" + argString(argc, argv, "--upstream-port", "0"));
-  auto proxy = clrk::egress::Proxy::start(options, snapshots, identities, pipeline->get());
+  // --no-telemetry (diagnostic): records are discarded instead of going through the pipeline.
+  clrk::telemetry::Pipeline* telemetry =
+      argFlag(argc, argv, "--no-telemetry") ? nullptr : pipeline->get();
+  auto proxy = clrk::egress::Proxy::start(options, snapshots, identities, telemetry);
   if (!proxy.ok()) {
     std::fprintf(stderr, "proxy: %s\n", proxy.status().toString().c_str());
     return 1;
@@ -1042,6 +1046,7 @@ int runBench(int argc, char** argv) {
     clrk_args.push_back("--pool");
     clrk_args.push_back(clrk_pool);
   }
+  if (argFlag(argc, argv, "--clrk-no-telemetry")) clrk_args.push_back("--no-telemetry");
   clrk_child = Child::spawn(clrk_args, true, dir / "clrk.log");
   auto clrk_port = clrk_child ? readPort(*clrk_child, std::chrono::seconds(15)) : std::nullopt;
   Row clrk_row = namedRow("clrk");
