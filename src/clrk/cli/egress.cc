@@ -48,7 +48,9 @@ std::atomic<int> g_signal{0};
 void onSignal(int signal) { g_signal.store(signal); }
 
 fs::path stateDir(const std::string& flag) {
-  return flag.empty() ? fs::path(clrkHome()) / "egress" : fs::path(flag);
+  if (!flag.empty()) return fs::path(flag);
+  auto home = clrkHome();
+  return home.ok() ? home.value() / "egress" : fs::path(".clrk-egress");
 }
 
 // Reads, validates and compiles the manifests. Rejected objects are reported, the rest used.
