@@ -14,7 +14,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace clrk::mockprovider {
@@ -94,15 +97,29 @@ class MockServer::Impl {
  public:
   explicit Impl(MockOptions options) : dispatcher_(std::move(options)) {}
 
-  // Member order matters: the io_context outlives everything that registers with it.
-  net::io_context ioc_{1};
-  std::optional<ssl::context> ssl_;
-  tcp::acceptor acceptor_{ioc_};
+  // Member order matters: members are destroyed in reverse order, so everything a handler or
+  // coroutine frame can reach (the dispatcher, the TLS context, the live-connection registry)
+  // is declared before the io_context and outlives anything still queued in it, and the
+  // io_context outlives the acceptor registered with it.
   internal::Dispatcher dispatcher_;
+  std::optional<ssl::context> ssl_;
+  // Connections and delay timers in use, so stop() can cancel them. Touched only on the io thread
+  // (and by frames destroyed in ~io_context after the thread has ended).
+  std::set<beast::tcp_stream*> streams_;
+  std::set<net::steady_timer*> timers_;
+  net::io_context ioc_{1};
+  tcp::acceptor acceptor_{ioc_};
   std::thread thread_;
   std::atomic<bool> stopped_{false};
+  std::mutex run_mutex_;
+  std::condition_variable run_cv_;
+  bool run_done_ = false;  // guarded by run_mutex_: the io thread has left ioc_.run()
   uint16_t port_ = 0;
   std::string base_url_;
+
+  // Runs on the io thread: closes the listener and every connection and cancels delay timers,
+  // so every coroutine finishes and ioc_.run() returns by itself.
+  void shutdownOnIoThread();
 
   net::awaitable<void> acceptLoop();
   net::awaitable<void> session(tcp::socket socket);
@@ -113,6 +130,35 @@ class MockServer::Impl {
                                internal::Request request);
 };
 
+namespace {
+
+// Registers a pointer in one of Impl's sets for the lifetime of a coroutine local.
+template <class T>
+class Registration {
+ public:
+  Registration(std::set<T*>& set, T* item) : set_(set), item_(item) { set_.insert(item_); }
+  ~Registration() { set_.erase(item_); }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+ private:
+  std::set<T*>& set_;
+  T* item_;
+};
+
+}  // namespace
+
+void MockServer::Impl::shutdownOnIoThread() {
+  error_code ec;
+  acceptor_.close(ec);
+  for (beast::tcp_stream* stream : streams_) {
+    stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream->socket().close(ec);
+    stream->cancel();
+  }
+  for (net::steady_timer* timer : timers_) timer->cancel();
+}
+
 net::awaitable<void> MockServer::Impl::acceptLoop() {
   for (;;) {
     error_code ec;
@@ -122,6 +168,7 @@ net::awaitable<void> MockServer::Impl::acceptLoop() {
       if (!acceptor_.is_open() || ec == net::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep serving the connections we have
     }
+    if (stopped_.load()) co_return;  // accepted while stop() was on its way: drop it
     socket.set_option(tcp::no_delay(true), ec);
     net::co_spawn(ioc_, session(std::move(socket)), net::detached);
   }
@@ -131,12 +178,14 @@ net::awaitable<void> MockServer::Impl::session(tcp::socket socket) {
   try {
     beast::tcp_stream stream(std::move(socket));
     if (!ssl_) {
+      Registration<beast::tcp_stream> registered(streams_, &stream);
       co_await serve(stream);
       error_code ec;
       stream.socket().shutdown(tcp::socket::shutdown_send, ec);
       co_return;
     }
     beast::ssl_stream<beast::tcp_stream> tls(std::move(stream), *ssl_);
+    Registration<beast::tcp_stream> registered(streams_, &beast::get_lowest_layer(tls));
     beast::get_lowest_layer(tls).expires_after(kIoTimeout);
     error_code ec;
     co_await tls.async_handshake(ssl::stream_base::server,
@@ -216,6 +265,7 @@ net::awaitable<bool> MockServer::Impl::respond(Stream& stream,
   int delay_ms = delayHeader(request, "x-mock-delay-ms", kMaxDelayMs);
   int chunk_delay_ms = delayHeader(request, "x-mock-chunk-delay-ms", kMaxChunkDelayMs);
   net::steady_timer timer(ioc_);
+  Registration<net::steady_timer> registered(timers_, &timer);
   if (delay_ms > 0) {
     beast::get_lowest_layer(stream).expires_never();
     timer.expires_after(std::chrono::milliseconds(delay_ms));
@@ -329,6 +379,9 @@ Result<std::unique_ptr<MockServer>> MockServer::start(MockOptions options) {
     } catch (const std::exception& e) {
       logger("mockprovider")->error("mock provider: io thread stopped: {}", e.what());
     }
+    std::lock_guard lock(raw->run_mutex_);
+    raw->run_done_ = true;
+    raw->run_cv_.notify_all();
   });
   return std::unique_ptr<MockServer>(new MockServer(std::move(impl)));
 }
@@ -336,11 +389,19 @@ Result<std::unique_ptr<MockServer>> MockServer::start(MockOptions options) {
 void MockServer::stop() {
   if (!impl_ || impl_->stopped_.exchange(true)) return;
   Impl* impl = impl_.get();
-  net::post(impl->ioc_, [impl] {
-    error_code ec;
-    impl->acceptor_.close(ec);
-    impl->ioc_.stop();
-  });
+  // Graceful first: with the listener and every connection closed, each coroutine runs to its
+  // end on the io thread (its frame and handler memory released there, while the Impl is whole)
+  // and ioc_.run() returns once no work is left.
+  net::post(impl->ioc_, [impl] { impl->shutdownOnIoThread(); });
+  {
+    std::unique_lock lock(impl->run_mutex_);
+    if (!impl->run_cv_.wait_for(lock, std::chrono::seconds(1),
+                                [impl] { return impl->run_done_; })) {
+      // Something still holds work (should not happen): stop the loop; what is left is destroyed
+      // with the io_context, before the dispatcher and the TLS context.
+      impl->ioc_.stop();
+    }
+  }
   if (impl->thread_.joinable()) impl->thread_.join();
 }
 

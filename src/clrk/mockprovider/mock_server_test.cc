@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -521,6 +522,63 @@ TEST(MockServer, StopsWithRequestsInFlight) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
   slow.join();
   idle.join();
+}
+
+TEST(MockServer, StopsCleanlyAfterKeepAliveMcpSessions) {
+  // Regression: a plain-HTTP MCP server that served Streamable HTTP sessions over keep-alive
+  // connections (closed by the client just before) and is destroyed right away, while another
+  // thread reads and clears the recordings. ASan used to report a use-after-free in teardown.
+  if (run("/usr/bin/python3 -c 'import requests' 2>/dev/null").exit_code != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 lacks requests (scripts/setup installs them)";
+  }
+  TempDir dir;
+  std::ofstream(dir.file("mcp.py")) << R"(
+import sys, requests
+url = sys.argv[1]
+for round in range(3):
+    with requests.Session() as s:
+        headers = {"Accept": "application/json, text/event-stream"}
+        init = s.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 1,
+                      "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+                      "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        headers["Mcp-Session-Id"] = init.headers["Mcp-Session-Id"]
+        call = s.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 2,
+                      "method": "tools/call", "params": {"name": "add",
+                      "arguments": {"a": 2, "b": 3}}})
+        print(init.status_code, call.status_code, call.json()["result"]["content"][0]["text"])
+)";
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    auto server = startServer({.name = "mcp"});
+    ASSERT_TRUE(server);
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      while (!done.load()) {
+        std::vector<RecordedRequest> seen = server->requests();
+        if (seen.size() > 2) server->clearRequests();
+      }
+    });
+    // An idle keep-alive connection left open, and one closed just before the teardown.
+    std::thread idle([port = server->port()] { rawExchange(port, ""); });
+    CommandResult result = run("/usr/bin/python3 " + shellQuote(dir.file("mcp.py")) + " " +
+                               shellQuote(server->baseUrl() + "/mcp"));
+    done.store(true);
+    reader.join();
+    EXPECT_EQ(result.exit_code, 0) << result.out;
+    EXPECT_NE(result.out.find("200 200 5"), std::string::npos) << result.out;
+    // The reader clears now and then, so only the newest entry is certain to be there unless a
+    // clear raced with it; whatever is left must be this session's tools/call.
+    std::vector<RecordedRequest> recorded = server->requests();
+    if (!recorded.empty()) {
+      EXPECT_EQ(recorded.back().provider, "mcp");
+      EXPECT_NE(recorded.back().body.find("tools/call"), std::string::npos);
+      EXPECT_FALSE(recorded.back().header("mcp-session-id").empty());
+    }
+    auto started = std::chrono::steady_clock::now();
+    server.reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+    idle.join();
+  }
 }
 
 // A throwaway CA and a 127.0.0.1 leaf made with the openssl CLI.
