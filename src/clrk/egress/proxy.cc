@@ -138,7 +138,7 @@ const std::string* Shared::dialOverride(const std::string& host, uint16_t port) 
 }
 
 uint64_t Shared::leafMints() const {
-  std::lock_guard lock(const_cast<std::mutex&>(cache_mutex_));
+  std::lock_guard lock(cache_mutex_);
   uint64_t total = 0;
   for (const auto& [key, cache] : leaf_caches_) total += cache->mints();
   return total;

@@ -124,7 +124,7 @@ class Shared {
 
  private:
   std::shared_ptr<const tls::CertificateAuthority> default_ca_;
-  std::mutex cache_mutex_;
+  mutable std::mutex cache_mutex_;
   std::unordered_map<std::string, std::shared_ptr<tls::LeafCache>> leaf_caches_;  // by CA PEM
   std::unordered_map<std::string, std::shared_ptr<net::ssl::context>> upstream_contexts_;
   std::unordered_map<std::string, std::string> overrides_;

@@ -870,20 +870,6 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     co_return co_await refuse(decision.deny_status, "clrk_egress_denied", message, "deny", "",
                               false);
   }
-  // MCP tool policy.
-  if (decision.tool_policy && !ex.mcp.empty() && ex.mcp.front().method == "tools/call") {
-    const auto& policy = *decision.tool_policy;
-    const std::string& tool = ex.mcp.front().tool;
-    bool allowed = policy.allowed_tools.empty();
-    for (const auto& glob : policy.allowed_tools) allowed = allowed || llm::globMatch(glob, tool);
-    for (const auto& glob : policy.denied_tools) allowed = allowed && !llm::globMatch(glob, tool);
-    if (!allowed) {
-      shared.counters.requests_denied.fetch_add(1, std::memory_order_relaxed);
-      co_return co_await refuse(403, "clrk_tool_denied",
-                                fmt::format("MCP tool \"{}\" denied by {}", tool, decision.rule),
-                                "deny", "", false);
-    }
-  }
   // Rate limits.
   for (const auto& limit : decision.rate_limits) {
     auto verdict = shared.rate_limiter.acquire(rateKey(limit, conn, decision), limit.requests,

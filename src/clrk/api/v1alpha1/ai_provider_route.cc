@@ -6,27 +6,6 @@
 namespace clrk::api::v1alpha1 {
 namespace {
 
-// Gateway API HTTPHeaderFilter shape: headers set, added or removed (applied remove, set, add).
-SchemaBuilder headerModifier(const std::string& what) {
-  auto header = obj({
-      field("name", str()
-                        .required()
-                        .minLength(1)
-                        .maxLength(256)
-                        .pattern("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-                        .doc("Header name (case-insensitive).")),
-      field("value", str().required().maxLength(4096).doc("Header value.")),
-  });
-  return obj({
-      field("set", arr(header).maxItems(16).doc("Headers set on the " + what +
-                                                ", replacing any value already present.")),
-      field("add", arr(header).maxItems(16).doc("Headers appended to the " + what + ".")),
-      field("remove", arr(str().minLength(1).maxLength(256))
-                          .maxItems(16)
-                          .doc("Names of headers removed from the " + what + ".")),
-  });
-}
-
 SchemaBuilder rule() {
   auto match = obj({
       field("provider", str().required().minLength(1).doc(

@@ -213,6 +213,26 @@ SchemaBuilder parentReference() {
   });
 }
 
+SchemaBuilder headerModifier(const std::string& what) {
+  auto header = obj({
+      field("name", str()
+                        .required()
+                        .minLength(1)
+                        .maxLength(256)
+                        .pattern("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+                        .doc("Header name (case-insensitive).")),
+      field("value", str().required().maxLength(4096).doc("Header value.")),
+  });
+  return obj({
+      field("set", arr(header).maxItems(16).doc("Headers set on the " + what +
+                                                ", replacing any value already present.")),
+      field("add", arr(header).maxItems(16).doc("Headers appended to the " + what + ".")),
+      field("remove", arr(str().minLength(1).maxLength(256))
+                          .maxItems(16)
+                          .doc("Names of headers removed from the " + what + ".")),
+  });
+}
+
 SchemaBuilder backendRef() {
   return obj({
       field("group", gatewayGroup().doc("API group of the backend (clrk.apoxy.dev for a "

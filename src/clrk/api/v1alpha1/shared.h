@@ -70,6 +70,8 @@ SchemaBuilder hostname();
 SchemaBuilder parentReference();
 // gwapiv1.BackendRef: group, kind, name (required), namespace, port, weight.
 SchemaBuilder backendRef();
+// Gateway API HTTPHeaderFilter shape (set, add, remove) for the `what` ("request"/"response").
+SchemaBuilder headerModifier(const std::string& what);
 // gwapiv1.SecretObjectReference: group, kind, name (required), namespace.
 SchemaBuilder secretObjectReference();
 // gwapiv1.LocalObjectReference: group, kind, name (all required).
