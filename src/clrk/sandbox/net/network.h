@@ -1,0 +1,65 @@
+// Per-sandbox networking on the worker host: one network namespace and one veth pair per sandbox,
+// a unique /30 from the worker's pool, and nftables rules scoped to the host-side interface that
+// send all TCP to the egress transparent listener, UDP 53 to the egress DNS server, and drop
+// everything else (other UDP, ICMP, IPv6, spoofed source addresses, forwarding).
+//
+// Names are derived from the manager's `tag` so several workers on one host (clrk dev --workers
+// N) never collide and a restarted worker can find and delete exactly its own leftovers:
+//   netns  /run/netns/clrk-<tag>-<slot>, host veth "ck<tag>h<slot>", sandbox veth "ck<tag>s<slot>"
+//   nftables tables "ip clrk_<tag>" and "ip6 clrk6_<tag>" (created once, per-sandbox elements).
+// Thread model: a NetworkManager is thread-safe; create() and destroy() may run concurrently.
+#pragma once
+
+#include "clrk/base/status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clrk::sandbox::net {
+
+struct NetworkOptions {
+  std::string tag = "0";                    // 1-3 chars [a-z0-9]; unique per worker on the host
+  std::string pool_cidr = "10.200.0.0/16";  // carved into /30s: host .1, sandbox .2 of each
+  uint16_t egress_tcp_port = 15001;         // egress transparent listener (bound on the host)
+  uint16_t egress_dns_port = 15053;         // egress DNS server (UDP, bound on the host)
+  int mtu = 1500;
+};
+
+// One provisioned sandbox network. The sandbox's default route points at host_address, which
+// is also the address the egress sees as the client (the identity key in egress::IdentityMap).
+struct SandboxNetwork {
+  int slot = -1;
+  std::string netns_name;         // "clrk-<tag>-<slot>"
+  std::string netns_path;         // "/run/netns/clrk-<tag>-<slot>" (OCI linux.namespaces path)
+  std::string host_interface;     // in the host netns
+  std::string sandbox_interface;  // inside the sandbox netns, already up with its address
+  std::string host_address;       // e.g. "10.200.0.1"
+  std::string sandbox_address;    // e.g. "10.200.0.2": what the egress sees as the peer
+  int prefix_length = 30;
+};
+
+class NetworkManager {
+ public:
+  // Validates options, creates the nftables base tables/chains for this tag (idempotent) and
+  // deletes every leftover of this tag (netns, veths, set elements) from a previous run.
+  static Result<std::unique_ptr<NetworkManager>> create(NetworkOptions options);
+  virtual ~NetworkManager() = default;
+
+  // Provisions a fresh netns + veth pair + address + default route + nft elements. `owner` (the
+  // sandbox id) is recorded for diagnostics. Fails with ResourceExhausted-like errors when the
+  // pool is full.
+  virtual Result<SandboxNetwork> allocate(const std::string& owner) = 0;
+  // Removes the netns, veth pair and nft elements of `network`; idempotent.
+  virtual Status release(const SandboxNetwork& network) = 0;
+  // Deletes every network of this tag (used at worker start and shutdown).
+  virtual Status releaseAll() = 0;
+  // Removes the tag's nftables tables too (worker shutdown; tests).
+  virtual Status destroyTables() = 0;
+
+  virtual const NetworkOptions& options() const = 0;
+  virtual size_t inUse() const = 0;
+};
+
+}  // namespace clrk::sandbox::net
