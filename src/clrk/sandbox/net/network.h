@@ -40,16 +40,26 @@ struct SandboxNetwork {
   int prefix_length = 30;
 };
 
+// Checks `options`: tag 1-3 of [a-z0-9], pool_cidr an IPv4 network /8../28 without host bits,
+// non-zero distinct ports, mtu 576..65535. The error names the offending field.
+Status validateOptions(const NetworkOptions& options);
+// How many /30 slots the pool holds (2^(30-prefix)); InvalidArgument like validateOptions().
+Result<int> slotCount(const NetworkOptions& options);
+// The names and addresses slot `slot` gets under `options` (nothing is created).
+Result<SandboxNetwork> networkForSlot(const NetworkOptions& options, int slot);
+
 class NetworkManager {
  public:
   // Validates options, creates the nftables base tables/chains for this tag (idempotent) and
   // deletes every leftover of this tag (netns, veths, set elements) from a previous run.
   static Result<std::unique_ptr<NetworkManager>> create(NetworkOptions options);
+  // Leaves every network and the tables in place (a crashed or restarted worker's next create()
+  // removes them); call releaseAll() and destroyTables() for a clean shutdown.
   virtual ~NetworkManager() = default;
 
   // Provisions a fresh netns + veth pair + address + default route + nft elements. `owner` (the
-  // sandbox id) is recorded for diagnostics. Fails with ResourceExhausted-like errors when the
-  // pool is full.
+  // sandbox id) is recorded for diagnostics (also as the host veth's alias). Fails with
+  // Code::Unavailable when the pool is full. Nothing is left behind on failure.
   virtual Result<SandboxNetwork> allocate(const std::string& owner) = 0;
   // Removes the netns, veth pair and nft elements of `network`; idempotent.
   virtual Status release(const SandboxNetwork& network) = 0;

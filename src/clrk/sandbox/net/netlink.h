@@ -1,0 +1,88 @@
+// A minimal rtnetlink client (libmnl) for what per-sandbox networking needs: veth pairs whose peer
+// is created directly inside another network namespace, addresses, link state, default routes,
+// link listing and deletion. Requests can be batched into one sendmsg() and their acks collected
+// together; errors carry the kernel's extended-ack message when it sends one.
+//
+// A socket operates on the network namespace it was opened in (see openInNewNetns()).
+// Thread model: one RtNetlink per thread at a time; distinct instances are independent.
+#pragma once
+
+#include "clrk/base/status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct mnl_socket;
+struct nlmsghdr;
+
+namespace clrk::sandbox::net {
+
+// An owned file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release();
+
+ private:
+  int fd_ = -1;
+};
+
+// One link as listed by RTM_GETLINK.
+struct LinkInfo {
+  int index = 0;
+  std::string name;
+};
+
+class RtNetlink {
+ public:
+  // Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
+  static Result<RtNetlink> open();
+
+  RtNetlink(RtNetlink&&) noexcept;
+  RtNetlink& operator=(RtNetlink&&) noexcept;
+  ~RtNetlink();
+
+  // Creates veth `name` here and its peer `peer_name` directly inside the namespace `peer_netns_fd`
+  // (both with `mtu`). AlreadyExists when `name` exists.
+  Status createVeth(const std::string& name, const std::string& peer_name, int peer_netns_fd,
+                    int mtu);
+  // Index of link `name`; NotFound when absent.
+  Result<int> linkIndex(const std::string& name);
+  // Every link of this namespace.
+  Result<std::vector<LinkInfo>> listLinks();
+  // Deletes link `name` (a veth takes its peer with it). Ok when it does not exist.
+  Status deleteLink(const std::string& name);
+
+  // Batched configuration: queue requests, then commit() sends them in one message and waits for
+  // every ack. The first failure is returned, naming the request.
+  void queueLinkUp(int index, const std::string& alias = "");
+  void queueAddress(int index, uint32_t address_be, int prefix_length);
+  void queueDefaultRoute(int index, uint32_t gateway_be);
+  Status commit();
+
+ private:
+  explicit RtNetlink(mnl_socket* socket);
+  nlmsghdr* beginMessage(uint16_t type, uint16_t flags, const std::string& what);
+  // Sends `buffer_` and collects an ack (or error) for every queued request.
+  Status exchange();
+
+  mnl_socket* socket_ = nullptr;
+  uint32_t port_id_ = 0;
+  uint32_t next_seq_ = 1;
+  std::vector<char> buffer_;
+  size_t used_ = 0;
+  std::vector<std::pair<uint32_t, std::string>> pending_;  // seq, description
+};
+
+}  // namespace clrk::sandbox::net

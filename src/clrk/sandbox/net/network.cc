@@ -1,0 +1,370 @@
+#include "clrk/sandbox/net/network.h"
+
+#include "clrk/base/log.h"
+#include "clrk/sandbox/net/netlink.h"
+#include "clrk/sandbox/net/netns.h"
+#include "clrk/sandbox/net/nftables.h"
+#include "clrk/sandbox/net/slot_pool.h"
+
+#include <fmt/format.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <mutex>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <regex>
+#include <unistd.h>
+
+namespace clrk::sandbox::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A freed address is not reused for this long while never-used slots remain.
+constexpr auto kSlotQuarantine = std::chrono::seconds(30);
+constexpr int kMinPrefix = 8;
+constexpr int kMaxPrefix = 28;
+
+struct Pool {
+  uint32_t base = 0;  // host order
+  int prefix = 0;
+};
+
+Result<Pool> parsePool(const std::string& cidr) {
+  auto slash = cidr.find('/');
+  if (slash == std::string::npos) {
+    return invalidArgument(fmt::format("pool_cidr \"{}\": expected a.b.c.d/prefix", cidr));
+  }
+  std::string address = cidr.substr(0, slash);
+  std::string prefix_text = cidr.substr(slash + 1);
+  in_addr parsed{};
+  if (inet_pton(AF_INET, address.c_str(), &parsed) != 1) {
+    return invalidArgument(
+        fmt::format("pool_cidr \"{}\": \"{}\" is not an IPv4 address", cidr, address));
+  }
+  int prefix = -1;
+  auto [end, error] =
+      std::from_chars(prefix_text.data(), prefix_text.data() + prefix_text.size(), prefix);
+  if (error != std::errc() || end != prefix_text.data() + prefix_text.size() ||
+      prefix_text.empty()) {
+    return invalidArgument(
+        fmt::format("pool_cidr \"{}\": prefix \"{}\" is not a number", cidr, prefix_text));
+  }
+  if (prefix < kMinPrefix || prefix > kMaxPrefix) {
+    return invalidArgument(fmt::format("pool_cidr \"{}\": prefix /{} is outside /{}../{}", cidr,
+                                       prefix, kMinPrefix, kMaxPrefix));
+  }
+  uint32_t base = ntohl(parsed.s_addr);
+  uint32_t host_mask = (uint32_t{1} << (32 - prefix)) - 1;
+  if ((base & host_mask) != 0) {
+    return invalidArgument(fmt::format(
+        "pool_cidr \"{}\": host bits are set (network is {}/{})", cidr,
+        [&] {
+          in_addr net{htonl(base & ~host_mask)};
+          char text[INET_ADDRSTRLEN] = {};
+          inet_ntop(AF_INET, &net, text, sizeof(text));
+          return std::string(text);
+        }(),
+        prefix));
+  }
+  return Pool{base, prefix};
+}
+
+std::string ipText(uint32_t host_order) {
+  in_addr address{htonl(host_order)};
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &address, text, sizeof(text));
+  return text;
+}
+
+uint32_t beAddress(const std::string& text) {
+  in_addr address{};
+  inet_pton(AF_INET, text.c_str(), &address);
+  return address.s_addr;
+}
+
+double millisSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Disables IPv6 on a host-side interface before it goes up (no link-local address on it).
+void disableIpv6(const std::string& interface) {
+  std::string path = "/proc/sys/net/ipv6/conf/" + interface + "/disable_ipv6";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)!::write(fd, "1", 1);
+  ::close(fd);
+}
+
+class NetworkManagerImpl final : public NetworkManager {
+ public:
+  NetworkManagerImpl(NetworkOptions options, int capacity, std::unique_ptr<Nftables> nft)
+      : options_(std::move(options)),
+        nft_(std::move(nft)),
+        pool_(capacity, kSlotQuarantine),
+        log_(logger("sandbox.net")) {}
+
+  // Removes this tag's netns files and links, whatever their slot.
+  Status sweepLeftovers() {
+    Status first;
+    const std::regex netns_pattern("clrk-" + options_.tag + "-[0-9]+");
+    for (const auto& name : listNetnsNames()) {
+      if (!std::regex_match(name, netns_pattern)) continue;
+      Status status = deleteNamedNetns(std::string(kNetnsDir) + "/" + name);
+      if (!status.ok() && first.ok()) first = status;
+      if (status.ok()) log_->info("removed leftover network namespace {}", name);
+    }
+    auto netlink = RtNetlink::open();
+    if (!netlink.ok()) return netlink.status();
+    auto links = netlink->listLinks();
+    if (!links.ok()) return links.status();
+    const std::regex link_pattern("ck" + options_.tag + "[hs][0-9]+");
+    for (const auto& link : links.value()) {
+      if (!std::regex_match(link.name, link_pattern)) continue;
+      Status status = netlink->deleteLink(link.name);
+      if (!status.ok() && first.ok()) first = status;
+      if (status.ok()) log_->info("removed leftover link {}", link.name);
+    }
+    return first;
+  }
+
+  Status installTables() { return nft_->run(tablesCommand(options_)); }
+
+  Result<SandboxNetwork> allocate(const std::string& owner) override {
+    auto start = Clock::now();
+    int slot = -1;
+    {
+      std::lock_guard lock(mutex_);
+      auto acquired = pool_.acquire(start);
+      if (!acquired) {
+        return Status(Code::Unavailable,
+                      fmt::format("sandbox address pool {} exhausted: all {} /30 slots in use",
+                                  options_.pool_cidr, pool_.capacity()));
+      }
+      slot = *acquired;
+      owners_[slot] = owner;
+    }
+    auto network = networkForSlot(options_, slot);
+    std::string phases;
+    Status status = network.ok() ? provision(network.value(), owner, &phases) : network.status();
+    if (!status.ok()) {
+      if (network.ok()) (void)teardown(network.value());
+      std::lock_guard lock(mutex_);
+      owners_.erase(slot);
+      pool_.release(slot, Clock::now());
+      return status.withContext(fmt::format("allocating a sandbox network for {}", owner));
+    }
+    log_->debug("allocated {} ({} -> {}) for {} in {:.2f} ms ({})", network->netns_name,
+                network->sandbox_address, network->host_interface, owner, millisSince(start),
+                phases.substr(phases.empty() ? 0 : 1));
+    return network;
+  }
+
+  Status release(const SandboxNetwork& network) override {
+    if (network.slot < 0) return {};
+    auto expected = networkForSlot(options_, network.slot);
+    if (!expected.ok()) return expected.status().withContext("release");
+    if (network.host_interface != expected->host_interface ||
+        network.netns_path != expected->netns_path) {
+      return invalidArgument(
+          fmt::format("release: network {} / {} does not belong to slot {} of tag {}",
+                      network.netns_path, network.host_interface, network.slot, options_.tag));
+    }
+    auto start = Clock::now();
+    std::string phases;
+    Status status = teardown(expected.value(), &phases);
+    {
+      std::lock_guard lock(mutex_);
+      if (owners_.erase(network.slot) > 0) pool_.release(network.slot, Clock::now());
+    }
+    log_->debug("released {} in {:.2f} ms ({})", expected->netns_name, millisSince(start),
+                phases.substr(phases.empty() ? 0 : 1));
+    return status;
+  }
+
+  Status releaseAll() override {
+    std::vector<int> slots;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [slot, owner] : owners_) slots.push_back(slot);
+    }
+    Status first;
+    for (int slot : slots) {
+      auto network = networkForSlot(options_, slot);
+      if (!network.ok()) continue;
+      Status status = release(network.value());
+      if (!status.ok() && first.ok()) first = status;
+    }
+    Status swept = sweepLeftovers();
+    if (!swept.ok() && first.ok()) first = swept;
+    Status flushed = nft_->run(flushSetsCommand(options_.tag));
+    if (!flushed.ok() && first.ok()) first = flushed;
+    return first;
+  }
+
+  Status destroyTables() override { return nft_->run(destroyTablesCommand(options_.tag)); }
+
+  const NetworkOptions& options() const override { return options_; }
+
+  size_t inUse() const override {
+    std::lock_guard lock(mutex_);
+    return owners_.size();
+  }
+
+ private:
+  // Order matters for safety: the host veth is in @veths before it exists, so no packet from it
+  // is ever evaluated without the sandbox rules.
+  Status provision(const SandboxNetwork& network, const std::string& owner, std::string* phases) {
+    auto mark = Clock::now();
+    auto phase = [&](const char* name) {
+      *phases += fmt::format(" {}={:.2f}", name, millisSince(mark));
+      mark = Clock::now();
+    };
+    CLRK_RETURN_IF_ERROR(nft_->run(addElementsCommand(options_.tag, network)));
+    phase("nft");
+    auto netns = createNamedNetns(network.netns_path);
+    if (!netns.ok() && netns.status().code() == Code::AlreadyExists) {
+      // A leftover of a failed release of this slot.
+      CLRK_RETURN_IF_ERROR(deleteNamedNetns(network.netns_path));
+      netns = createNamedNetns(network.netns_path);
+    }
+    if (!netns.ok()) return netns.status();
+    phase("netns");
+    CLRK_ASSIGN_OR_RETURN(RtNetlink host, RtNetlink::open());
+    Status created = host.createVeth(network.host_interface, network.sandbox_interface,
+                                     netns->fd.get(), options_.mtu);
+    if (created.code() == Code::AlreadyExists) {
+      CLRK_RETURN_IF_ERROR(host.deleteLink(network.host_interface));
+      created = host.createVeth(network.host_interface, network.sandbox_interface, netns->fd.get(),
+                                options_.mtu);
+    }
+    CLRK_RETURN_IF_ERROR(created);
+    phase("veth");
+    disableIpv6(network.host_interface);
+    int host_index = static_cast<int>(if_nametoindex(network.host_interface.c_str()));
+    if (host_index == 0) {
+      return internalError(fmt::format("veth {} vanished after creation: {}",
+                                       network.host_interface, std::strerror(errno)));
+    }
+    host.queueAddress(host_index, beAddress(network.host_address), network.prefix_length);
+    host.queueLinkUp(host_index, "clrk " + owner);
+    CLRK_RETURN_IF_ERROR(host.commit());
+    phase("host");
+
+    RtNetlink& inside = netns->netlink;
+    CLRK_ASSIGN_OR_RETURN(int sandbox_index, inside.linkIndex(network.sandbox_interface));
+    constexpr int kLoopbackIndex = 1;  // the kernel gives lo index 1 in every namespace
+    inside.queueLinkUp(kLoopbackIndex);
+    inside.queueAddress(sandbox_index, beAddress(network.sandbox_address), network.prefix_length);
+    inside.queueLinkUp(sandbox_index);
+    inside.queueDefaultRoute(sandbox_index, beAddress(network.host_address));
+    CLRK_RETURN_IF_ERROR(inside.commit().withContext("configuring " + network.netns_name));
+    phase("inside");
+    return {};
+  }
+
+  // Links first (a veth takes its peer along), then the namespace, then the set elements.
+  Status teardown(const SandboxNetwork& network, std::string* phases = nullptr) {
+    auto mark = Clock::now();
+    auto phase = [&](const char* name) {
+      if (phases != nullptr) *phases += fmt::format(" {}={:.2f}", name, millisSince(mark));
+      mark = Clock::now();
+    };
+    Status first;
+    auto host = RtNetlink::open();
+    Status link = host.ok() ? host->deleteLink(network.host_interface) : host.status();
+    if (!link.ok()) first = link;
+    phase("veth");
+    Status netns = deleteNamedNetns(network.netns_path);
+    if (!netns.ok() && first.ok()) first = netns;
+    phase("netns");
+    Status elements = nft_->run(removeElementsCommand(options_.tag, network));
+    if (!elements.ok() && first.ok()) first = elements;
+    phase("nft");
+    return first;
+  }
+
+  NetworkOptions options_;
+  std::unique_ptr<Nftables> nft_;
+  mutable std::mutex mutex_;
+  SlotPool pool_;                      // guarded by mutex_
+  std::map<int, std::string> owners_;  // slot -> owner; guarded by mutex_
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+Status validateOptions(const NetworkOptions& options) {
+  if (options.tag.empty() || options.tag.size() > 3) {
+    return invalidArgument(
+        fmt::format("tag \"{}\": must be 1 to 3 characters of [a-z0-9]", options.tag));
+  }
+  for (char c : options.tag) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      return invalidArgument(
+          fmt::format("tag \"{}\": character '{}' is not in [a-z0-9]", options.tag, c));
+    }
+  }
+  CLRK_RETURN_IF_ERROR(parsePool(options.pool_cidr).status());
+  if (options.egress_tcp_port == 0) return invalidArgument("egress_tcp_port: must not be 0");
+  if (options.egress_dns_port == 0) return invalidArgument("egress_dns_port: must not be 0");
+  if (options.egress_tcp_port == options.egress_dns_port) {
+    return invalidArgument(
+        fmt::format("egress_tcp_port and egress_dns_port are both {}", options.egress_tcp_port));
+  }
+  if (options.mtu < 576 || options.mtu > 65535) {
+    return invalidArgument(fmt::format("mtu {}: must be 576..65535", options.mtu));
+  }
+  return {};
+}
+
+Result<int> slotCount(const NetworkOptions& options) {
+  CLRK_ASSIGN_OR_RETURN(Pool pool, parsePool(options.pool_cidr));
+  return 1 << (30 - pool.prefix);
+}
+
+Result<SandboxNetwork> networkForSlot(const NetworkOptions& options, int slot) {
+  CLRK_RETURN_IF_ERROR(validateOptions(options));
+  CLRK_ASSIGN_OR_RETURN(Pool pool, parsePool(options.pool_cidr));
+  int capacity = 1 << (30 - pool.prefix);
+  if (slot < 0 || slot >= capacity) {
+    return invalidArgument(fmt::format("slot {} is outside the pool {} (0..{})", slot,
+                                       options.pool_cidr, capacity - 1));
+  }
+  SandboxNetwork network;
+  network.slot = slot;
+  network.netns_name = fmt::format("clrk-{}-{}", options.tag, slot);
+  network.netns_path = fmt::format("{}/{}", kNetnsDir, network.netns_name);
+  network.host_interface = fmt::format("ck{}h{}", options.tag, slot);
+  network.sandbox_interface = fmt::format("ck{}s{}", options.tag, slot);
+  uint32_t base = pool.base + static_cast<uint32_t>(slot) * 4;
+  network.host_address = ipText(base + 1);
+  network.sandbox_address = ipText(base + 2);
+  network.prefix_length = 30;
+  return network;
+}
+
+Result<std::unique_ptr<NetworkManager>> NetworkManager::create(NetworkOptions options) {
+  CLRK_RETURN_IF_ERROR(validateOptions(options));
+  if (::geteuid() != 0) {
+    return Status(Code::Forbidden,
+                  "sandbox networking needs root (network namespaces, veth, nftables)");
+  }
+  CLRK_ASSIGN_OR_RETURN(int capacity, slotCount(options));
+  CLRK_RETURN_IF_ERROR(ensureNetnsDir());
+  CLRK_ASSIGN_OR_RETURN(auto nft, Nftables::create());
+  auto manager = std::make_unique<NetworkManagerImpl>(std::move(options), capacity, std::move(nft));
+  // Leftovers go before the tables are replaced: while they are removed the old rules (with
+  // their elements) still confine them.
+  CLRK_RETURN_IF_ERROR(manager->sweepLeftovers().withContext("removing leftovers"));
+  CLRK_RETURN_IF_ERROR(manager->installTables().withContext("installing nftables tables"));
+  return std::unique_ptr<NetworkManager>(std::move(manager));
+}
+
+}  // namespace clrk::sandbox::net
