@@ -12,13 +12,17 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <map>
 #include <mutex>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <regex>
+#include <set>
+#include <thread>
 #include <unistd.h>
 
 namespace clrk::sandbox::net {
@@ -110,6 +114,15 @@ class NetworkManagerImpl final : public NetworkManager {
         pool_(capacity, kSlotQuarantine),
         log_(logger("sandbox.net")) {}
 
+  ~NetworkManagerImpl() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_.notify_all();
+    if (reaper_.joinable()) reaper_.join();
+  }
+
   // Removes this tag's netns files and links, whatever their slot.
   Status sweepLeftovers() {
     Status first;
@@ -166,8 +179,9 @@ class NetworkManagerImpl final : public NetworkManager {
     return network;
   }
 
-  Status release(const SandboxNetwork& network) override {
-    if (network.slot < 0) return {};
+  // The network slot `network.slot` really has (release never touches names it was not given
+  // by allocate()).
+  Result<SandboxNetwork> checkOwnName(const SandboxNetwork& network) const {
     auto expected = networkForSlot(options_, network.slot);
     if (!expected.ok()) return expected.status().withContext("release");
     if (network.host_interface != expected->host_interface ||
@@ -176,6 +190,13 @@ class NetworkManagerImpl final : public NetworkManager {
           fmt::format("release: network {} / {} does not belong to slot {} of tag {}",
                       network.netns_path, network.host_interface, network.slot, options_.tag));
     }
+    return expected;
+  }
+
+  Status release(const SandboxNetwork& network) override {
+    if (network.slot < 0) return {};
+    auto expected = checkOwnName(network);
+    if (!expected.ok()) return expected.status();
     auto start = Clock::now();
     std::string phases;
     Status status = teardown(expected.value(), &phases);
@@ -188,13 +209,38 @@ class NetworkManagerImpl final : public NetworkManager {
     return status;
   }
 
+  Status releaseSoon(const SandboxNetwork& network) override {
+    if (network.slot < 0) return {};
+    CLRK_ASSIGN_OR_RETURN(SandboxNetwork expected, checkOwnName(network));
+    // Gone from /run/netns at once: nothing can join it any more.
+    Status unmounted = deleteNamedNetns(expected.netns_path);
+    {
+      std::lock_guard lock(mutex_);
+      if (draining_.count(network.slot) > 0) return unmounted;
+      bool owned = owners_.erase(network.slot) > 0;
+      if (owned) draining_.insert(network.slot);
+      queue_.push_back({expected, owned});
+      if (!reaper_.joinable()) reaper_ = std::thread([this] { reap(); });
+    }
+    work_.notify_all();
+    return unmounted;
+  }
+
+  Status waitForReleases() override {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return queue_.empty() && reaping_ == 0; });
+    Status error = reap_error_;
+    reap_error_ = {};
+    return error;
+  }
+
   Status releaseAll() override {
+    Status first = waitForReleases();
     std::vector<int> slots;
     {
       std::lock_guard lock(mutex_);
       for (const auto& [slot, owner] : owners_) slots.push_back(slot);
     }
-    Status first;
     for (int slot : slots) {
       auto network = networkForSlot(options_, slot);
       if (!network.ok()) continue;
@@ -290,11 +336,53 @@ class NetworkManagerImpl final : public NetworkManager {
     return first;
   }
 
+  struct PendingRelease {
+    SandboxNetwork network;
+    bool return_slot = false;  // it was allocated (not a repeated release)
+  };
+
+  // The background half of releaseSoon().
+  void reap() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything asked for is done
+      PendingRelease pending = std::move(queue_.front());
+      queue_.pop_front();
+      ++reaping_;
+      lock.unlock();
+      auto start = Clock::now();
+      std::string phases;
+      Status status = teardown(pending.network, &phases);
+      log_->debug("released {} in the background in {:.2f} ms ({})", pending.network.netns_name,
+                  millisSince(start), phases.substr(phases.empty() ? 0 : 1));
+      if (!status.ok()) {
+        log_->warn("releasing {}: {}", pending.network.netns_name, status.toString());
+      }
+      lock.lock();
+      --reaping_;
+      if (!status.ok() && reap_error_.ok()) reap_error_ = status;
+      if (pending.return_slot) {
+        draining_.erase(pending.network.slot);
+        pool_.release(pending.network.slot, Clock::now());
+      }
+      if (queue_.empty() && reaping_ == 0) idle_.notify_all();
+    }
+  }
+
   NetworkOptions options_;
   std::unique_ptr<Nftables> nft_;
   mutable std::mutex mutex_;
   SlotPool pool_;                      // guarded by mutex_
   std::map<int, std::string> owners_;  // slot -> owner; guarded by mutex_
+  std::set<int> draining_;             // released soon, not back in pool_ yet; guarded by mutex_
+  std::deque<PendingRelease> queue_;   // guarded by mutex_
+  int reaping_ = 0;                    // guarded by mutex_
+  bool stopping_ = false;              // guarded by mutex_
+  Status reap_error_;                  // guarded by mutex_
+  std::condition_variable work_;
+  std::condition_variable idle_;
+  std::thread reaper_;
   std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -661,6 +661,32 @@ TEST_F(NetworkManagerTest, ReleaseRemovesEverythingAndIsIdempotent) {
   EXPECT_TRUE(manager_->destroyTables().ok());  // idempotent
 }
 
+TEST_F(NetworkManagerTest, ReleaseSoonUnmountsAtOnceAndFinishesInTheBackground) {
+  SandboxNetwork a = allocate("sandbox-a");
+  SandboxNetwork b = allocate("sandbox-b");
+  auto start = Clock::now();
+  ASSERT_TRUE(manager_->releaseSoon(a).ok());
+  double soon_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  EXPECT_FALSE(pathExists(a.netns_path));
+  EXPECT_EQ(manager_->inUse(), 1u);
+  EXPECT_TRUE(manager_->releaseSoon(a).ok());  // again, while it may still be draining
+  ASSERT_TRUE(manager_->waitForReleases().ok());
+  double total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  std::printf("[net timing] releaseSoon returned after %.2f ms, done after %.2f ms\n", soon_ms,
+              total_ms);
+  EXPECT_FALSE(linkExists(a.host_interface));
+  auto sources = nftQuery(fmt::format("list set ip clrk_{} sources", options_.tag));
+  ASSERT_TRUE(sources.has_value());
+  EXPECT_THAT(*sources, Not(HasSubstr(fmt::format("\"{}\"", a.host_interface))));
+  EXPECT_THAT(*sources, HasSubstr(fmt::format("\"{}\"", b.host_interface)));
+  EXPECT_TRUE(manager_->releaseSoon(a).ok());  // and after it finished
+  EXPECT_TRUE(manager_->waitForReleases().ok());
+  // Dropping the manager finishes pending background releases but keeps allocated networks.
+  ASSERT_TRUE(manager_->releaseSoon(b).ok());
+  manager_.reset();
+  EXPECT_FALSE(linkExists(b.host_interface));
+}
+
 TEST_F(NetworkManagerTest, CreateRemovesTheLeftoversOfACrashedManager) {
   SandboxNetwork a = allocate("sandbox-a");
   SandboxNetwork b = allocate("sandbox-b");
@@ -794,6 +820,12 @@ TEST(NetworkManagerPoolTest, ExhaustedPoolIsAClearErrorAndFreedSlotsAreReused) {
   ASSERT_TRUE(reused.ok()) << reused.status().toString();
   EXPECT_EQ(reused->slot, networks[2].slot);
   EXPECT_EQ(reused->sandbox_address, networks[2].sandbox_address);
+  // A slot released in the background comes back once the release has finished.
+  ASSERT_TRUE(manager.value()->releaseSoon(networks[1]).ok());
+  ASSERT_TRUE(manager.value()->waitForReleases().ok());
+  auto after_soon = manager.value()->allocate("after-soon");
+  ASSERT_TRUE(after_soon.ok()) << after_soon.status().toString();
+  EXPECT_EQ(after_soon->slot, networks[1].slot);
   EXPECT_TRUE(manager.value()->releaseAll().ok());
 }
 
