@@ -67,6 +67,13 @@ struct PullOptions {
   bool prefer_cached = true;
 };
 
+// Counters since open(), for tests and metrics.
+struct ImageStoreStats {
+  uint64_t registry_requests = 0;  // HTTP requests sent (manifests, blobs, tokens)
+  uint64_t blobs_downloaded = 0;   // config and layer blobs fetched (not found in the cache)
+  uint64_t unpacks = 0;            // images unpacked into rootfs/
+};
+
 class ImageStore {
  public:
   static Result<std::unique_ptr<ImageStore>> open(std::filesystem::path root);
@@ -78,6 +85,7 @@ class ImageStore {
   // freed.
   virtual Result<uint64_t> garbageCollect(const std::vector<std::string>& keep) = 0;
   virtual const std::filesystem::path& root() const = 0;
+  virtual ImageStoreStats stats() const { return {}; }
 };
 
 }  // namespace clrk::sandbox::image
