@@ -1,0 +1,536 @@
+// Conformance tests of the Runtime contract, run against every backend installed here (as root).
+#include "clrk/sandbox/runtime.h"
+
+#include "clrk/base/files.h"
+#include "clrk/base/ids.h"
+#include "clrk/sandbox/cgroups.h"
+#include "clrk/sandbox/supervised_sandbox.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <netinet/in.h>
+#include <regex>
+#include <signal.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+namespace clrk::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const char kFakeCa[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBclrkTESTCAnotARealCertificateButPlacedVerbatim0123456789abcdef\n"
+    "-----END CERTIFICATE-----\n";
+
+int sh(const std::string& command) { return std::system(command.c_str()); }
+
+// Collects on_log lines.
+struct Lines {
+  std::mutex mu;
+  std::vector<LogLine> lines;
+  std::function<void(const LogLine&)> sink() {
+    return [this](const LogLine& line) {
+      std::lock_guard lock(mu);
+      lines.push_back(line);
+    };
+  }
+  std::string text(bool is_stderr) {
+    std::lock_guard lock(mu);
+    std::string out;
+    for (const auto& line : lines) {
+      if (line.is_stderr == is_stderr) out += line.text + "\n";
+    }
+    return out;
+  }
+};
+
+bool processAlive(int pid) { return pid > 0 && ::kill(pid, 0) == 0 && processStartTime(pid) != 0; }
+
+// Host processes whose command line contains `needle`.
+int countProcesses(const std::string& needle) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto cmdline = readFile(entry.path() / "cmdline");
+    if (!cmdline.ok()) continue;
+    std::string text = *cmdline;
+    std::replace(text.begin(), text.end(), '\0', ' ');
+    if (text.find(needle) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+class RuntimeTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    tag_ = randomHex(3);
+    state_root_ = fs::temp_directory_path() / ("clrk-rt-test-" + tag_);
+    cgroup_parent_ = "clrk-rt-test-" + tag_;
+  }
+  static void TearDownTestSuite() {
+    (void)removeCgroupEverywhere(cgroup_parent_);
+    std::error_code ec;
+    fs::remove_all(state_root_, ec);
+  }
+
+  void SetUp() override {
+    RuntimeOptions options;
+    options.state_dir = state_root_ / GetParam();
+    options.cgroup_parent = cgroup_parent_;
+    auto runtime = makeRuntime(GetParam(), options);
+    if (!runtime.ok()) GTEST_SKIP() << runtime.status().toString();
+    runtime_ = std::move(*runtime);
+  }
+
+  SandboxSpec spec(std::vector<std::string> argv) {
+    SandboxSpec result;
+    result.id = "t-" + randomHex(6);
+    result.argv = std::move(argv);
+    result.on_log = lines_.sink();
+    return result;
+  }
+
+  ExitStatus run(const SandboxSpec& spec) {
+    auto sandbox = runtime_->prepare(spec);
+    EXPECT_TRUE(sandbox.ok()) << sandbox.status().toString();
+    if (!sandbox.ok()) return {};
+    EXPECT_TRUE((*sandbox)->start().ok());
+    auto exit = (*sandbox)->wait(30s);
+    EXPECT_TRUE(exit.ok()) << exit.status().toString();
+    EXPECT_TRUE((*sandbox)->destroy().ok());
+    return exit.ok() ? *exit : ExitStatus{};
+  }
+
+  bool isGvisor() const { return GetParam() == "gvisor"; }
+
+  static std::string tag_;
+  static fs::path state_root_;
+  static std::string cgroup_parent_;
+  std::unique_ptr<Runtime> runtime_;
+  Lines lines_;
+};
+
+std::string RuntimeTest::tag_;
+fs::path RuntimeTest::state_root_;
+std::string RuntimeTest::cgroup_parent_;
+
+TEST_P(RuntimeTest, TrueExitsZero) {
+  auto exit = run(spec({"true"}));
+  EXPECT_EQ(exit.exit_code, 0);
+  EXPECT_EQ(exit.signal, 0);
+  EXPECT_FALSE(exit.timed_out);
+  EXPECT_EQ(exit.message, "exited 0");
+  EXPECT_LE(exit.started_at, exit.finished_at);
+}
+
+TEST_P(RuntimeTest, ExitCodeIsReported) {
+  auto exit = run(spec({"sh", "-c", "exit 3"}));
+  EXPECT_EQ(exit.exit_code, 3);
+  EXPECT_EQ(exit.signal, 0);
+}
+
+TEST_P(RuntimeTest, MissingBinaryFails) {
+  auto exit = run(spec({"/no/such/binary"}));
+  EXPECT_NE(exit.exit_code, 0);
+}
+
+TEST_P(RuntimeTest, OutputIsCapturedWithTimestamps) {
+  auto before = std::chrono::system_clock::now();
+  auto s = spec({"sh", "-c", "echo out1; echo err1 >&2; echo out2; printf partial"});
+  auto sandbox = runtime_->prepare(s);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().toString();
+  ASSERT_TRUE((*sandbox)->start().ok());
+  auto exit = (*sandbox)->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(lines_.text(false), "out1\nout2\npartial\n");
+  EXPECT_EQ(lines_.text(true), "err1\n");
+  for (const auto& line : lines_.lines) {
+    EXPECT_GE(line.time, before);
+    EXPECT_LE(line.time, std::chrono::system_clock::now());
+  }
+  auto log = readFile((*sandbox)->logPath());
+  ASSERT_TRUE(log.ok());
+  EXPECT_TRUE(std::regex_search(
+      *log, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z stdout out1\n)")))
+      << *log;
+  EXPECT_THAT(*log, HasSubstr(" stderr err1\n"));
+  EXPECT_TRUE((*sandbox)->destroy().ok());
+  EXPECT_FALSE(fs::exists((*sandbox)->logPath()));
+}
+
+TEST_P(RuntimeTest, LogFileIsRotated) {
+  auto s = spec({"sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done"});
+  s.log_max_bytes = 2000;
+  auto sandbox = runtime_->prepare(s);
+  ASSERT_TRUE(sandbox.ok());
+  ASSERT_TRUE((*sandbox)->start().ok());
+  ASSERT_TRUE((*sandbox)->wait(30s).ok());
+  fs::path log = (*sandbox)->logPath();
+  fs::path old = log;
+  old += ".1";
+  EXPECT_LE(fs::file_size(log), 2000u);
+  EXPECT_LE(fs::file_size(old), 2000u);
+  EXPECT_THAT(*readFile(log), HasSubstr("stdout line-199\n"));
+  EXPECT_EQ(lines_.lines.size(), 200u);
+}
+
+TEST_P(RuntimeTest, StdinIsDelivered) {
+  auto s = spec({"sh", "-c", "cat; echo done"});
+  s.stdin_data = std::string("hello\nworld\n");
+  auto exit = run(s);
+  EXPECT_EQ(exit.exit_code, 0);
+  EXPECT_EQ(lines_.text(false), "hello\nworld\ndone\n");
+}
+
+TEST_P(RuntimeTest, TimeoutKillsTheTree) {
+  auto s = spec({"sh", "-c", "sleep 100 & sleep 100"});
+  s.timeout = 400ms;
+  auto started = std::chrono::steady_clock::now();
+  auto exit = run(s);
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(exit.timed_out);
+  EXPECT_EQ(exit.signal, SIGKILL);
+  EXPECT_THAT(exit.message, HasSubstr("timeout"));
+  EXPECT_LT(elapsed, 400ms + 3s);
+}
+
+TEST_P(RuntimeTest, WaitWithTimeoutLeavesItRunning) {
+  auto sandbox = runtime_->prepare(spec({"sleep", "100"}));
+  ASSERT_TRUE(sandbox.ok());
+  EXPECT_FALSE((*sandbox)->wait(10ms).ok());  // not started
+  ASSERT_TRUE((*sandbox)->start().ok());
+  EXPECT_FALSE((*sandbox)->start().ok());
+  auto exit = (*sandbox)->wait(100ms);
+  EXPECT_FALSE(exit.ok());
+  EXPECT_EQ(exit.status().code(), Code::Timeout);
+  EXPECT_TRUE(processAlive((*sandbox)->hostPid()));
+  EXPECT_TRUE((*sandbox)->destroy().ok());
+  EXPECT_TRUE((*sandbox)->destroy().ok());  // idempotent
+}
+
+TEST_P(RuntimeTest, SignalTerminates) {
+  auto sandbox = runtime_->prepare(spec({"sleep", "100"}));
+  ASSERT_TRUE(sandbox.ok());
+  ASSERT_TRUE((*sandbox)->start().ok());
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE((*sandbox)->signal(SIGTERM).ok());
+  auto exit = (*sandbox)->wait(10s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_code, 128 + SIGTERM);
+  EXPECT_EQ(exit->signal, SIGTERM);
+  EXPECT_TRUE((*sandbox)->destroy().ok());
+}
+
+TEST_P(RuntimeTest, MemoryLimitKillsAHog) {
+  auto s = spec({"/usr/bin/python3", "-c",
+                 "b = bytearray(400 << 20); b[::4096] = b'x' * len(b[::4096]); print('survived')"});
+  s.limits.memory_bytes = 96 << 20;
+  s.timeout = 20s;
+  auto exit = run(s);
+  EXPECT_NE(exit.exit_code, 0) << exit.message;
+  EXPECT_THAT(lines_.text(false), ::testing::Not(HasSubstr("survived")));
+  if (!isGvisor()) {
+    EXPECT_TRUE(exit.oom_killed) << exit.message;
+  }
+}
+
+TEST_P(RuntimeTest, PidsLimitStopsAForkBomb) {
+  auto s = spec({"sh", "-c",
+                 "n=0; i=0; while [ $i -lt 300 ]; do sleep 5 2>/dev/null & i=$((i+1)); done; "
+                 "echo spawned; kill $(jobs -p) 2>/dev/null; exit 0"});
+  s.limits.pids = 64;
+  s.timeout = 20s;
+  auto sandbox = runtime_->prepare(s);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().toString();
+  ASSERT_TRUE((*sandbox)->start().ok());
+  auto exit = (*sandbox)->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_FALSE(exit->timed_out);
+  // The kernel refused forks beyond the limit.
+  auto events = readFile("/sys/fs/cgroup/pids/" + cgroup_parent_ + "/" + s.id + "/pids.events");
+  if (!events.ok())
+    events = readFile("/sys/fs/cgroup/" + cgroup_parent_ + "/" + s.id + "/pids.events");
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, ::testing::Not(HasSubstr("max 0"))) << *events;
+  EXPECT_TRUE((*sandbox)->destroy().ok());
+}
+
+TEST_P(RuntimeTest, HostRootWritesStayPrivate) {
+  std::string name = "clrk-rt-" + randomHex(4);
+  auto exit = run(spec({"sh", "-c",
+                        "echo data > /etc/" + name + " && echo more > /usr/" + name +
+                            " && echo tmp > /tmp/" + name + " && cat /etc/" + name +
+                            " && cat /work/main/CMakeLists.txt 2>/dev/null | head -1; "
+                            "test -e /root/.clrk && echo visible-root; true"}));
+  EXPECT_EQ(exit.exit_code, 0);
+  EXPECT_EQ(lines_.text(false), "data\n");
+  EXPECT_FALSE(fs::exists("/etc/" + name));
+  EXPECT_FALSE(fs::exists("/usr/" + name));
+  EXPECT_FALSE(fs::exists("/tmp/" + name));
+}
+
+TEST_P(RuntimeTest, DirectoryRootfsIsALowerLayer) {
+  fs::path rootfs = state_root_ / ("rootfs-" + randomHex(4));
+  fs::create_directories(rootfs / "bin");
+  fs::create_directories(rootfs / "etc/ssl/certs");
+  fs::copy_file("/bin/busybox", rootfs / "bin/busybox");
+  for (const char* applet : {"sh", "cat", "echo", "rm", "ls", "grep"}) {
+    fs::create_symlink("busybox", rootfs / "bin" / applet);
+  }
+  ASSERT_TRUE(writeFileAtomic(rootfs / "etc/hello", "lower\n").ok());
+  ASSERT_TRUE(writeFileAtomic(rootfs / "etc/ssl/certs/ca-certificates.crt", "IMAGE-BUNDLE\n").ok());
+  auto s =
+      spec({"/bin/sh", "-c",
+            "cat /etc/hello; echo upper > /etc/hello; echo new > /bin/new; rm /bin/cat; "
+            "/bin/busybox cat /etc/hello; /bin/busybox cat /etc/ssl/certs/ca-certificates.crt"});
+  s.rootfs_kind = RootfsKind::Directory;
+  s.rootfs_dir = rootfs;
+  s.env = {"PATH=/bin"};
+  s.ca_cert_pem = kFakeCa;
+  auto exit = run(s);
+  EXPECT_EQ(exit.exit_code, 0) << lines_.text(true);
+  EXPECT_EQ(lines_.text(false), std::string("lower\nupper\nIMAGE-BUNDLE\n") + kFakeCa);
+  EXPECT_EQ(*readFile(rootfs / "etc/hello"), "lower\n");
+  EXPECT_FALSE(fs::exists(rootfs / "bin/new"));
+  EXPECT_TRUE(fs::is_symlink(rootfs / "bin/cat"));
+  fs::remove_all(rootfs);
+}
+
+TEST_P(RuntimeTest, CaTrustIsInjected) {
+  auto s = spec({"sh", "-c",
+                 "cat /etc/clrk/ca.crt; tail -n 3 /etc/ssl/certs/ca-certificates.crt; "
+                 "echo $SSL_CERT_FILE $NODE_EXTRA_CA_CERTS $REQUESTS_CA_BUNDLE $CURL_CA_BUNDLE; "
+                 "grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt"});
+  s.ca_cert_pem = kFakeCa;
+  s.env = {"CURL_CA_BUNDLE=/custom.pem"};
+  auto exit = run(s);
+  EXPECT_EQ(exit.exit_code, 0) << lines_.text(true);
+  std::string out = lines_.text(false);
+  std::string ca = kFakeCa;
+  EXPECT_EQ(out.substr(0, ca.size() * 2), ca + ca);
+  std::string bundle = "/etc/ssl/certs/ca-certificates.crt";
+  EXPECT_THAT(out, HasSubstr(bundle + " " + bundle + " " + bundle + " /custom.pem\n"));
+  // The host's trust store is kept, the CA appended.
+  auto host = readFile(bundle);
+  if (host.ok()) {
+    size_t count = 0;
+    for (size_t pos = 0; (pos = host->find("BEGIN CERTIFICATE", pos)) != std::string::npos; ++pos) {
+      ++count;
+    }
+    EXPECT_THAT(out, HasSubstr("\n" + std::to_string(count + 1) + "\n"));
+  }
+}
+
+TEST_P(RuntimeTest, NoCapabilitiesInside) {
+  auto exit = run(spec({"sh", "-c",
+                        "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status; grep NoNewPrivs "
+                        "/proc/self/status; ip link set lo down 2>/dev/null && echo lo-down; "
+                        "hostname"}));
+  EXPECT_EQ(exit.exit_code, 0) << lines_.text(true);
+  std::string out = lines_.text(false);
+  EXPECT_THAT(out, HasSubstr("CapEff:\t0000000000000000"));
+  EXPECT_THAT(out, HasSubstr("CapPrm:\t0000000000000000"));
+  EXPECT_THAT(out, HasSubstr("CapBnd:\t0000000000000000"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("lo-down")));
+  EXPECT_THAT(out, HasSubstr("sandbox\n"));
+}
+
+TEST_P(RuntimeTest, DoubleForkedDaemonDoesNotSurvive) {
+  std::string marker = std::to_string(100000 + (std::rand() % 800000));
+  auto sandbox = runtime_->prepare(
+      spec({"sh", "-c", "(sh -c 'sleep " + marker + " & exit 0') ; echo forked; sleep 0.2"}));
+  ASSERT_TRUE(sandbox.ok());
+  ASSERT_TRUE((*sandbox)->start().ok());
+  int host_pid = (*sandbox)->hostPid();
+  auto exit = (*sandbox)->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(lines_.text(false), "forked\n");
+  ASSERT_TRUE((*sandbox)->destroy().ok());
+  for (int attempt = 0; attempt < 100 && countProcesses("sleep " + marker) > 0; ++attempt) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(countProcesses("sleep " + marker), 0);
+  EXPECT_FALSE(processAlive(host_pid));
+}
+
+TEST_P(RuntimeTest, NoNetworkMeansLoopbackOnly) {
+  auto exit = run(spec({"sh", "-c", "cat /proc/net/dev"}));
+  EXPECT_EQ(exit.exit_code, 0);
+  std::string out = lines_.text(false);
+  EXPECT_THAT(out, HasSubstr("lo:"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("eth")));
+}
+
+// A netns with a veth pair and a listener on the host side, removed by the destructor.
+struct TestNetwork {
+  std::string name, host_if, sandbox_if, host_ip, sandbox_ip;
+  bool ok = false;
+  TestNetwork() {
+    std::string tag = randomHex(3);
+    name = "clrk-rtt-" + tag;
+    host_if = "crth" + tag;
+    sandbox_if = "crts" + tag;
+    int octet = 1 + std::rand() % 250;
+    host_ip = "10.251." + std::to_string(octet) + ".1";
+    sandbox_ip = "10.251." + std::to_string(octet) + ".2";
+    ok =
+        sh("ip netns add " + name) == 0 &&
+        sh("ip link add " + host_if + " type veth peer name " + sandbox_if) == 0 &&
+        sh("ip link set " + sandbox_if + " netns " + name) == 0 &&
+        sh("ip addr add " + host_ip + "/30 dev " + host_if) == 0 &&
+        sh("ip link set " + host_if + " up") == 0 &&
+        sh("ip netns exec " + name + " ip addr add " + sandbox_ip + "/30 dev " + sandbox_if) == 0 &&
+        sh("ip netns exec " + name + " ip link set " + sandbox_if + " up") == 0 &&
+        sh("ip netns exec " + name + " ip link set lo up") == 0 &&
+        sh("ip netns exec " + name + " ip route add default via " + host_ip) == 0;
+  }
+  ~TestNetwork() {
+    sh("ip link del " + host_if + " 2>/dev/null");
+    sh("ip netns del " + name + " 2>/dev/null");
+  }
+};
+
+TEST_P(RuntimeTest, JoinsTheGivenNetns) {
+  TestNetwork network;
+  ASSERT_TRUE(network.ok);
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  ::inet_pton(AF_INET, network.host_ip.c_str(), &addr.sin_addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  std::string peer;
+  std::thread server([&] {
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    int conn = ::accept(listener, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (conn < 0) return;
+    char ip[64];
+    ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+    peer = ip;
+    ::close(conn);
+  });
+  auto s = spec({"/usr/bin/python3", "-c",
+                 "import socket; socket.create_connection(('" + network.host_ip + "', " +
+                     std::to_string(port) + "), 5).close(); print('connected')"});
+  s.netns_path = "/run/netns/" + network.name;
+  auto exit = run(s);
+  ::shutdown(listener, SHUT_RDWR);
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(exit.exit_code, 0) << lines_.text(true);
+  EXPECT_EQ(lines_.text(false), "connected\n");
+  EXPECT_EQ(peer, network.sandbox_ip);
+}
+
+TEST_P(RuntimeTest, CleanupLeftoversAfterACrash) {
+  auto s = spec({"sh", "-c", "sleep 100 & sleep 100"});
+  s.limits.pids = 100;
+  auto sandbox = runtime_->prepare(s);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status().toString();
+  ASSERT_TRUE((*sandbox)->start().ok());
+  std::this_thread::sleep_for(100ms);
+  int host_pid = (*sandbox)->hostPid();
+  fs::path dir = (*sandbox)->logPath().parent_path();
+  fs::path cgroup = cgroupSupport().mode == CgroupMode::V2
+                        ? fs::path("/sys/fs/cgroup") / cgroup_parent_ / s.id
+                        : fs::path("/sys/fs/cgroup/pids") / cgroup_parent_ / s.id;
+  ASSERT_TRUE(processAlive(host_pid));
+  ASSERT_TRUE(fs::exists(cgroup));
+  dynamic_cast<SupervisedSandbox&>(**sandbox).abandonForTest();
+  sandbox->reset();
+  runtime_.reset();
+  ASSERT_TRUE(processAlive(host_pid));
+
+  RuntimeOptions options;
+  options.state_dir = state_root_ / GetParam();
+  options.cgroup_parent = cgroup_parent_;
+  auto fresh = makeRuntime(GetParam(), options);
+  ASSERT_TRUE(fresh.ok());
+  auto cleaned = (*fresh)->cleanupLeftovers();
+  ASSERT_TRUE(cleaned.ok()) << cleaned.status().toString();
+  EXPECT_EQ(*cleaned, 1);
+  EXPECT_FALSE(processAlive(host_pid));
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_FALSE(fs::exists(cgroup));
+  EXPECT_EQ(*(*fresh)->cleanupLeftovers(), 0);
+}
+
+TEST_P(RuntimeTest, PrepareValidatesTheSpec) {
+  auto bad_id = spec({"true"});
+  bad_id.id = "Bad_Id";
+  EXPECT_EQ(runtime_->prepare(bad_id).status().code(), Code::InvalidArgument);
+  auto key = spec({"true"});
+  key.ca_cert_pem = "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n";
+  EXPECT_THAT(runtime_->prepare(key).status().message(), HasSubstr("private key"));
+  auto dir = spec({"true"});
+  dir.rootfs_kind = RootfsKind::Directory;
+  dir.rootfs_dir = "/nonexistent-rootfs";
+  EXPECT_EQ(runtime_->prepare(dir).status().code(), Code::InvalidArgument);
+  auto twice = spec({"true"});
+  auto first = runtime_->prepare(twice);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(runtime_->prepare(twice).status().code(), Code::AlreadyExists);
+}
+
+TEST_P(RuntimeTest, DestroyBeforeStartRemovesEverything) {
+  auto s = spec({"true"});
+  s.limits.pids = 50;
+  auto sandbox = runtime_->prepare(s);
+  ASSERT_TRUE(sandbox.ok());
+  fs::path dir = (*sandbox)->logPath().parent_path();
+  EXPECT_TRUE(fs::exists(dir));
+  EXPECT_TRUE((*sandbox)->destroy().ok());
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/pids") / cgroup_parent_ / s.id));
+  EXPECT_FALSE((*sandbox)->start().ok());
+}
+
+TEST_P(RuntimeTest, LimitsSupportIsReported) {
+  EXPECT_THAT(runtime_->limitsSupport(), HasSubstr("cgroup"));
+  EXPECT_EQ(runtime_->name(), GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RuntimeTest, ::testing::Values("namespaces", "gvisor"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           return param_info.param;
+                         });
+
+TEST(MakeRuntimeTest, UnknownNameListsTheValidOnes) {
+  RuntimeOptions options;
+  options.state_dir = "/tmp/x";
+  auto runtime = makeRuntime("docker", options);
+  ASSERT_FALSE(runtime.ok());
+  EXPECT_THAT(runtime.status().message(), HasSubstr("gvisor, namespaces"));
+}
+
+TEST(MakeRuntimeTest, MissingRunscNamesThePackage) {
+  std::string path = std::getenv("PATH");
+  ::setenv("PATH", "/nonexistent", 1);
+  RuntimeOptions options;
+  options.state_dir = "/tmp/x";
+  auto runtime = makeRuntime("gvisor", options);
+  ::setenv("PATH", path.c_str(), 1);
+  ASSERT_FALSE(runtime.ok());
+  EXPECT_EQ(runtime.status().message(),
+            "runtime gvisor: runsc not found in PATH; install the Debian package runsc");
+}
+
+}  // namespace
+}  // namespace clrk::sandbox

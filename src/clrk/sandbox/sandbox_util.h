@@ -1,0 +1,123 @@
+// Helpers shared by the sandbox backends: spec validation, the CA bundle, the sandbox
+// environment, the per-sandbox record file (for cleanupLeftovers), file descriptors, raw
+// clone3, process identity checks and a tree removal that never crosses into a mount.
+// Functions marked "async-signal-safe" may be called in a child right after clone3/fork of the
+// multi-threaded worker (no allocation, no locks).
+// Thread model: free functions, no shared state.
+#pragma once
+
+#include "clrk/base/status.h"
+#include "clrk/sandbox/runtime.h"
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace clrk::sandbox {
+
+// An owned file descriptor, closed on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A pipe with both ends O_CLOEXEC.
+Status makePipe(UniqueFd& read_end, UniqueFd& write_end);
+
+// Checks id, argv, paths and the CA PEM (which must not hold a private key).
+Status validateSpec(const SandboxSpec& spec);
+
+// Writes <dir>/ca.crt (spec.ca_cert_pem) and <dir>/ca-bundle.crt (the lower root's
+// /etc/ssl/certs/ca-certificates.crt, resolved inside `lower_root`, followed by the CA), mode
+// 0644. Without a CA only the bundle copy is written (so the trust store stays as it was).
+struct CaFiles {
+  std::filesystem::path ca_cert;  // empty when the spec has no CA
+  std::filesystem::path bundle;
+};
+Result<CaFiles> writeCaFiles(const SandboxSpec& spec, const std::filesystem::path& lower_root,
+                             const std::filesystem::path& dir);
+
+// Where the CA files appear inside the sandbox.
+inline constexpr const char* kSandboxCaPath = "/etc/clrk/ca.crt";
+inline constexpr const char* kSandboxBundlePath = "/etc/ssl/certs/ca-certificates.crt";
+
+// spec.env plus PATH and the CA variables (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
+// REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) where the spec does not set them.
+std::vector<std::string> sandboxEnv(const SandboxSpec& spec);
+
+// What cleanupLeftovers needs to remove a sandbox of a crashed worker. Stored as JSON at
+// <state_dir>/<id>/record.json.
+struct SandboxRecord {
+  std::string id;
+  std::string backend;
+  int pid = 0;             // namespaces: init; gvisor: the runsc sandbox process
+  uint64_t pid_start = 0;  // /proc/<pid>/stat start time, guards against pid reuse
+  int shim_pid = 0;        // gvisor: the wrapper/shim process
+  uint64_t shim_start = 0;
+  std::string cgroup;        // relative cgroup path ("clrk/<id>"), "" when none
+  std::string runsc_root;    // gvisor: --root of runsc
+  std::string runsc_binary;  // gvisor: path of runsc
+};
+Status writeRecord(const std::filesystem::path& path, const SandboxRecord& record);
+Result<SandboxRecord> readRecord(const std::filesystem::path& path);
+
+// Start time (clock ticks since boot) of `pid`, 0 when it does not exist.
+uint64_t processStartTime(int pid);
+// Sends `sig` to pid iff it still is the process that started at `start_time`.
+bool signalIfSame(int pid, uint64_t start_time, int sig);
+
+// clone3 without a new stack (fork-like) with `flags`, SIGCHLD as exit signal and a pidfd in
+// *pidfd. Returns the pid in the parent, 0 in the child, -1 with errno on failure.
+pid_t cloneProcess(uint64_t flags, int* pidfd);
+
+// Closes every fd except those in keep[0..n) (async-signal-safe).
+void closeAllExcept(const int* keep, int n);
+// Writes the whole buffer, retrying on EINTR (async-signal-safe).
+bool writeAll(int fd, const void* data, size_t size);
+// Reads exactly size bytes; false on EOF or error (async-signal-safe).
+bool readAll(int fd, void* data, size_t size);
+
+// Waits until `fd` is readable or `timeout` elapsed; false on timeout.
+bool waitReadable(int fd, std::chrono::milliseconds timeout);
+
+// Removes `path` recursively without descending into other file systems: anything mounted
+// below it is lazily unmounted first. Missing path is ok.
+Status removeTree(const std::filesystem::path& path);
+
+// Runs argv (argv[0] an absolute path) with stdin /dev/null, collecting stdout+stderr (bounded
+// to 64 KiB); kills it after `timeout`. Returns the wait status.
+struct CommandResult {
+  int wait_status = 0;
+  std::string output;
+};
+Result<CommandResult> runCommand(const std::vector<std::string>& argv,
+                                 std::chrono::milliseconds timeout);
+
+// Finds `name` in $PATH of the worker; empty when absent.
+std::filesystem::path findInPath(const std::string& name);
+
+// Fills exit_code/signal/message of `status` from a wait status.
+void describeWaitStatus(int wait_status, ExitStatus& status);
+
+}  // namespace clrk::sandbox
