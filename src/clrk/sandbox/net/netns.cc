@@ -46,7 +46,7 @@ Status ensureNetnsDir() {
   return {};
 }
 
-Result<NamedNetns> createNamedNetns(const std::string& path) {
+Result<NamedNetns> createNetns() {
   std::optional<NamedNetns> made;
   Status status;
   // The thread's namespace changes, not the caller's; the thread ends right after.
@@ -63,22 +63,9 @@ Result<NamedNetns> createNamedNetns(const std::string& path) {
     // No IPv6 inside the sandbox: no link-local addresses, nothing to route.
     writeSysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
     writeSysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-    int file = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
-    if (file < 0) {
-      status = errnoError("creating " + path);
-      return;
-    }
-    ::close(file);
-    if (::mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0) {
-      status = errnoError("bind-mounting the network namespace at " + path);
-      ::unlink(path.c_str());
-      return;
-    }
     auto netlink = RtNetlink::open();
     if (!netlink.ok()) {
       status = netlink.status();
-      ::umount2(path.c_str(), MNT_DETACH);
-      ::unlink(path.c_str());
       return;
     }
     made.emplace(NamedNetns{std::move(fd), std::move(netlink).value()});
@@ -86,6 +73,25 @@ Result<NamedNetns> createNamedNetns(const std::string& path) {
   worker.join();
   if (!status.ok()) return status;
   return std::move(*made);
+}
+
+Status bindNetns(const NamedNetns& netns, const std::string& path) {
+  int file = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (file < 0) return errnoError("creating " + path);
+  ::close(file);
+  std::string source = "/proc/self/fd/" + std::to_string(netns.fd.get());
+  if (::mount(source.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) {
+    Status status = errnoError("bind-mounting the network namespace at " + path);
+    ::unlink(path.c_str());
+    return status;
+  }
+  return {};
+}
+
+Result<NamedNetns> createNamedNetns(const std::string& path) {
+  CLRK_ASSIGN_OR_RETURN(NamedNetns netns, createNetns());
+  CLRK_RETURN_IF_ERROR(bindNetns(netns, path));
+  return netns;
 }
 
 Status deleteNamedNetns(const std::string& path) {

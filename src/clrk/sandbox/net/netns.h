@@ -1,6 +1,6 @@
 // Named network namespaces made in-process (no `ip netns` fork): a short-lived thread unshares
-// CLONE_NEWNET, disables IPv6 inside, bind-mounts its namespace at the given path under
-// /run/netns and opens an rtnetlink socket that keeps operating inside it.
+// CLONE_NEWNET, disables IPv6 inside and opens an rtnetlink socket that keeps operating inside
+// it; the namespace is then bind-mounted at a path under /run/netns.
 // Thread model: functions are thread-safe (each works on its own path).
 #pragma once
 
@@ -24,7 +24,11 @@ struct NamedNetns {
   RtNetlink netlink;  // a NETLINK_ROUTE socket inside it
 };
 
-// Creates a fresh namespace bound at `path`; AlreadyExists when `path` exists.
+// Creates a fresh namespace (not bound anywhere: it lives while `fd` is open).
+Result<NamedNetns> createNetns();
+// Binds `netns` at `path` (like `ip netns add`); AlreadyExists when `path` exists.
+Status bindNetns(const NamedNetns& netns, const std::string& path);
+// createNetns() + bindNetns().
 Result<NamedNetns> createNamedNetns(const std::string& path);
 // Unmounts and removes `path`; ok when it does not exist.
 Status deleteNamedNetns(const std::string& path);

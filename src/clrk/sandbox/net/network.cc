@@ -20,6 +20,7 @@
 #include <mutex>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -121,6 +122,16 @@ class NetworkManagerImpl final : public NetworkManager {
     }
     work_.notify_all();
     if (reaper_.joinable()) reaper_.join();
+    {
+      std::lock_guard lock(spare_mutex_);
+      spare_stop_ = true;
+    }
+    spare_wanted_.notify_all();
+    if (filler_.joinable()) filler_.join();
+  }
+
+  void startSpares() {
+    if (options_.spare_namespaces > 0) filler_ = std::thread([this] { fillSpares(); });
   }
 
   // Removes this tag's netns files and links, whatever their slot.
@@ -274,14 +285,17 @@ class NetworkManagerImpl final : public NetworkManager {
     };
     CLRK_RETURN_IF_ERROR(nft_->run(addElementsCommand(options_.tag, network)));
     phase("nft");
-    auto netns = createNamedNetns(network.netns_path);
-    if (!netns.ok() && netns.status().code() == Code::AlreadyExists) {
+    std::optional<NamedNetns> spare = takeSpare();
+    Result<NamedNetns> netns = spare ? Result<NamedNetns>(std::move(*spare)) : createNetns();
+    if (!netns.ok()) return netns.status();
+    Status bound = bindNetns(netns.value(), network.netns_path);
+    if (bound.code() == Code::AlreadyExists) {
       // A leftover of a failed release of this slot.
       CLRK_RETURN_IF_ERROR(deleteNamedNetns(network.netns_path));
-      netns = createNamedNetns(network.netns_path);
+      bound = bindNetns(netns.value(), network.netns_path);
     }
-    if (!netns.ok()) return netns.status();
-    phase("netns");
+    CLRK_RETURN_IF_ERROR(bound);
+    phase(spare ? "netns(spare)" : "netns");
     CLRK_ASSIGN_OR_RETURN(RtNetlink host, RtNetlink::open());
     Status created = host.createVeth(network.host_interface, network.sandbox_interface,
                                      netns->fd.get(), options_.mtu);
@@ -315,21 +329,20 @@ class NetworkManagerImpl final : public NetworkManager {
     return {};
   }
 
-  // Links first (a veth takes its peer along), then the namespace, then the set elements.
+  // The namespace, then the veth pair (a veth takes its peer along), then the set elements: the
+  // rules confine the veth for as long as it exists.
   Status teardown(const SandboxNetwork& network, std::string* phases = nullptr) {
     auto mark = Clock::now();
     auto phase = [&](const char* name) {
       if (phases != nullptr) *phases += fmt::format(" {}={:.2f}", name, millisSince(mark));
       mark = Clock::now();
     };
-    Status first;
+    Status first = deleteNamedNetns(network.netns_path);
+    phase("netns");
     auto host = RtNetlink::open();
     Status link = host.ok() ? host->deleteLink(network.host_interface) : host.status();
-    if (!link.ok()) first = link;
+    if (!link.ok() && first.ok()) first = link;
     phase("veth");
-    Status netns = deleteNamedNetns(network.netns_path);
-    if (!netns.ok() && first.ok()) first = netns;
-    phase("netns");
     Status elements = nft_->run(removeElementsCommand(options_.tag, network));
     if (!elements.ok() && first.ok()) first = elements;
     phase("nft");
@@ -370,6 +383,37 @@ class NetworkManagerImpl final : public NetworkManager {
     }
   }
 
+  std::optional<NamedNetns> takeSpare() {
+    std::optional<NamedNetns> spare;
+    {
+      std::lock_guard lock(spare_mutex_);
+      if (spares_.empty()) return spare;
+      spare.emplace(std::move(spares_.front()));
+      spares_.pop_front();
+    }
+    spare_wanted_.notify_all();
+    return spare;
+  }
+
+  // Keeps options_.spare_namespaces fresh namespaces ready.
+  void fillSpares() {
+    const size_t target = static_cast<size_t>(options_.spare_namespaces);
+    std::unique_lock lock(spare_mutex_);
+    for (;;) {
+      spare_wanted_.wait(lock, [&] { return spare_stop_ || spares_.size() < target; });
+      if (spare_stop_) return;
+      lock.unlock();
+      auto made = createNetns();
+      lock.lock();
+      if (made.ok()) {
+        spares_.push_back(std::move(made).value());
+      } else {
+        log_->warn("preparing a spare network namespace: {}", made.status().toString());
+        spare_wanted_.wait_for(lock, std::chrono::seconds(1), [&] { return spare_stop_; });
+      }
+    }
+  }
+
   NetworkOptions options_;
   std::unique_ptr<Nftables> nft_;
   mutable std::mutex mutex_;
@@ -383,6 +427,11 @@ class NetworkManagerImpl final : public NetworkManager {
   std::condition_variable work_;
   std::condition_variable idle_;
   std::thread reaper_;
+  std::mutex spare_mutex_;
+  std::condition_variable spare_wanted_;
+  std::deque<NamedNetns> spares_;  // guarded by spare_mutex_
+  bool spare_stop_ = false;        // guarded by spare_mutex_
+  std::thread filler_;
   std::shared_ptr<spdlog::logger> log_;
 };
 
@@ -408,6 +457,10 @@ Status validateOptions(const NetworkOptions& options) {
   }
   if (options.mtu < 576 || options.mtu > 65535) {
     return invalidArgument(fmt::format("mtu {}: must be 576..65535", options.mtu));
+  }
+  if (options.spare_namespaces < 0 || options.spare_namespaces > 64) {
+    return invalidArgument(
+        fmt::format("spare_namespaces {}: must be 0..64", options.spare_namespaces));
   }
   return {};
 }
@@ -452,6 +505,7 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(NetworkOptions op
   // their elements) still confine them.
   CLRK_RETURN_IF_ERROR(manager->sweepLeftovers().withContext("removing leftovers"));
   CLRK_RETURN_IF_ERROR(manager->installTables().withContext("installing nftables tables"));
+  manager->startSpares();
   return std::unique_ptr<NetworkManager>(std::move(manager));
 }
 

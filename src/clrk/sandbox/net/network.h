@@ -25,6 +25,9 @@ struct NetworkOptions {
   uint16_t egress_tcp_port = 15001;         // egress transparent listener (bound on the host)
   uint16_t egress_dns_port = 15053;         // egress DNS server (UDP, bound on the host)
   int mtu = 1500;
+  // Fresh namespaces a background thread keeps ready, so allocate() does not wait for the kernel
+  // to build one (0..64; 0: none).
+  int spare_namespaces = 2;
 };
 
 // One provisioned sandbox network. The sandbox's default route points at host_address, which
@@ -41,7 +44,8 @@ struct SandboxNetwork {
 };
 
 // Checks `options`: tag 1-3 of [a-z0-9], pool_cidr an IPv4 network /8../28 without host bits,
-// non-zero distinct ports, mtu 576..65535. The error names the offending field.
+// non-zero distinct ports, mtu 576..65535, spare_namespaces 0..64. The error names the offending
+// field.
 Status validateOptions(const NetworkOptions& options);
 // How many /30 slots the pool holds (2^(30-prefix)); InvalidArgument like validateOptions().
 Result<int> slotCount(const NetworkOptions& options);

@@ -72,6 +72,8 @@ TEST(NetworkOptionsTest, RejectsBadValuesNamingTheField) {
       {[](NetworkOptions& o) { o.egress_dns_port = o.egress_tcp_port; }, "are both 15001"},
       {[](NetworkOptions& o) { o.mtu = 100; }, "mtu 100"},
       {[](NetworkOptions& o) { o.mtu = 70000; }, "mtu 70000"},
+      {[](NetworkOptions& o) { o.spare_namespaces = -1; }, "spare_namespaces -1"},
+      {[](NetworkOptions& o) { o.spare_namespaces = 65; }, "spare_namespaces 65"},
   };
   for (const auto& test_case : cases) {
     Status status = validate(test_case.edit);
@@ -319,7 +321,7 @@ bool linkExists(const std::string& name) { return if_nametoindex(name.c_str()) !
 
 std::string randomTag() {
   // "t" + two hex characters: cannot collide with a worker tag in use elsewhere unless random.
-  return "t" + randomHex(1);
+  return fmt::format("t{}", randomHex(1));
 }
 
 class NetworkManagerTest : public ::testing::Test {
