@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -94,6 +95,7 @@ class Registry {
     std::string config_path = (dir_.path() / "config.yml").string();
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
@@ -131,6 +133,48 @@ class Registry {
   TempDir dir_;
   int port_ = 0;
   pid_t pid_ = -1;
+};
+
+// testdata/token_registry.py: a Bearer-token front for `upstream` that redirects blob requests
+// to it. Prints its port; stopped by PID.
+class TokenFront {
+ public:
+  TokenFront(const std::string& upstream, const std::string& creds) {
+    const char* source = std::getenv("CLRK_SOURCE_DIR");
+    fs::path script = source
+                          ? fs::path(source) / "src/clrk/sandbox/image/testdata/token_registry.py"
+                          : fs::path(__FILE__).parent_path() / "testdata/token_registry.py";
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      ::dup2(fds[1], 1);
+      ::execl("/usr/bin/python3", "python3", script.c_str(), upstream.c_str(), creds.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    std::string line;
+    char c = 0;
+    while (::read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+    ::close(fds[0]);
+    port_ = std::atoi(line.c_str());
+    EXPECT_GT(port_, 0) << "token_registry.py did not start";
+  }
+  ~TokenFront() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  TokenFront(const TokenFront&) = delete;
+  TokenFront& operator=(const TokenFront&) = delete;
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
 };
 
 struct BlobRef {
@@ -581,6 +625,33 @@ TEST(ImageStoreStandalone, BasicAuthRegistry) {
   ASSERT_TRUE(image.ok()) << image.status().toString();
   expectTestRootfs(*image, "private");
   EXPECT_TRUE(fs::is_empty(work.path() / "images/tmp"));
+}
+
+// Bearer tokens: the challenge names a token realm; the token is fetched with Basic credentials
+// (or anonymously), manifests come through the front, blobs through a 307 redirect.
+TEST_F(ImageStoreTest, BearerTokenAuthAndBlobRedirects) {
+  TokenFront with_creds(registry_->host(), "bob:hunter2");
+  std::string reference = with_creds.host() + "/test/img:v1";
+  auto anonymous = store_->pull(reference, insecure());
+  ASSERT_FALSE(anonymous.ok());
+  EXPECT_EQ(anonymous.status().code(), Code::Unauthenticated);
+  EXPECT_THAT(anonymous.status().message(), HasSubstr("no credentials were given"));
+  PullOptions wrong = insecure();
+  wrong.auth = RegistryAuth{"bob", "nope"};
+  auto refused = store_->pull(reference, wrong);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("rejected the credentials of user \"bob\""));
+  PullOptions right = insecure();
+  right.auth = RegistryAuth{"bob", "hunter2"};
+  auto image = store_->pull(reference, right);
+  ASSERT_TRUE(image.ok()) << image.status().toString();
+  expectTestRootfs(*image, "gzip");
+  EXPECT_EQ(image->manifest_digest, img_manifest_.digest);
+
+  TokenFront anonymous_tokens(registry_->host(), "-");
+  auto multi = store_->pull(anonymous_tokens.host() + "/test/multi:v1", insecure());
+  ASSERT_TRUE(multi.ok()) << multi.status().toString();
+  expectTestRootfs(*multi, "amd64");
 }
 
 }  // namespace
