@@ -341,8 +341,11 @@ class NetworkManagerImpl final : public NetworkManager {
     phase("netns");
     auto host = RtNetlink::open();
     Status link = host.ok() ? host->deleteLink(network.host_interface) : host.status();
-    if (!link.ok() && first.ok()) first = link;
     phase("veth");
+    if (!link.ok()) {
+      // The veth may still exist: keep its elements (so the rules) until a later release works.
+      return link.withContext("deleting " + network.host_interface);
+    }
     Status elements = nft_->run(removeElementsCommand(options_.tag, network));
     if (!elements.ok() && first.ok()) first = elements;
     phase("nft");
