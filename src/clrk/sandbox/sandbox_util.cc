@@ -90,6 +90,20 @@ Status makePipe(UniqueFd& read_end, UniqueFd& write_end) {
   return {};
 }
 
+Status writeStateFile(const std::filesystem::path& path, std::string_view content, unsigned mode) {
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return internalError("open " + tmp.string() + ": " + errnoText(errno));
+  bool ok = writeAll(fd, content.data(), content.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return internalError("write " + path.string() + ": " + errnoText(errno));
+  }
+  return {};
+}
+
 Status validateSpec(const SandboxSpec& spec) {
   static const std::regex kIdRe("[a-z0-9-]{1,48}");
   if (!std::regex_match(spec.id, kIdRe)) {
@@ -161,12 +175,12 @@ Result<CaFiles> writeCaFiles(const SandboxSpec& spec, const std::filesystem::pat
     files.ca_cert = dir / "ca.crt";
     std::string pem = spec.ca_cert_pem;
     if (pem.back() != '\n') pem.push_back('\n');
-    CLRK_RETURN_IF_ERROR(writeFileAtomic(files.ca_cert, pem, 0644));
+    CLRK_RETURN_IF_ERROR(writeStateFile(files.ca_cert, pem, 0644));
     if (!bundle.empty() && bundle.back() != '\n') bundle.push_back('\n');
     bundle += pem;
   }
   files.bundle = dir / "ca-bundle.crt";
-  CLRK_RETURN_IF_ERROR(writeFileAtomic(files.bundle, bundle, 0644));
+  CLRK_RETURN_IF_ERROR(writeStateFile(files.bundle, bundle, 0644));
   return files;
 }
 
@@ -194,7 +208,7 @@ Status writeRecord(const std::filesystem::path& path, const SandboxRecord& recor
                          {"cgroup", record.cgroup},
                          {"runscRoot", record.runsc_root},
                          {"runscBinary", record.runsc_binary}};
-  return writeFileAtomic(path, json.dump(), 0600);
+  return writeStateFile(path, json.dump(), 0600);
 }
 
 Result<SandboxRecord> readRecord(const std::filesystem::path& path) {

@@ -45,6 +45,11 @@ class UniqueFd {
 // A pipe with both ends O_CLOEXEC.
 Status makePipe(UniqueFd& read_end, UniqueFd& write_end);
 
+// Writes `content` to `path` through a temporary file and rename, without fsync: state files
+// only need to survive a crash of the worker, not of the machine.
+Status writeStateFile(const std::filesystem::path& path, std::string_view content,
+                      unsigned mode = 0644);
+
 // Checks id, argv, paths and the CA PEM (which must not hold a private key).
 Status validateSpec(const SandboxSpec& spec);
 

@@ -233,6 +233,9 @@ Status GvisorSandbox::signal(int sig) {
 std::optional<int> GvisorSandbox::readExit() {
   Report message;
   if (readAll(report_r_.get(), &message, sizeof message) && message.kind == kExit) {
+    // The runsc sandbox process exits 128+N when the container's init died of signal N.
+    int code = WIFEXITED(message.value) ? WEXITSTATUS(message.value) : 0;
+    if (code > 128 && code <= 128 + 64) return code - 128;
     return message.value;
   }
   return std::nullopt;
@@ -415,8 +418,8 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& spec)
   fs::path lower = spec.rootfs_kind == RootfsKind::Host ? fs::path("/") : spec.rootfs_dir;
   auto ca = writeCaFiles(spec, lower, dir);
   if (!ca.ok()) return fail_with(ca.status());
-  status = writeFileAtomic(dir / "bundle" / "config.json", bundleConfig(spec, *ca, cgroup).dump(2),
-                           0600);
+  status =
+      writeStateFile(dir / "bundle" / "config.json", bundleConfig(spec, *ca, cgroup).dump(2), 0600);
   if (!status.ok()) return fail_with(status);
 
   std::vector<std::string> flags = {

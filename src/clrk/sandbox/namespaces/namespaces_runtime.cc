@@ -236,38 +236,41 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
   }
   ::syscall(SYS_close_range, 3U, ~0U, 0);
 
-  auto die = [](const char* what) {
+  auto die = [](const char* what, const char* subject) {
     int err = errno;
     writeText(2, "clrk sandbox: ");
     writeText(2, what);
+    writeText(2, subject);
     writeText(2, ": ");
     const char* name = strerrorname_np(err);
     writeText(2, name != nullptr ? name : "error");
     writeText(2, "\n");
-    ::_exit(126);
+    ::_exit(err == ENOENT ? 127 : 126);
   };
   gid_t groups[1] = {plan.gid};
-  if (::setgroups(plan.uid == 0 && plan.gid == 0 ? 0 : 1, groups) != 0) die("setgroups");
-  if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) die("setresgid");
+  if (::setgroups(plan.uid == 0 && plan.gid == 0 ? 0 : 1, groups) != 0) die("setgroups", "");
+  if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) die("setresgid", "");
   if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                      SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
                                      SECBIT_NO_CAP_AMBIENT_RAISE |
                                      SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0) {
-    die("securebits");
+    die("securebits", "");
   }
   for (int cap = 0; cap <= plan.cap_last; ++cap) {
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) die("drop bounding cap");
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      die("drop bounding cap", "");
   }
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) die("clear ambient caps");
-  if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) die("setresuid");
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+    die("clear ambient caps", "");
+  if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) die("setresuid", "");
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
-  if (::syscall(SYS_capset, &header, data) != 0) die("capset");
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs");
-  if (::chdir(plan.cwd.c_str()) != 0) die("chdir to the working directory");
+  if (::syscall(SYS_capset, &header, data) != 0) die("capset", "");
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs", "");
+  if (::chdir(plan.cwd.c_str()) != 0) die("chdir to the working directory", "");
   sock_fprog prog{static_cast<unsigned short>(plan.seccomp.size()),
                   const_cast<sock_filter*>(plan.seccomp.data())};
-  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) die("seccomp");
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) die("seccomp", "");
 
   const char* file = plan.argv[0].c_str();
   int err = ENOENT;
@@ -287,10 +290,7 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
     }
   }
   errno = err;
-  writeText(2, "clrk sandbox: cannot execute ");
-  writeText(2, file);
-  errno = err;
-  die("");
+  die("cannot execute ", file);
   ::_exit(127);
 }
 
