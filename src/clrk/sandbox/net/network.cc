@@ -33,6 +33,8 @@ using Clock = std::chrono::steady_clock;
 
 // A freed address is not reused for this long while never-used slots remain.
 constexpr auto kSlotQuarantine = std::chrono::seconds(30);
+// How long a background release waits for allocations in flight before it goes ahead anyway.
+constexpr auto kReleaseYield = std::chrono::milliseconds(200);
 constexpr int kMinPrefix = 8;
 constexpr int kMaxPrefix = 28;
 
@@ -173,10 +175,16 @@ class NetworkManagerImpl final : public NetworkManager {
       }
       slot = *acquired;
       owners_[slot] = owner;
+      ++allocating_;
     }
     auto network = networkForSlot(options_, slot);
     std::string phases;
     Status status = network.ok() ? provision(network.value(), owner, &phases) : network.status();
+    {
+      std::lock_guard lock(mutex_);
+      --allocating_;
+    }
+    work_.notify_all();
     if (!status.ok()) {
       if (network.ok()) (void)teardown(network.value());
       std::lock_guard lock(mutex_);
@@ -363,6 +371,9 @@ class NetworkManagerImpl final : public NetworkManager {
     for (;;) {
       work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything asked for is done
+      // Deleting a veth holds the kernel's rtnl lock through RCU grace periods (10-40 ms), which
+      // would stall an allocation's veth creation: let allocations in flight finish first.
+      work_.wait_for(lock, kReleaseYield, [&] { return allocating_ == 0 || stopping_; });
       PendingRelease pending = std::move(queue_.front());
       queue_.pop_front();
       ++reaping_;
@@ -425,6 +436,7 @@ class NetworkManagerImpl final : public NetworkManager {
   std::set<int> draining_;             // released soon, not back in pool_ yet; guarded by mutex_
   std::deque<PendingRelease> queue_;   // guarded by mutex_
   int reaping_ = 0;                    // guarded by mutex_
+  int allocating_ = 0;                 // allocate() calls in flight; guarded by mutex_
   bool stopping_ = false;              // guarded by mutex_
   Status reap_error_;                  // guarded by mutex_
   std::condition_variable work_;
