@@ -185,18 +185,30 @@ class ImageStoreImpl final : public ImageStore {
       if (it == refs_.end()) return notFound(key + " is not cached");
       digest = it->second;
     }
-    std::error_code ec;
-    if (!fs::is_directory(rootfsPath(digest), ec)) return notFound(key + ": rootfs not unpacked");
+    return lookupDigest(digest, /*allow_index=*/false);
+  }
+
+  // The cached image for a manifest digest (or, with `allow_index`, an index digest whose
+  // host-platform entry is cached), or NotFound.
+  Result<PulledImage> lookupDigest(const std::string& digest, bool allow_index) {
     auto body = readFile(blobPath(digest));
-    if (!body.ok()) return body.status();
+    if (!body.ok()) return notFound(digest + ": manifest not cached");
     if ("sha256:" + sha256Hex(*body) != digest) {
-      return notFound(key + ": cached manifest is corrupt");
+      return notFound(digest + ": cached manifest is corrupt");
     }
     auto manifest = parseManifest(*body, "");
-    if (!manifest.ok()) return manifest.status();
-    if (manifest->kind != ManifestKind::Image) return notFound(key + ": cached entry not an image");
+    if (!manifest.ok()) return notFound(digest + ": " + manifest.status().message());
+    if (manifest->kind == ManifestKind::Index) {
+      if (!allow_index) return notFound(digest + ": cached entry is an index");
+      auto chosen = selectPlatform(*manifest, "linux", hostArchitecture(), hostVariant());
+      if (!chosen.ok()) return chosen.status();
+      return lookupDigest(chosen->digest, /*allow_index=*/false);
+    }
+    std::error_code ec;
+    if (!fs::is_directory(rootfsPath(digest), ec))
+      return notFound(digest + ": rootfs not unpacked");
     auto config_body = readFile(blobPath(manifest->config.digest));
-    if (!config_body.ok()) return config_body.status();
+    if (!config_body.ok()) return notFound(digest + ": config not cached");
     auto config = parseImageConfig(*config_body);
     if (!config.ok()) return config.status();
     PulledImage out;
@@ -280,6 +292,8 @@ class ImageStoreImpl final : public ImageStore {
                              const PullOptions& options) {
     if (options.prefer_cached) {
       auto cached = lookupCached(key);
+      // Pinned by digest: content-addressed, so any cached copy is the right one.
+      if (!cached.ok() && !ref.digest.empty()) cached = lookupDigest(ref.digest, true);
       if (cached.ok()) return cached;
     }
     RegistryClient client(ref, options);

@@ -451,6 +451,14 @@ TEST_F(ImageStoreTest, PullByDigest) {
   ASSERT_TRUE(image.ok()) << image.status().toString();
   EXPECT_EQ(image->manifest_digest, img_manifest_.digest);
   expectTestRootfs(*image, "gzip");
+  // Pinned by digest and already unpacked (pulled by tag): no network.
+  auto by_tag = store_->pull(ref("test/multi:v1"), insecure());
+  ASSERT_TRUE(by_tag.ok()) << by_tag.status().toString();
+  uint64_t before = store_->stats().registry_requests;
+  auto pinned = store_->pull(ref("test/other@" + by_tag->manifest_digest), insecure());
+  ASSERT_TRUE(pinned.ok()) << pinned.status().toString();
+  EXPECT_EQ(pinned->rootfs, by_tag->rootfs);
+  EXPECT_EQ(store_->stats().registry_requests, before);
   auto missing = store_->pull(ref("test/img@sha256:" + std::string(64, '0')), insecure());
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Code::NotFound);

@@ -290,7 +290,9 @@ Result<std::map<std::string, RegistryAuth>> parseDockerConfigJson(std::string_vi
     auths = &*it;
   }
   std::map<std::string, RegistryAuth> out;
-  for (const auto& [key, entry] : auths->items()) {
+  for (auto item = auths->begin(); item != auths->end(); ++item) {
+    const std::string& key = item.key();
+    const nlohmann::json& entry = item.value();
     std::string where = ".dockerconfigjson: auths." + key;
     if (!entry.is_object()) return invalidArgument(where + ": not an object");
     // Keys may be URLs ("https://index.docker.io/v1/"): keep the host[:port].
