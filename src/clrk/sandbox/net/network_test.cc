@@ -26,6 +26,7 @@
 #include <optional>
 #include <poll.h>
 #include <set>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
@@ -344,6 +345,7 @@ class NetworkManagerTest : public ::testing::Test {
     options_.pool_cidr = fmt::format("10.231.{}.0/24", third);
     options_.egress_tcp_port = portOf(tcp_listener_.get());
     options_.egress_dns_port = portOf(dns_socket_.get());
+    options_.mtu = 1400;
     auto manager = NetworkManager::create(options_);
     ASSERT_TRUE(manager.ok()) << manager.status().toString();
     manager_ = std::move(manager).value();
@@ -415,11 +417,24 @@ TEST_F(NetworkManagerTest, AllocatesAConfiguredNamespaceAndVeth) {
   EXPECT_FALSE(linkExists(a.sandbox_interface));  // it lives inside the namespace
   EXPECT_EQ(manager_->inUse(), 1u);
 
+  std::string alias;
+  std::ifstream alias_file(fmt::format("/sys/class/net/{}/ifalias", a.host_interface));
+  std::getline(alias_file, alias);
+  EXPECT_EQ(alias, "clrk sandbox-a");
+  int host_mtu = 0;
+  std::ifstream(fmt::format("/sys/class/net/{}/mtu", a.host_interface)) >> host_mtu;
+  EXPECT_EQ(host_mtu, 1400);
+
   bool inside_has_veth = false;
   std::string source;
   std::string lo_flags;
+  int inside_mtu = 0;
   ASSERT_TRUE(runInNetns(a.netns_path, [&] {
                 inside_has_veth = if_nametoindex(a.sandbox_interface.c_str()) != 0;
+                UniqueFd control(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+                ifreq request{};
+                std::strncpy(request.ifr_name, a.sandbox_interface.c_str(), IFNAMSIZ - 1);
+                if (::ioctl(control.get(), SIOCGIFMTU, &request) == 0) inside_mtu = request.ifr_mtu;
                 // The route lookup for an outside address picks the sandbox address as source.
                 UniqueFd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
                 sockaddr_in to = ipv4("1.2.3.4", 443);
@@ -432,6 +447,7 @@ TEST_F(NetworkManagerTest, AllocatesAConfiguredNamespaceAndVeth) {
                 std::ifstream("/proc/sys/net/ipv6/conf/all/disable_ipv6") >> lo_flags;
               }).ok());
   EXPECT_TRUE(inside_has_veth);
+  EXPECT_EQ(inside_mtu, 1400);
   EXPECT_EQ(source, a.sandbox_address);
   EXPECT_EQ(lo_flags, "1");  // IPv6 is off inside
   // lo is up: a ping to the sandbox's own address is answered locally.
