@@ -15,6 +15,7 @@
 #include <set>
 #include <shared_mutex>
 #include <sys/stat.h>
+#include <thread>
 
 namespace clrk::sandbox::image {
 
@@ -234,7 +235,18 @@ class ImageStoreImpl final : public ImageStore {
       return {};
     }
     fs::path tmp = root_ / "tmp" / (hexOf(desc.digest) + "." + randomHex(6));
-    CLRK_RETURN_IF_ERROR(client.fetchBlob(desc, tmp));
+    // Transient failures (connection reset, 5xx, 429) are retried twice; a digest or size
+    // mismatch is not transient.
+    Status fetched;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (attempt > 0) {
+        logger("image")->warn("retrying blob {}: {}", desc.digest, fetched.message());
+        std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+      }
+      fetched = client.fetchBlob(desc, tmp);
+      if (fetched.ok() || fetched.code() != Code::Unavailable) break;
+    }
+    CLRK_RETURN_IF_ERROR(fetched);
     ++blobs_downloaded_;
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
       int err = errno;
@@ -296,10 +308,20 @@ class ImageStoreImpl final : public ImageStore {
       if (!cached.ok() && !ref.digest.empty()) cached = lookupDigest(ref.digest, true);
       if (cached.ok()) return cached;
     }
+    auto started = std::chrono::steady_clock::now();
     RegistryClient client(ref, options);
     auto result = pullFromRegistry(client, ref, key);
     registry_requests_ += client.counters().requests;
-    if (!result.ok()) return result.status().withContext("pulling " + key);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - started)
+                  .count();
+    if (!result.ok()) {
+      logger("image")->warn("pull of {} failed after {} ms: {}", key, ms,
+                            result.status().toString());
+      return result.status().withContext("pulling " + key);
+    }
+    logger("image")->info("pulled {} as {} in {} ms ({} registry requests)", key,
+                          result->manifest_digest, ms, client.counters().requests);
     return result;
   }
 

@@ -232,8 +232,11 @@ Status LayerUnpacker::applyEntry(struct archive* archive, struct archive_entry* 
       int next = openInRoot(root_fd_, prefix, O_PATH | O_DIRECTORY);
       if (next < 0 && errno == ENOENT) {
         std::string comp(dir_parts[i]);
-        if (::mkdirat(current.get(), comp.c_str(), 0755) != 0 && errno != EEXIST) {
-          return fail("mkdir \"" + printable(prefix) + "\": " + errnoText(errno));
+        if (::mkdirat(current.get(), comp.c_str(), 0755) != 0) {
+          if (errno != EEXIST)
+            return fail("mkdir \"" + printable(prefix) + "\": " + errnoText(errno));
+        } else {
+          ::fchmodat(current.get(), comp.c_str(), 0755, 0);  // whatever the umask
         }
         next = openInRoot(root_fd_, prefix, O_PATH | O_DIRECTORY);
       }

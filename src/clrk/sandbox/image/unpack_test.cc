@@ -289,6 +289,23 @@ TEST_F(UnpackTest, SizeLimitEnforced) {
   EXPECT_THAT(status.message(), HasSubstr("exceeds 1000 bytes"));
 }
 
+TEST_F(UnpackTest, ModesDoNotDependOnUmask) {
+  mode_t saved = ::umask(077);
+  Status status =
+      unpack({{testing::file("implicit/parent/f", "x", 0644), testing::dir("explicit", 0751)}});
+  ::umask(saved);
+  ASSERT_TRUE(status.ok()) << status.toString();
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ / "implicit").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::stat((root_ / "implicit/parent").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::stat((root_ / "implicit/parent/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  ASSERT_EQ(::stat((root_ / "explicit").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0751u);
+}
+
 TEST(NormaliseEntryPath, Cases) {
   EXPECT_EQ(*normaliseEntryPath("./a//b/./c/"), "a/b/c");
   EXPECT_EQ(*normaliseEntryPath("./"), "");
