@@ -93,7 +93,7 @@ int readPidFile(const char* path) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // The /proc/sys wrapper (see the header): runsc must not see /proc/sys/net.
   bool ok =
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+      ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) == 0 &&
       ::mount("/proc/sys", plan.realsys.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0 &&
       ::mount("tmpfs", "/proc/sys", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0555") == 0 &&
       ::mkdir("/proc/sys/kernel", 0555) == 0 && ::mkdir("/proc/sys/vm", 0555) == 0 &&

@@ -247,9 +247,13 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
     writeText(2, "\n");
     ::_exit(err == ENOENT ? 127 : 126);
   };
+  // Raw system calls: glibc's wrappers would try to apply the change to every thread it believes
+  // exists, and its thread list is the worker's.
   gid_t groups[1] = {plan.gid};
-  if (::setgroups(plan.uid == 0 && plan.gid == 0 ? 0 : 1, groups) != 0) die("setgroups", "");
-  if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) die("setresgid", "");
+  if (::syscall(SYS_setgroups, plan.uid == 0 && plan.gid == 0 ? 0 : 1, groups) != 0) {
+    die("setgroups", "");
+  }
+  if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) die("setresgid", "");
   if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                      SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
                                      SECBIT_NO_CAP_AMBIENT_RAISE |
@@ -262,7 +266,7 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
   }
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
     die("clear ambient caps", "");
-  if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) die("setresuid", "");
+  if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) die("setresuid", "");
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   if (::syscall(SYS_capset, &header, data) != 0) die("capset", "");
@@ -310,7 +314,9 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
     ::close(plan.netns_fd);
   }
   if (plan.fresh_net) loopbackUp();
-  check(plan, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
+  // Slave, not private: nothing mounted here reaches the host, and unmounts on the host (other
+  // sandboxes' /run/netns entries) still propagate in, so no namespace is pinned by this one.
+  check(plan, ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) == 0, "make / a slave");
   check(plan,
         ::mount("tmpfs", plan.scratch.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
                 plan.scratch_opts.c_str()) == 0,
@@ -596,8 +602,11 @@ Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& s
   SandboxRecord record;
   record.id = spec.id;
   record.backend = "namespaces";
-  record.cgroup =
-      cgroupSupport().mode == CgroupMode::None ? "" : options_.cgroup_parent + "/" + spec.id;
+  bool limited = spec.limits.cpu_millis > 0 || spec.limits.memory_bytes > 0 || spec.limits.pids > 0;
+  // A cgroup only when limits ask for one: attaching a process to a v1 cgroup costs several ms
+  // (an RCU grace period) and the pid namespace already bounds the process tree.
+  record.cgroup = limited ? options_.cgroup_parent + "/" + spec.id : "";
+  cgroupSupport().mode == CgroupMode::None ? "" : options_.cgroup_parent + "/" + spec.id;
   Status status = writeRecord(dir / "record.json", record);
   if (!status.ok()) return fail_with(status);
 
@@ -637,7 +646,7 @@ Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& s
   plan.stderr_w = stderr_w.get();
   plan.netns_fd = netns.get();
   plan.fresh_net = spec.netns_path.empty();
-  plan.new_cgroup_ns = cgroupSupport().mode != CgroupMode::None;
+  plan.new_cgroup_ns = true;
   plan.host_root = spec.rootfs_kind == RootfsKind::Host;
   fs::path layer = dir / "layer";
   plan.scratch = layer.string();
