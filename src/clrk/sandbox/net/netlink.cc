@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <random>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -154,6 +156,8 @@ Status RtNetlink::exchange() {
   size_t total = used_;
   std::vector<std::pair<uint32_t, std::string>> pending = std::move(pending_);
   pending_.clear();
+  std::vector<uint32_t> ignore_missing = std::move(ignore_missing_);
+  ignore_missing_.clear();
   used_ = 0;
   if (pending.empty()) return {};
   if (mnl_socket_sendto(socket_, buffer_.data(), total) < 0) {
@@ -167,7 +171,10 @@ Status RtNetlink::exchange() {
     for (const auto& [seq, what] : pending) {
       if (seq != nlh->nlmsg_seq) continue;
       ++acked;
-      if (err->error != 0 && first_error.ok()) {
+      bool missing_is_fine =
+          err->error == -ENODEV &&
+          std::find(ignore_missing.begin(), ignore_missing.end(), seq) != ignore_missing.end();
+      if (err->error != 0 && !missing_is_fine && first_error.ok()) {
         first_error = errnoStatus(-err->error, what, extAckMessage(nlh));
       }
     }
@@ -290,6 +297,35 @@ Status RtNetlink::deleteLink(const std::string& name) {
   used_ += align4(nlh->nlmsg_len);
   Status status = exchange();
   if (status.code() == Code::NotFound) return {};
+  return status;
+}
+
+Status RtNetlink::deleteLinks(const std::vector<std::string>& names) {
+  if (names.empty()) return {};
+  if (names.size() == 1) return deleteLink(names.front());
+  if (!pending_.empty()) return internalError("deleteLinks() with uncommitted requests");
+  std::random_device random;
+  // Non-zero and unlikely to be anyone's group (groups are rarely used at all).
+  const uint32_t group = (random() & 0x3fffffffu) | 0x40000000u;
+  for (const auto& name : names) {
+    nlmsghdr* nlh = beginMessage(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK,
+                                 fmt::format("putting link {} in a deletion group", name));
+    auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+    ifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+    mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+    ignore_missing_.push_back(nlh->nlmsg_seq);
+    used_ += align4(nlh->nlmsg_len);
+  }
+  CLRK_RETURN_IF_ERROR(exchange());
+  nlmsghdr* nlh = beginMessage(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK,
+                               fmt::format("deleting {} links", names.size()));
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+  used_ += align4(nlh->nlmsg_len);
+  Status status = exchange();
+  if (status.code() == Code::NotFound) return {};  // none of them existed
   return status;
 }
 

@@ -63,6 +63,9 @@ class RtNetlink {
   Result<std::vector<LinkInfo>> listLinks();
   // Deletes link `name` (a veth takes its peer with it). Ok when it does not exist.
   Status deleteLink(const std::string& name);
+  // Deletes several links in one kernel operation (they are put in a random link group, then the
+  // group is deleted), so the RCU waits of unregistering are paid once. Missing links are fine.
+  Status deleteLinks(const std::vector<std::string>& names);
 
   // Batched configuration: queue requests, then commit() sends them in one message and waits for
   // every ack. The first failure is returned, naming the request.
@@ -83,6 +86,7 @@ class RtNetlink {
   std::vector<char> buffer_;
   size_t used_ = 0;
   std::vector<std::pair<uint32_t, std::string>> pending_;  // seq, description
+  std::vector<uint32_t> ignore_missing_;                   // seqs for which ENODEV is fine
 };
 
 }  // namespace clrk::sandbox::net

@@ -7,6 +7,7 @@
 #include "clrk/sandbox/net/slot_pool.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -151,11 +152,19 @@ class NetworkManagerImpl final : public NetworkManager {
     auto links = netlink->listLinks();
     if (!links.ok()) return links.status();
     const std::regex link_pattern("ck" + options_.tag + "[hs][0-9]+");
+    std::vector<std::string> leftovers;
     for (const auto& link : links.value()) {
-      if (!std::regex_match(link.name, link_pattern)) continue;
-      Status status = netlink->deleteLink(link.name);
+      if (std::regex_match(link.name, link_pattern)) leftovers.push_back(link.name);
+    }
+    if (leftovers.empty()) return first;
+    if (netlink->deleteLinks(leftovers).ok()) {
+      log_->info("removed {} leftover links: {}", leftovers.size(), fmt::join(leftovers, " "));
+      return first;
+    }
+    for (const auto& name : leftovers) {  // one by one, to name the one that fails
+      Status status = netlink->deleteLink(name);
       if (!status.ok() && first.ok()) first = status;
-      if (status.ok()) log_->info("removed leftover link {}", link.name);
+      if (status.ok()) log_->info("removed leftover link {}", name);
     }
     return first;
   }
@@ -255,16 +264,21 @@ class NetworkManagerImpl final : public NetworkManager {
 
   Status releaseAll() override {
     Status first = waitForReleases();
-    std::vector<int> slots;
+    std::vector<SandboxNetwork> networks;
     {
       std::lock_guard lock(mutex_);
-      for (const auto& [slot, owner] : owners_) slots.push_back(slot);
+      for (const auto& entry : owners_) {
+        auto network = networkForSlot(options_, entry.first);
+        if (network.ok()) networks.push_back(std::move(network).value());
+      }
     }
-    for (int slot : slots) {
-      auto network = networkForSlot(options_, slot);
-      if (!network.ok()) continue;
-      Status status = release(network.value());
-      if (!status.ok() && first.ok()) first = status;
+    Status torn = teardownMany(networks);
+    if (!torn.ok() && first.ok()) first = torn;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& network : networks) {
+        if (owners_.erase(network.slot) > 0) pool_.release(network.slot, Clock::now());
+      }
     }
     Status swept = sweepLeftovers();
     if (!swept.ok() && first.ok()) first = swept;
@@ -360,6 +374,34 @@ class NetworkManagerImpl final : public NetworkManager {
     return first;
   }
 
+  // teardown() of several networks with one kernel link deletion for all of them.
+  Status teardownMany(const std::vector<SandboxNetwork>& networks) {
+    if (networks.empty()) return {};
+    if (networks.size() == 1) return teardown(networks.front());
+    Status first;
+    std::vector<std::string> links;
+    for (const auto& network : networks) {
+      Status unmounted = deleteNamedNetns(network.netns_path);
+      if (!unmounted.ok() && first.ok()) first = unmounted;
+      links.push_back(network.host_interface);
+    }
+    auto host = RtNetlink::open();
+    Status deleted = host.ok() ? host->deleteLinks(links) : host.status();
+    if (!deleted.ok()) {
+      // One at a time: a link that cannot go keeps its own elements only.
+      for (const auto& network : networks) {
+        Status status = teardown(network);
+        if (!status.ok() && first.ok()) first = status;
+      }
+      return first;
+    }
+    std::string command;
+    for (const auto& network : networks) command += removeElementsCommand(options_.tag, network);
+    Status elements = nft_->run(command);
+    if (!elements.ok() && first.ok()) first = elements;
+    return first;
+  }
+
   struct PendingRelease {
     SandboxNetwork network;
     bool return_slot = false;  // it was allocated (not a repeated release)
@@ -374,22 +416,24 @@ class NetworkManagerImpl final : public NetworkManager {
       // Deleting a veth holds the kernel's rtnl lock through RCU grace periods (10-40 ms), which
       // would stall an allocation's veth creation: let allocations in flight finish first.
       work_.wait_for(lock, kReleaseYield, [&] { return allocating_ == 0 || stopping_; });
-      PendingRelease pending = std::move(queue_.front());
-      queue_.pop_front();
+      // Everything queued goes in one batch: one link deletion, one RCU wait.
+      std::vector<PendingRelease> batch(std::make_move_iterator(queue_.begin()),
+                                        std::make_move_iterator(queue_.end()));
+      queue_.clear();
       ++reaping_;
       lock.unlock();
       auto start = Clock::now();
-      std::string phases;
-      Status status = teardown(pending.network, &phases);
-      log_->debug("released {} in the background in {:.2f} ms ({})", pending.network.netns_name,
-                  millisSince(start), phases.substr(phases.empty() ? 0 : 1));
-      if (!status.ok()) {
-        log_->warn("releasing {}: {}", pending.network.netns_name, status.toString());
-      }
+      std::vector<SandboxNetwork> networks;
+      for (const auto& pending : batch) networks.push_back(pending.network);
+      Status status = teardownMany(networks);
+      log_->debug("released {} network(s) in the background in {:.2f} ms (first {})",
+                  networks.size(), millisSince(start), networks.front().netns_name);
+      if (!status.ok()) log_->warn("background release: {}", status.toString());
       lock.lock();
       --reaping_;
       if (!status.ok() && reap_error_.ok()) reap_error_ = status;
-      if (pending.return_slot) {
+      for (const auto& pending : batch) {
+        if (!pending.return_slot) continue;
         draining_.erase(pending.network.slot);
         pool_.release(pending.network.slot, Clock::now());
       }

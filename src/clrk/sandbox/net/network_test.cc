@@ -802,6 +802,46 @@ TEST_F(NetworkManagerTest, ConcurrentAllocationsGetDistinctSlotsAndTheTimingIsPr
   std::printf("[net timing] allocate %d threads: %s\n", kThreads, summary(concurrent).c_str());
   std::printf("[net timing] release after concurrent: %s\n", summary(release_ms).c_str());
   EXPECT_EQ(manager_->inUse(), 0u);
+
+  // releaseAll() deletes all links in one kernel operation.
+  std::vector<SandboxNetwork> batch;
+  for (int i = 0; i < 12; ++i) batch.push_back(allocate(fmt::format("batch-{}", i)));
+  auto start = Clock::now();
+  ASSERT_TRUE(manager_->releaseAll().ok());
+  std::printf("[net timing] releaseAll of %zu networks: %.2f ms\n", batch.size(),
+              std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  for (const auto& network : batch) {
+    EXPECT_FALSE(linkExists(network.host_interface));
+    EXPECT_FALSE(pathExists(network.netns_path));
+  }
+  EXPECT_EQ(manager_->inUse(), 0u);
+}
+
+TEST(RtNetlinkTest, DeletesSeveralLinksAtOnceAndIgnoresMissingOnes) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  std::string tag = randomTag();
+  std::vector<std::string> names;
+  for (int i = 0; i < 3; ++i) {
+    names.push_back(fmt::format("cz{}a{}", tag, i));
+    ASSERT_EQ(sh(fmt::format("ip link add {} type veth peer name cz{}b{}", names.back(), tag, i)),
+              0);
+  }
+  // An unrelated link stays.
+  std::string bystander = fmt::format("cz{}keep", tag);
+  ASSERT_EQ(sh(fmt::format("ip link add {} type veth peer name cz{}kp", bystander, tag)), 0);
+  names.push_back(fmt::format("cz{}gone", tag));
+  auto netlink = RtNetlink::open();
+  ASSERT_TRUE(netlink.ok());
+  Status deleted = netlink->deleteLinks(names);
+  EXPECT_TRUE(deleted.ok()) << deleted.toString();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(linkExists(names[static_cast<size_t>(i)]));
+    EXPECT_FALSE(linkExists(fmt::format("cz{}b{}", tag, i)));
+  }
+  EXPECT_TRUE(linkExists(bystander));
+  EXPECT_TRUE(netlink->deleteLinks({names[0], names[1]}).ok());  // none left: still fine
+  EXPECT_TRUE(netlink->deleteLink(bystander).ok());
+  EXPECT_FALSE(linkExists(bystander));
 }
 
 TEST(NetworkManagerPoolTest, ExhaustedPoolIsAClearErrorAndFreedSlotsAreReused) {
