@@ -55,7 +55,8 @@ struct Lines {
   }
 };
 
-bool processAlive(int pid) { return pid > 0 && ::kill(pid, 0) == 0 && processStartTime(pid) != 0; }
+// Alive and not a zombie.
+bool processAlive(int pid) { return processRunning(pid); }
 
 // Host processes whose command line contains `needle`.
 int countProcesses(const std::string& needle) {
@@ -534,6 +535,61 @@ TEST_P(RuntimeTest, CleanupLeftoversAfterACrash) {
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_FALSE(fs::exists(cgroup));
   EXPECT_EQ(*(*fresh)->cleanupLeftovers(), 0);
+}
+
+// A real crash: a child process (the "worker") starts a sandbox and is SIGKILLed; a new Runtime
+// on the same state dir removes what is left.
+TEST_P(RuntimeTest, CleanupAfterTheWorkerIsKilled) {
+  RuntimeOptions options;
+  options.state_dir = state_root_ / (GetParam() + "-crash-" + randomHex(3));
+  options.cgroup_parent = cgroup_parent_;
+  std::string id = "t-" + randomHex(6);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t worker = ::fork();
+  ASSERT_GE(worker, 0);
+  if (worker == 0) {
+    ::close(ready[0]);
+    auto runtime = makeRuntime(GetParam(), options);
+    if (!runtime.ok()) ::_exit(1);
+    SandboxSpec s;
+    s.id = id;
+    s.argv = {"sh", "-c", "sleep 100 & sleep 100"};
+    s.limits.pids = 100;
+    auto sandbox = (*runtime)->prepare(s);
+    if (!sandbox.ok() || !(*sandbox)->start().ok()) ::_exit(2);
+    int pid = (*sandbox)->hostPid();
+    (void)!::write(ready[1], &pid, sizeof pid);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  int sandbox_pid = 0;
+  ASSERT_EQ(::read(ready[0], &sandbox_pid, sizeof sandbox_pid),
+            static_cast<ssize_t>(sizeof sandbox_pid));
+  ::close(ready[0]);
+  ASSERT_TRUE(processAlive(sandbox_pid));
+  ::kill(worker, SIGKILL);
+  int status = 0;
+  ::waitpid(worker, &status, 0);
+
+  fs::path cgroup = cgroupSupport().mode == CgroupMode::V2
+                        ? fs::path("/sys/fs/cgroup") / cgroup_parent_ / id
+                        : fs::path("/sys/fs/cgroup/pids") / cgroup_parent_ / id;
+  EXPECT_TRUE(fs::exists(options.state_dir / id));
+  auto fresh = makeRuntime(GetParam(), options);
+  ASSERT_TRUE(fresh.ok());
+  auto cleaned = (*fresh)->cleanupLeftovers();
+  ASSERT_TRUE(cleaned.ok()) << cleaned.status().toString();
+  EXPECT_EQ(*cleaned, 1);
+  for (int attempt = 0; attempt < 200 && processAlive(sandbox_pid); ++attempt) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(processAlive(sandbox_pid));
+  EXPECT_FALSE(fs::exists(options.state_dir / id));
+  EXPECT_FALSE(fs::exists(cgroup));
+  std::error_code ec;
+  fs::remove_all(options.state_dir, ec);
 }
 
 TEST_P(RuntimeTest, PrepareValidatesTheSpec) {

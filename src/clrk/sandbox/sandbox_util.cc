@@ -246,6 +246,15 @@ uint64_t processStartTime(int pid) {
   return 0;
 }
 
+bool processRunning(int pid) {
+  if (pid <= 0) return false;
+  auto text = readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!text.ok()) return false;
+  size_t close = text->rfind(')');
+  return close != std::string::npos && close + 2 < text->size() && (*text)[close + 2] != 'Z' &&
+         (*text)[close + 2] != 'X';
+}
+
 bool signalIfSame(int pid, uint64_t start_time, int sig) {
   if (pid <= 0 || start_time == 0) return false;
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));

@@ -89,6 +89,8 @@ Result<SandboxRecord> readRecord(const std::filesystem::path& path);
 
 // Start time (clock ticks since boot) of `pid`, 0 when it does not exist.
 uint64_t processStartTime(int pid);
+// True when `pid` exists and is not a zombie.
+bool processRunning(int pid);
 // Sends `sig` to pid iff it still is the process that started at `start_time`.
 bool signalIfSame(int pid, uint64_t start_time, int sig);
 

@@ -19,8 +19,8 @@ void awaitGone(int pid, std::chrono::milliseconds timeout) {
     int status = 0;
     pid_t rc = ::waitpid(pid, &status, WNOHANG);
     if (rc == pid) return;
-    if (rc < 0 && processStartTime(pid) == 0) return;
-    // A zombie that is not ours: gone for our purposes once its parent reaps it.
+    // Not our child: a zombie waiting for its parent to reap it is gone for our purposes.
+    if (rc < 0 && !processRunning(pid)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
