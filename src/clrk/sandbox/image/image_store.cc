@@ -264,7 +264,9 @@ class ImageStoreImpl final : public ImageStore {
   }
 
   // Unpacks into rootfs/<hex>.tmp and renames; a failure leaves nothing under rootfs/.
-  Status ensureUnpacked(const std::string& digest, const Manifest& manifest) {
+  // Each layer's decompressed digest is checked against the config's diff_id first.
+  Status ensureUnpacked(const std::string& digest, const Manifest& manifest,
+                        const std::vector<std::string>& diff_ids) {
     auto lock_ptr = unpackLock(digest);
     std::lock_guard unpack_guard(*lock_ptr);
     fs::path final_path = rootfsPath(digest);
@@ -279,7 +281,15 @@ class ImageStoreImpl final : public ImageStore {
     ::chmod(tmp.c_str(), 0755);
     auto unpack = [&]() -> Status {
       CLRK_ASSIGN_OR_RETURN(auto unpacker, LayerUnpacker::open(tmp));
-      for (const Descriptor& layer : manifest.layers) {
+      for (size_t i = 0; i < manifest.layers.size(); ++i) {
+        const Descriptor& layer = manifest.layers[i];
+        if (!diff_ids.empty()) {
+          CLRK_ASSIGN_OR_RETURN(std::string got, uncompressedDigest(blobPath(layer.digest)));
+          if (got != diff_ids[i]) {
+            return invalidArgument("layer " + layer.digest + ": uncompressed digest " + got +
+                                   " does not match the config's diff_id " + diff_ids[i]);
+          }
+        }
         CLRK_RETURN_IF_ERROR(unpacker->apply(blobPath(layer.digest), layer.digest));
       }
       CLRK_RETURN_IF_ERROR(unpacker->finish());
@@ -356,12 +366,17 @@ class ImageStoreImpl final : public ImageStore {
     CLRK_RETURN_IF_ERROR(ensureBlob(client, manifest.config));
     CLRK_ASSIGN_OR_RETURN(std::string config_body, readFile(blobPath(manifest.config.digest)));
     CLRK_ASSIGN_OR_RETURN(ImageConfig config, parseImageConfig(config_body));
+    CLRK_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, parseDiffIds(config_body));
+    if (!diff_ids.empty() && diff_ids.size() != manifest.layers.size()) {
+      return invalidArgument("image config lists " + std::to_string(diff_ids.size()) +
+                             " diff_ids for " + std::to_string(manifest.layers.size()) + " layers");
+    }
     PulledImage out;
     for (const Descriptor& layer : manifest.layers) {
       CLRK_RETURN_IF_ERROR(ensureBlob(client, layer));
       out.size_bytes += layer.size;
     }
-    CLRK_RETURN_IF_ERROR(ensureUnpacked(digest, manifest));
+    CLRK_RETURN_IF_ERROR(ensureUnpacked(digest, manifest, diff_ids));
     {
       std::lock_guard lock(mutex_);
       refs_[key] = digest;

@@ -566,6 +566,27 @@ TEST(ImageStoreStandalone, DigestMismatchRejected) {
   EXPECT_TRUE(fs::is_empty(work.path() / "images/tmp"));
 }
 
+// A config whose diff_id does not match the layer's uncompressed content: rejected before
+// anything is unpacked.
+TEST(ImageStoreStandalone, DiffIdMismatchRejected) {
+  if (!haveTools()) GTEST_SKIP() << "docker-registry or skopeo not installed";
+  TempDir work;
+  Registry registry;
+  OciLayout layout(work.path() / "layout");
+  std::vector<std::string> diff_ids;
+  BlobRef layer =
+      layout.addLayer({testing::file("f", "diff id " + randomHex(8))}, Compression::Gzip, diff_ids);
+  diff_ids[0] = "sha256:" + std::string(64, 'e');
+  layout.tag(layout.addImage({layer}, diff_ids, "amd64", kConfig), "v1");
+  push(layout, "v1", registry.host() + "/test/diffid:v1");
+  auto store = ImageStore::open(work.path() / "images");
+  ASSERT_TRUE(store.ok());
+  auto image = (*store)->pull(registry.host() + "/test/diffid:v1", insecure());
+  ASSERT_FALSE(image.ok());
+  EXPECT_THAT(image.status().message(), HasSubstr("does not match the config's diff_id"));
+  EXPECT_TRUE(fs::is_empty(work.path() / "images/rootfs"));
+}
+
 // With the registry stopped, prefer_cached still serves the image; a forced refresh fails with
 // a clear Unavailable error.
 TEST(ImageStoreStandalone, CachedPullWorksWithRegistryStopped) {

@@ -323,6 +323,24 @@ Result<ImageConfig> parseImageConfig(std::string_view body) {
   return out;
 }
 
+Result<std::vector<std::string>> parseDiffIds(std::string_view body) {
+  if (body.size() > kMaxConfigBytes) return invalidArgument("image config: larger than 1 MiB");
+  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return invalidArgument("image config: not a JSON object");
+  }
+  auto rootfs = doc.find("rootfs");
+  if (rootfs == doc.end() || rootfs->is_null()) return std::vector<std::string>();
+  if (!rootfs->is_object()) return invalidArgument("image config: rootfs is not an object");
+  CLRK_ASSIGN_OR_RETURN(std::vector<std::string> ids, stringList(*rootfs, "diff_ids", "rootfs"));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (std::string why = checkDigest(ids[i]); !why.empty()) {
+      return invalidArgument("image config: rootfs.diff_ids[" + std::to_string(i) + "]: " + why);
+    }
+  }
+  return ids;
+}
+
 Result<AuthChallenge> parseAuthChallenge(std::string_view header) {
   if (header.size() > 8192) return invalidArgument("WWW-Authenticate: longer than 8 KiB");
   size_t i = 0;

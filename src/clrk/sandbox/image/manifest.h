@@ -71,6 +71,10 @@ std::string hostVariant();
 // Parses the image config blob (config.Entrypoint, Cmd, Env, WorkingDir, User).
 Result<ImageConfig> parseImageConfig(std::string_view body);
 
+// The config's rootfs.diff_ids (digests of the uncompressed layer tars, in layer order); an
+// empty list when the config has no "rootfs" (then nothing can be checked).
+Result<std::vector<std::string>> parseDiffIds(std::string_view body);
+
 // A parsed WWW-Authenticate challenge: scheme lower-cased ("bearer", "basic"), parameter names
 // lower-cased, values unquoted.
 struct AuthChallenge {

@@ -2,6 +2,8 @@
 
 #include "clrk/base/log.h"
 
+#include <openssl/evp.h>
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <cerrno>
@@ -141,6 +143,48 @@ Result<std::string> normaliseEntryPath(std::string_view path) {
     }
     if (!out.empty()) out += '/';
     out += part;
+  }
+  return out;
+}
+
+Result<std::string> uncompressedDigest(const std::filesystem::path& layer_file) {
+  struct archive* archive = ::archive_read_new();
+  if (archive == nullptr) return internalError("archive_read_new failed");
+  ::archive_read_support_filter_gzip(archive);
+  ::archive_read_support_filter_zstd(archive);
+  ::archive_read_support_format_raw(archive);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  Status status;
+  struct archive_entry* entry = nullptr;
+  if (::archive_read_open_filename(archive, layer_file.c_str(), 1 << 16) != ARCHIVE_OK ||
+      ::archive_read_next_header(archive, &entry) != ARCHIVE_OK) {
+    const char* text = ::archive_error_string(archive);
+    status = invalidArgument(layer_file.filename().string() + ": " + (text ? text : "unreadable"));
+  }
+  std::vector<char> buffer(1 << 16);
+  while (status.ok()) {
+    la_ssize_t n = ::archive_read_data(archive, buffer.data(), buffer.size());
+    if (n == 0) break;
+    if (n < 0) {
+      const char* text = ::archive_error_string(archive);
+      status = invalidArgument(layer_file.filename().string() +
+                               ": decompressing: " + (text ? text : "unknown error"));
+      break;
+    }
+    EVP_DigestUpdate(ctx, buffer.data(), static_cast<size_t>(n));
+  }
+  ::archive_read_free(archive);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  if (!status.ok()) return status;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
   }
   return out;
 }

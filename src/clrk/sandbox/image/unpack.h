@@ -72,6 +72,9 @@ class LayerUnpacker {
   std::map<std::string, DirMeta> dirs_;  // deferred directory metadata
 };
 
+// "sha256:<hex>" of the decompressed content of a layer file (gzip, zstd or plain): its diff_id.
+Result<std::string> uncompressedDigest(const std::filesystem::path& layer_file);
+
 // Normalises a tar entry path: strips "./" and duplicate slashes; InvalidArgument for an empty
 // path, an absolute path or a ".." component. Returns "" for the root itself.
 Result<std::string> normaliseEntryPath(std::string_view path);

@@ -1,6 +1,7 @@
 #include "clrk/sandbox/image/unpack.h"
 
 #include "clrk/base/files.h"
+#include "clrk/sandbox/image/manifest.h"
 #include "clrk/sandbox/image/test_tar.h"
 
 #include <gmock/gmock.h>
@@ -16,6 +17,8 @@ using testing::Compression;
 using ::testing::HasSubstr;
 using testing::TarEntry;
 using testing::TempDir;
+
+std::string sha256HexOfFile(const fs::path& path) { return sha256Hex(*readFile(path)); }
 
 class UnpackTest : public ::testing::Test {
  protected:
@@ -304,6 +307,24 @@ TEST_F(UnpackTest, ModesDoNotDependOnUmask) {
   EXPECT_EQ(st.st_mode & 07777, 0644u);
   ASSERT_EQ(::stat((root_ / "explicit").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0751u);
+}
+
+TEST_F(UnpackTest, UncompressedDigestIsTheDiffId) {
+  std::vector<TarEntry> entries = {testing::file("a", std::string(100000, 'a')),
+                                   testing::symlink("b", "a")};
+  fs::path plain = tmp_.path() / "plain.tar";
+  testing::writeTar(plain, entries, Compression::None);
+  std::string expected = "sha256:" + sha256HexOfFile(plain);
+  for (Compression compression : {Compression::None, Compression::Gzip, Compression::Zstd}) {
+    fs::path layer = tmp_.path() / "layer";
+    testing::writeTar(layer, entries, compression);
+    auto digest = uncompressedDigest(layer);
+    ASSERT_TRUE(digest.ok()) << digest.status().toString();
+    EXPECT_EQ(*digest, expected);
+  }
+  fs::path junk = tmp_.path() / "junk.gz";
+  ASSERT_TRUE(writeFileAtomic(junk, std::string("\x1f\x8b\x08\x00garbage garbage", 20)).ok());
+  EXPECT_FALSE(uncompressedDigest(junk).ok());
 }
 
 TEST(NormaliseEntryPath, Cases) {
