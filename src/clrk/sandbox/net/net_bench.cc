@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
     if (round == 1)
       std::printf("background releases drained %.2f ms after the last call\n", since(start));
   }
+  for (int i = 0; i < count; ++i) {
+    if (!manager.value()->allocate(fmt::format("all-{}", i)).ok()) break;
+  }
+  start = Clock::now();
+  (void)manager.value()->releaseAll();
+  std::printf("releaseAll of %d networks: %.2f ms\n", count, since(start));
   print("allocate back-to-back", allocate_ms);
   print("allocate 25 ms apart", spaced_ms);
   print("release", release_ms);
