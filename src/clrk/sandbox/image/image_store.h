@@ -40,6 +40,9 @@ struct RegistryAuth {
 };
 // Parses a .dockerconfigjson document; returns credentials keyed by registry host.
 Result<std::map<std::string, RegistryAuth>> parseDockerConfigJson(std::string_view json);
+// The entry of `auths` (from parseDockerConfigJson) for `ref.registry`, if any.
+std::optional<RegistryAuth> findRegistryAuth(const std::map<std::string, RegistryAuth>& auths,
+                                             const ImageReference& ref);
 
 // The parts of the OCI image config a sandbox needs.
 struct ImageConfig {

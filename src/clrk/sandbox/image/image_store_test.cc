@@ -78,7 +78,8 @@ int run(const std::string& command, std::string* output = nullptr) {
 // in the destructor.
 class Registry {
  public:
-  explicit Registry(std::string htpasswd_line = "") {
+  // With `tls`, serves https with a fresh self-signed certificate for 127.0.0.1 (certPath()).
+  explicit Registry(std::string htpasswd_line = "", bool tls = false) {
     port_ = freePort();
     std::string config =
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
@@ -89,6 +90,17 @@ class Registry {
       EXPECT_TRUE(writeFileAtomic(dir_.path() / "htpasswd", htpasswd_line + "\n").ok());
       config += "auth:\n  htpasswd:\n    realm: clrk-test\n    path: " +
                 (dir_.path() / "htpasswd").string() + "\n";
+    }
+    if (tls) {
+      std::string output;
+      int rc =
+          run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+              "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                  (dir_.path() / "key.pem").string() + " -out " + certPath().string(),
+              &output);
+      EXPECT_EQ(rc, 0) << output;
+      config += "  tls:\n    certificate: " + certPath().string() +
+                "\n    key: " + (dir_.path() / "key.pem").string() + "\n";
     }
     EXPECT_TRUE(writeFileAtomic(dir_.path() / "config.yml", config).ok());
     std::string log = (dir_.path() / "registry.log").string();
@@ -120,6 +132,7 @@ class Registry {
     pid_ = -1;
   }
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  fs::path certPath() const { return dir_.path() / "cert.pem"; }
   std::string logText() const {
     auto text = readFile(dir_.path() / "registry.log");
     return text.ok() ? *text : "";
@@ -564,6 +577,28 @@ TEST(ImageStoreStandalone, DigestMismatchRejected) {
   EXPECT_FALSE(fs::exists(work.path() / "images/blobs/sha256" / layer.digest.substr(7)));
   EXPECT_TRUE(fs::is_empty(work.path() / "images/rootfs"));
   EXPECT_TRUE(fs::is_empty(work.path() / "images/tmp"));
+}
+
+// https with a private CA: verified with ca_bundle_path, refused without it.
+TEST(ImageStoreStandalone, TlsRegistryWithExtraCa) {
+  if (!haveTools()) GTEST_SKIP() << "docker-registry or skopeo not installed";
+  TempDir work;
+  Registry registry("", /*tls=*/true);
+  OciLayout layout(work.path() / "layout");
+  layout.tag(buildImage(layout, "tls", Compression::Gzip), "v1");
+  push(layout, "v1", registry.host() + "/test/tls:v1");
+  auto store = ImageStore::open(work.path() / "images");
+  ASSERT_TRUE(store.ok());
+  std::string reference = registry.host() + "/test/tls:v1";
+  PullOptions options;
+  options.timeout = std::chrono::seconds(60);
+  auto untrusted = (*store)->pull(reference, options);
+  ASSERT_FALSE(untrusted.ok());
+  EXPECT_THAT(untrusted.status().message(), HasSubstr("certificate"));
+  options.ca_bundle_path = registry.certPath().string();
+  auto image = (*store)->pull(reference, options);
+  ASSERT_TRUE(image.ok()) << image.status().toString();
+  expectTestRootfs(*image, "tls");
 }
 
 // A config whose diff_id does not match the layer's uncompressed content: rejected before

@@ -337,4 +337,11 @@ Result<std::map<std::string, RegistryAuth>> parseDockerConfigJson(std::string_vi
   return out;
 }
 
+std::optional<RegistryAuth> findRegistryAuth(const std::map<std::string, RegistryAuth>& auths,
+                                             const ImageReference& ref) {
+  auto it = auths.find(ref.registry);
+  if (it == auths.end()) return std::nullopt;
+  return it->second;
+}
+
 }  // namespace clrk::sandbox::image

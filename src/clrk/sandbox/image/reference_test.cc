@@ -131,6 +131,19 @@ TEST(ParseDockerConfigJson, AuthFieldAndUsernamePassword) {
   EXPECT_EQ(parsed->at("ghcr.io").password, "tok");
 }
 
+TEST(ParseDockerConfigJson, FindRegistryAuth) {
+  auto parsed = parseDockerConfigJson(
+      R"({"auths": {"docker.io": {"auth": "dTpw"}, "localhost:5000": {"auth": "eDp5"}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  auto hub = findRegistryAuth(*parsed, *parseImageReference("busybox"));
+  ASSERT_TRUE(hub.has_value());
+  EXPECT_EQ(hub->username, "u");
+  auto local = findRegistryAuth(*parsed, *parseImageReference("localhost:5000/a/b"));
+  ASSERT_TRUE(local.has_value());
+  EXPECT_EQ(local->password, "y");
+  EXPECT_FALSE(findRegistryAuth(*parsed, *parseImageReference("localhost:5001/a/b")).has_value());
+}
+
 TEST(ParseDockerConfigJson, LegacyFormatWithoutAuths) {
   auto parsed = parseDockerConfigJson(R"({"quay.io": {"auth": "dTpw"}})");
   ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
