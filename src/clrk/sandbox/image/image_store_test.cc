@@ -549,6 +549,30 @@ TEST_F(ImageStoreTest, GarbageCollectKeepsOnlyWhatIsAsked) {
   EXPECT_TRUE(fs::is_empty(store_->root() / "blobs/sha256"));
 }
 
+// What a crash leaves behind (a partial download, a half-unpacked root, a broken refs.json) is
+// cleaned up by open(); a rootfs that is complete stays.
+TEST(ImageStoreStandalone, OpenCleansCrashLeftovers) {
+  TempDir work;
+  fs::path root = work.path() / "images";
+  {
+    auto store = ImageStore::open(root);
+    ASSERT_TRUE(store.ok());
+  }
+  std::string hex(64, 'a');
+  fs::create_directories(root / "rootfs" / (hex + ".tmp") / "etc");
+  fs::create_directories(root / "rootfs" / hex);
+  ASSERT_TRUE(writeFileAtomic(root / "tmp" / "partial", "x").ok());
+  ASSERT_TRUE(writeFileAtomic(root / "refs.json", "{broken").ok());
+  auto store = ImageStore::open(root);
+  ASSERT_TRUE(store.ok()) << store.status().toString();
+  EXPECT_FALSE(fs::exists(root / "rootfs" / (hex + ".tmp")));
+  EXPECT_TRUE(fs::exists(root / "rootfs" / hex));
+  EXPECT_TRUE(fs::is_empty(root / "tmp"));
+  auto missing = (*store)->pull("127.0.0.1:1/never/pulled:v1", insecure());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::Unavailable);
+}
+
 // A registry serving a blob whose bytes do not match its digest: the pull fails naming the blob,
 // nothing lands in blobs/ or rootfs/, and tmp/ is clean.
 TEST(ImageStoreStandalone, DigestMismatchRejected) {
