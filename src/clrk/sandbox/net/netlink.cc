@@ -343,6 +343,20 @@ void RtNetlink::queueLinkUp(int index, const std::string& alias) {
   used_ += align4(nlh->nlmsg_len);
 }
 
+void RtNetlink::queueNoIpv6Addresses(int index) {
+  nlmsghdr* nlh = beginMessage(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK,
+                               fmt::format("turning off IPv6 addresses on link {}", index));
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = index;
+  nlattr* af_spec = mnl_attr_nest_start(nlh, IFLA_AF_SPEC);
+  nlattr* inet6 = mnl_attr_nest_start(nlh, AF_INET6);
+  mnl_attr_put_u8(nlh, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE);
+  mnl_attr_nest_end(nlh, inet6);
+  mnl_attr_nest_end(nlh, af_spec);
+  used_ += align4(nlh->nlmsg_len);
+}
+
 void RtNetlink::queueAddress(int index, uint32_t address_be, int prefix_length) {
   nlmsghdr* nlh = beginMessage(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
                                fmt::format("adding an address to link {}", index));

@@ -70,6 +70,10 @@ class RtNetlink {
   // Batched configuration: queue requests, then commit() sends them in one message and waits for
   // every ack. The first failure is returned, naming the request.
   void queueLinkUp(int index, const std::string& alias = "");
+  // IPv6 address generation mode "none": the link gets no link-local (or any automatic) IPv6
+  // address. Queue it before the link goes up. (Unlike the disable_ipv6 sysctl, this does not
+  // spin on rtnl_trylock while other namespaces are being made.)
+  void queueNoIpv6Addresses(int index);
   void queueAddress(int index, uint32_t address_be, int prefix_length);
   void queueDefaultRoute(int index, uint32_t gateway_be);
   Status commit();

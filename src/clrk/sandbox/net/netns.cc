@@ -23,14 +23,6 @@ Status errnoError(const std::string& what) {
   return internalError(message);
 }
 
-// Writes "1" to a sysctl file; absent files (IPv6 disabled in the kernel) are fine.
-void writeSysctl(const char* path, const char* value) {
-  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)!::write(fd, value, std::strlen(value));
-  ::close(fd);
-}
-
 }  // namespace
 
 Status ensureNetnsDir() {
@@ -60,9 +52,6 @@ Result<NamedNetns> createNetns() {
       status = errnoError("opening /proc/thread-self/ns/net");
       return;
     }
-    // No IPv6 inside the sandbox: no link-local addresses, nothing to route.
-    writeSysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-    writeSysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
     auto netlink = RtNetlink::open();
     if (!netlink.ok()) {
       status = netlink.status();

@@ -1,6 +1,6 @@
 // Named network namespaces made in-process (no `ip netns` fork): a short-lived thread unshares
-// CLONE_NEWNET, disables IPv6 inside and opens an rtnetlink socket that keeps operating inside
-// it; the namespace is then bind-mounted at a path under /run/netns.
+// CLONE_NEWNET and opens an rtnetlink socket that keeps operating inside it; the namespace is
+// then bind-mounted at a path under /run/netns.
 // Thread model: functions are thread-safe (each works on its own path).
 #pragma once
 

@@ -101,15 +101,6 @@ double millisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// Disables IPv6 on a host-side interface before it goes up (no link-local address on it).
-void disableIpv6(const std::string& interface) {
-  std::string path = "/proc/sys/net/ipv6/conf/" + interface + "/disable_ipv6";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)!::write(fd, "1", 1);
-  ::close(fd);
-}
-
 class NetworkManagerImpl final : public NetworkManager {
  public:
   NetworkManagerImpl(NetworkOptions options, int capacity, std::unique_ptr<Nftables> nft)
@@ -328,12 +319,12 @@ class NetworkManagerImpl final : public NetworkManager {
     }
     CLRK_RETURN_IF_ERROR(created);
     phase("veth");
-    disableIpv6(network.host_interface);
     int host_index = static_cast<int>(if_nametoindex(network.host_interface.c_str()));
     if (host_index == 0) {
       return internalError(fmt::format("veth {} vanished after creation: {}",
                                        network.host_interface, std::strerror(errno)));
     }
+    host.queueNoIpv6Addresses(host_index);
     host.queueAddress(host_index, beAddress(network.host_address), network.prefix_length);
     host.queueLinkUp(host_index, "clrk " + owner);
     CLRK_RETURN_IF_ERROR(host.commit());
@@ -343,6 +334,7 @@ class NetworkManagerImpl final : public NetworkManager {
     CLRK_ASSIGN_OR_RETURN(int sandbox_index, inside.linkIndex(network.sandbox_interface));
     constexpr int kLoopbackIndex = 1;  // the kernel gives lo index 1 in every namespace
     inside.queueLinkUp(kLoopbackIndex);
+    inside.queueNoIpv6Addresses(sandbox_index);
     inside.queueAddress(sandbox_index, beAddress(network.sandbox_address), network.prefix_length);
     inside.queueLinkUp(sandbox_index);
     inside.queueDefaultRoute(sandbox_index, beAddress(network.host_address));
