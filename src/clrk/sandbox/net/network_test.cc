@@ -826,6 +826,21 @@ TEST_F(NetworkManagerTest, ConcurrentAllocationsGetDistinctSlotsAndTheTimingIsPr
   EXPECT_EQ(manager_->inUse(), 0u);
 }
 
+TEST(RtNetlinkTest, ErrorsNameTheRequest) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  auto netlink = RtNetlink::open();
+  ASSERT_TRUE(netlink.ok());
+  auto missing = netlink->linkIndex("czmissing0");
+  EXPECT_EQ(missing.status().code(), Code::NotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("czmissing0"));
+  UniqueFd self(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  Status too_long = netlink->createVeth("cz-name-much-too-long", "czpeer", self.get(), 1500);
+  EXPECT_FALSE(too_long.ok());
+  EXPECT_THAT(too_long.message(), HasSubstr("creating veth cz-name-much-too-long"));
+  EXPECT_FALSE(linkExists("czpeer"));
+  EXPECT_TRUE(netlink->deleteLink("czmissing0").ok());  // absent is fine
+}
+
 TEST(RtNetlinkTest, DeletesSeveralLinksAtOnceAndIgnoresMissingOnes) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   std::string tag = randomTag();
