@@ -14,6 +14,7 @@
 #include <linux/veth.h>
 #include <random>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 namespace clrk::sandbox::net {
@@ -213,8 +214,8 @@ Status RtNetlink::createVeth(const std::string& name, const std::string& peer_na
   return exchange();
 }
 
-Result<int> RtNetlink::linkIndex(const std::string& name) {
-  if (!pending_.empty()) return internalError("linkIndex() with uncommitted requests");
+Result<LinkInfo> RtNetlink::getLink(const std::string& name) {
+  if (!pending_.empty()) return internalError("getLink() with uncommitted requests");
   nlmsghdr* nlh = beginMessage(RTM_GETLINK, NLM_F_REQUEST, "looking up link " + name);
   auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
   ifm->ifi_family = AF_UNSPEC;
@@ -226,7 +227,7 @@ Result<int> RtNetlink::linkIndex(const std::string& name) {
   if (mnl_socket_sendto(socket_, buffer_.data(), length) < 0) {
     return errnoStatus(errno, "netlink send (looking up link " + name + ")", "");
   }
-  int index = 0;
+  LinkInfo link;
   Status error;
   Status loop = receiveLoop(socket_, [&](const nlmsghdr* reply) {
     if (reply->nlmsg_seq != seq || reply->nlmsg_pid != port_id_) return false;
@@ -236,15 +237,47 @@ Result<int> RtNetlink::linkIndex(const std::string& name) {
       return true;
     }
     if (reply->nlmsg_type == RTM_NEWLINK) {
-      index = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(reply))->ifi_index;
+      link.index = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(reply))->ifi_index;
+      auto callback = [](const nlattr* attr, void* out) -> int {
+        auto* info = static_cast<LinkInfo*>(out);
+        if (mnl_attr_get_type(attr) == IFLA_IFNAME &&
+            mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
+          info->name = mnl_attr_get_str(attr);
+        } else if (mnl_attr_get_type(attr) == IFLA_OPERSTATE &&
+                   mnl_attr_validate(attr, MNL_TYPE_U8) >= 0) {
+          info->operstate = mnl_attr_get_u8(attr);
+        }
+        return MNL_CB_OK;
+      };
+      mnl_attr_parse(reply, sizeof(ifinfomsg), callback, &link);
       return true;
     }
     return false;
   });
   if (!loop.ok()) return loop;
   if (!error.ok()) return error;
-  if (index <= 0) return notFound("link " + name + ": no index in the kernel's answer");
-  return index;
+  if (link.index <= 0) return notFound("link " + name + ": no index in the kernel's answer");
+  return link;
+}
+
+Status RtNetlink::waitOperUp(const std::string& name, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    CLRK_ASSIGN_OR_RETURN(LinkInfo link, getLink(name));
+    if (link.operstate == IF_OPER_UP) return {};
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(Code::Unavailable, fmt::format("{} did not come up within {} ms (operstate {})",
+                                                   name, timeout.count(), link.operstate));
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+  }
+}
+
+Result<int> RtNetlink::linkIndex(const std::string& name) {
+  CLRK_ASSIGN_OR_RETURN(LinkInfo link, getLink(name));
+  return link.index;
 }
 
 Result<std::vector<LinkInfo>> RtNetlink::listLinks() {

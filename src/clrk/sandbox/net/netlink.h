@@ -9,6 +9,7 @@
 
 #include "clrk/base/status.h"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,6 +43,7 @@ class UniqueFd {
 struct LinkInfo {
   int index = 0;
   std::string name;
+  int operstate = 0;  // IF_OPER_* (getLink() only)
 };
 
 class RtNetlink {
@@ -59,6 +61,13 @@ class RtNetlink {
                     int mtu);
   // Index of link `name`; NotFound when absent.
   Result<int> linkIndex(const std::string& name);
+  // Index, name and operational state of link `name`; NotFound when absent.
+  Result<LinkInfo> getLink(const std::string& name);
+  // Waits until link `name` is operationally up. A veth end that went up before its peer drops
+  // every packet until the kernel's link watcher has handled the carrier change (usually well
+  // under a millisecond, up to a second when it is rate limited); this is when it is done.
+  // Unavailable after `timeout`.
+  Status waitOperUp(const std::string& name, std::chrono::milliseconds timeout);
   // Every link of this namespace.
   Result<std::vector<LinkInfo>> listLinks();
   // Deletes link `name` (a veth takes its peer with it). Ok when it does not exist.

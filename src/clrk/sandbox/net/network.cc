@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <charconv>
@@ -19,7 +20,6 @@
 #include <fcntl.h>
 #include <map>
 #include <mutex>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <optional>
 #include <regex>
@@ -36,6 +36,8 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSlotQuarantine = std::chrono::seconds(30);
 // How long a background release waits for allocations in flight before it goes ahead anyway.
 constexpr auto kReleaseYield = std::chrono::milliseconds(200);
+// How long allocate() waits for the host veth to pass packets.
+constexpr auto kCarrierWait = std::chrono::milliseconds(3000);
 constexpr int kMinPrefix = 8;
 constexpr int kMaxPrefix = 28;
 
@@ -319,11 +321,7 @@ class NetworkManagerImpl final : public NetworkManager {
     }
     CLRK_RETURN_IF_ERROR(created);
     phase("veth");
-    int host_index = static_cast<int>(if_nametoindex(network.host_interface.c_str()));
-    if (host_index == 0) {
-      return internalError(fmt::format("veth {} vanished after creation: {}",
-                                       network.host_interface, std::strerror(errno)));
-    }
+    CLRK_ASSIGN_OR_RETURN(int host_index, host.linkIndex(network.host_interface));
     host.queueNoIpv6Addresses(host_index);
     host.queueAddress(host_index, beAddress(network.host_address), network.prefix_length);
     host.queueLinkUp(host_index, "clrk " + owner);
@@ -340,6 +338,11 @@ class NetworkManagerImpl final : public NetworkManager {
     inside.queueDefaultRoute(sandbox_index, beAddress(network.host_address));
     CLRK_RETURN_IF_ERROR(inside.commit().withContext("configuring " + network.netns_name));
     phase("inside");
+    // The end that went up first (the host's) only starts passing packets once the kernel's
+    // link watcher has seen the carrier come on; until then it drops them, and a sandbox's first
+    // SYN would be retried only after a second. Wait for that (its operstate turns UP).
+    CLRK_RETURN_IF_ERROR(host.waitOperUp(network.host_interface, kCarrierWait));
+    phase("carrier");
     return {};
   }
 

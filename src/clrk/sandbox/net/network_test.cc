@@ -594,6 +594,8 @@ TEST_F(NetworkManagerTest, EgressPortsAreClosedToOtherInterfaces) {
   netns->netlink.queueAddress(*peer_index, peer_ip.s_addr, 30);
   netns->netlink.queueLinkUp(*peer_index);
   ASSERT_TRUE(netns->netlink.commit().ok());
+  // The end that went up first passes packets once the kernel's link watcher has run.
+  ASSERT_TRUE(host->waitOperUp(host_if, std::chrono::milliseconds(3000)).ok());
 
   UniqueFd other_listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(bindTo(other_listener.get(), "0.0.0.0", 0));
