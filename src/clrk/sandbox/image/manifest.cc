@@ -264,8 +264,13 @@ Result<Descriptor> selectPlatform(const Manifest& index, std::string_view os,
   for (const Descriptor& entry : index.manifests) {
     const Platform& p = entry.platform;
     if (!offered.empty()) offered += ", ";
-    offered += shortText(p.os) + "/" + shortText(p.architecture);
-    if (!p.variant.empty()) offered += "/" + shortText(p.variant);
+    offered += shortText(p.os);
+    offered += '/';
+    offered += shortText(p.architecture);
+    if (!p.variant.empty()) {
+      offered += '/';
+      offered += shortText(p.variant);
+    }
     if (p.os != os || p.architecture != architecture) continue;
     if (entry.media_type == kOciIndex || entry.media_type == kDockerList) continue;
     if (!variant.empty() && !p.variant.empty() && p.variant != variant) continue;

@@ -36,9 +36,12 @@ class UnpackTest : public ::testing::Test {
     auto unpacker = LayerUnpacker::open(root_);
     if (!unpacker.ok()) return unpacker.status();
     for (size_t i = 0; i < layers.size(); ++i) {
-      fs::path layer = tmp_.path() / ("layer" + std::to_string(i));
+      std::string index = std::to_string(i);
+      fs::path layer = tmp_.path() / ("layer" + index);
       testing::writeTar(layer, layers[i], compression);
-      CLRK_RETURN_IF_ERROR((*unpacker)->apply(layer, "L" + std::to_string(i)));
+      std::string label = "L";
+      label += index;
+      CLRK_RETURN_IF_ERROR((*unpacker)->apply(layer, label));
     }
     stats_ = (*unpacker)->stats();
     return (*unpacker)->finish();
