@@ -152,7 +152,8 @@ class Registry {
 // to it. Prints its port; stopped by PID.
 class TokenFront {
  public:
-  TokenFront(const std::string& upstream, const std::string& creds) {
+  TokenFront(const std::string& upstream, const std::string& creds, int uses = 1 << 30) {
+    std::string uses_text = std::to_string(uses);
     const char* source = std::getenv("CLRK_SOURCE_DIR");
     fs::path script = source
                           ? fs::path(source) / "src/clrk/sandbox/image/testdata/token_registry.py"
@@ -164,7 +165,7 @@ class TokenFront {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       ::dup2(fds[1], 1);
       ::execl("/usr/bin/python3", "python3", script.c_str(), upstream.c_str(), creds.c_str(),
-              static_cast<char*>(nullptr));
+              uses_text.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -740,6 +741,12 @@ TEST_F(ImageStoreTest, BearerTokenAuthAndBlobRedirects) {
   auto multi = store_->pull(anonymous_tokens.host() + "/test/multi:v1", insecure());
   ASSERT_TRUE(multi.ok()) << multi.status().toString();
   expectTestRootfs(*multi, "amd64");
+
+  // Tokens that expire after two requests: the client negotiates a new one and carries on.
+  TokenFront expiring(registry_->host(), "bob:hunter2", 2);
+  auto renewed = store_->pull(expiring.host() + "/test/img:zstd", right);
+  ASSERT_TRUE(renewed.ok()) << renewed.status().toString();
+  expectTestRootfs(*renewed, "zstd");
 }
 
 }  // namespace

@@ -293,8 +293,8 @@ Result<RegistryClient::Response> RegistryClient::get(const std::string& url,
     return Status(Code::Unauthenticated, "registry " + ref_.registry +
                                              " answered 401 without a WWW-Authenticate challenge");
   }
-  if (!authorization_.empty()) {
-    // Already authenticated and still refused (e.g. the token lacks the scope).
+  if (authorization_.starts_with("Basic ")) {
+    // Our Basic credentials were refused: asking again will not help.
     return Status(Code::Unauthenticated,
                   "registry " + ref_.registry + " refused access to " + ref_.repository +
                       (options_.auth ? " with the credentials of user \"" +
@@ -302,6 +302,8 @@ Result<RegistryClient::Response> RegistryClient::get(const std::string& url,
                                      : std::string(" anonymously")) +
                       ": " + errorDetail(response.error_body));
   }
+  // No credentials sent yet, or a Bearer token that expired during a long pull: (re)negotiate.
+  authorization_.clear();
   CLRK_RETURN_IF_ERROR(authenticate(challenge->second));
   CLRK_RETURN_IF_ERROR(sink.reset());
   CLRK_ASSIGN_OR_RETURN(response, perform(url, accept, sink, true));

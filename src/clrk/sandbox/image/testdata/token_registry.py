@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """A Bearer-token front for a real registry, for image_store_test.
 
-Usage: token_registry.py UPSTREAM_HOST:PORT USER:PASSWORD|-  (prints its port on stdout)
+Usage: token_registry.py UPSTREAM_HOST:PORT USER:PASSWORD|- [USES]  (prints its port on stdout)
   /token             issues a token; with USER:PASSWORD it needs those Basic credentials, with "-"
                      it serves anonymous tokens (like Docker Hub).
   /v2/...            needs "Authorization: Bearer <token>", else 401 with a Bearer challenge.
   /v2/*/manifests/*  proxied to the upstream registry.
   /v2/*/blobs/*      307-redirected to the upstream registry (like blob storage on another host).
+With USES, a token is accepted for that many requests only (then 401, as if it had expired).
 """
 import base64
 import http.server
@@ -17,7 +18,8 @@ import urllib.request
 
 UPSTREAM = sys.argv[1]
 CREDS = sys.argv[2]
-TOKENS = set()
+USES = int(sys.argv[3]) if len(sys.argv) > 3 else 1 << 30
+TOKENS = {}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,12 +46,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                {"Content-Type": "application/json"})
                     return
             token = secrets.token_hex(16)
-            TOKENS.add(token)
+            TOKENS[token] = USES
             self.reply(200, ('{"token": "%s", "expires_in": 300}' % token).encode(),
                        {"Content-Type": "application/json"})
             return
         auth = self.headers.get("Authorization", "")
-        if not (auth.startswith("Bearer ") and auth[7:] in TOKENS):
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if TOKENS.get(token, 0) > 0:
+            TOKENS[token] -= 1
+        else:
             repo = self.path[4:].split("/manifests/")[0].split("/blobs/")[0]
             challenge = ('Bearer realm="http://127.0.0.1:%d/token",service="clrk-test",'
                          'scope="repository:%s:pull"' % (port, repo))
