@@ -4,6 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sanitizer/asan_interface.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -14,9 +19,11 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <regex>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sstream>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -273,7 +280,55 @@ pid_t cloneProcess(uint64_t flags, int* pidfd) {
   return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
-void closeAllExcept(const int* keep, int n) {
+ChildStack::ChildStack(size_t size) : size_(size) {
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  base_ = base == MAP_FAILED ? nullptr : base;
+}
+
+ChildStack::ChildStack(ChildStack&& other) noexcept : base_(other.base_), size_(other.size_) {
+  other.base_ = nullptr;
+}
+
+ChildStack& ChildStack::operator=(ChildStack&& other) noexcept {
+  if (this != &other) {
+    if (base_ != nullptr) {
+      ASAN_UNPOISON_MEMORY_REGION(base_, size_);
+      ::munmap(base_, size_);
+    }
+    base_ = other.base_;
+    size_ = other.size_;
+    other.base_ = nullptr;
+  }
+  return *this;
+}
+
+ChildStack::~ChildStack() {
+  if (base_ != nullptr) {
+    // Frames of the (now gone) process may have left shadow poisoned for this range.
+    ASAN_UNPOISON_MEMORY_REGION(base_, size_);
+    ::munmap(base_, size_);
+  }
+}
+
+pid_t cloneSharedVm(int (*fn)(void*), void* arg, const ChildStack& stack, int flags, int* pidfd) {
+  if (!stack.valid()) {
+    errno = ENOMEM;
+    return -1;
+  }
+  int all = flags | CLONE_VM | SIGCHLD | (pidfd != nullptr ? CLONE_PIDFD : 0);
+  return ::clone(fn, stack.top(), all, arg, pidfd);
+}
+
+void keepForChild(const void* pointer) {
+#if defined(__SANITIZE_ADDRESS__)
+  if (pointer != nullptr) __lsan_ignore_object(pointer);
+#else
+  (void)pointer;
+#endif
+}
+
+CLRK_CHILD_SIDE void closeAllExcept(const int* keep, int n) {
   int sorted[16];
   int count = 0;
   for (int index = 0; index < n && count < 16; ++index) {
@@ -295,7 +350,7 @@ void closeAllExcept(const int* keep, int n) {
   ::syscall(SYS_close_range, next, ~0U, 0);
 }
 
-bool writeAll(int fd, const void* data, size_t size) {
+CLRK_CHILD_SIDE bool writeAll(int fd, const void* data, size_t size) {
   const char* bytes = static_cast<const char*>(data);
   while (size > 0) {
     ssize_t n = ::write(fd, bytes, size);
@@ -307,7 +362,7 @@ bool writeAll(int fd, const void* data, size_t size) {
   return true;
 }
 
-bool readAll(int fd, void* data, size_t size) {
+CLRK_CHILD_SIDE bool readAll(int fd, void* data, size_t size) {
   char* bytes = static_cast<char*>(data);
   while (size > 0) {
     ssize_t n = ::read(fd, bytes, size);

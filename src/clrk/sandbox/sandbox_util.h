@@ -16,6 +16,10 @@
 #include <sys/types.h>
 #include <vector>
 
+// Code that runs in a cloneSharedVm() child runs on a stack AddressSanitizer does not know and
+// ends in _exit without unwinding: keep it uninstrumented (no redzones left poisoned behind).
+#define CLRK_CHILD_SIDE __attribute__((no_sanitize("address")))
+
 namespace clrk::sandbox {
 
 // An owned file descriptor, closed on destruction.
@@ -97,6 +101,39 @@ bool signalIfSame(int pid, uint64_t start_time, int sig);
 // clone3 without a new stack (fork-like) with `flags`, SIGCHLD as exit signal and a pidfd in
 // *pidfd. Returns the pid in the parent, 0 in the child, -1 with errno on failure.
 pid_t cloneProcess(uint64_t flags, int* pidfd);
+
+// A stack for a process started with cloneSharedVm(); unmapped on destruction (REQUIRES: the
+// process using it is gone).
+class ChildStack {
+ public:
+  ChildStack() = default;
+  explicit ChildStack(size_t size);
+  ChildStack(ChildStack&& other) noexcept;
+  ChildStack& operator=(ChildStack&& other) noexcept;
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  ~ChildStack();
+  bool valid() const { return base_ != nullptr; }
+  void* top() const { return static_cast<char*>(base_) + size_; }
+  // Forgets the mapping without unmapping it (its process outlives this object).
+  void leak() { base_ = nullptr; }
+
+ private:
+  void* base_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Runs fn(arg) in a new process that shares the caller's memory (CLONE_VM) but has its own fd
+// table, credentials, signal handlers and the namespaces in `flags`, on `stack`. Nothing is
+// copied, so a long-lived helper (sandbox init, runsc shim) costs no memory and does not pin
+// copy-on-write snapshots of the worker. The function must not allocate, take libc locks or
+// return to the worker's code paths: system calls and stack-only work, then _exit. SIGCHLD is
+// the exit signal; *pidfd receives a pidfd when not null. Returns -1 with errno on failure.
+pid_t cloneSharedVm(int (*fn)(void*), void* arg, const ChildStack& stack, int flags, int* pidfd);
+
+// Marks memory deliberately left to a process that outlives its owner (abandonForTest()) so
+// LeakSanitizer does not report it; no-op without sanitizers.
+void keepForChild(const void* pointer);
 
 // Closes every fd except those in keep[0..n) (async-signal-safe).
 void closeAllExcept(const int* keep, int n);

@@ -45,25 +45,37 @@ struct ShimPlan {
   std::string runsc, pid_file;
   std::vector<std::string> create_argv, start_argv, env;
   std::vector<char*> create_ptrs, start_ptrs, env_ptrs;
+  const ChildStack* exec_stack = nullptr;
 };
+
+struct ExecRequest {
+  const ShimPlan* plan;
+  char* const* argv;
+  int in, out, err;
+};
+
+CLRK_CHILD_SIDE int execRunsc(void* arg) {
+  const auto* request = static_cast<const ExecRequest*>(arg);
+  if (::dup2(request->in, 0) < 0 || ::dup2(request->out, 1) < 0 || ::dup2(request->err, 2) < 0) {
+    ::_exit(127);
+  }
+  ::syscall(SYS_close_range, 3U, ~0U, 0);
+  ::execve(request->plan->runsc.c_str(), request->argv, request->plan->env_ptrs.data());
+  ::_exit(127);
+}
 
 // ---- shim (async-signal-safe only) -------------------------------------------------------------
 
-void report(const ShimPlan& plan, int32_t kind, int32_t value) {
+CLRK_CHILD_SIDE void report(const ShimPlan& plan, int32_t kind, int32_t value) {
   Report message{kind, value};
   writeAll(plan.report_w, &message, sizeof message);
 }
 
 // Runs runsc with the given stdio and returns its wait status (-1 when it could not run).
-int runRunsc(const ShimPlan& plan, char* const* argv, int in, int out, int err) {
-  pid_t child = cloneProcess(0, nullptr);
+CLRK_CHILD_SIDE int runRunsc(const ShimPlan& plan, char* const* argv, int in, int out, int err) {
+  ExecRequest request{&plan, argv, in, out, err};
+  pid_t child = cloneSharedVm(execRunsc, &request, *plan.exec_stack, CLONE_VFORK, nullptr);
   if (child < 0) return -1;
-  if (child == 0) {
-    if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(127);
-    ::syscall(SYS_close_range, 3U, ~0U, 0);
-    ::execve(plan.runsc.c_str(), argv, plan.env_ptrs.data());
-    ::_exit(127);
-  }
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) return -1;
@@ -71,7 +83,7 @@ int runRunsc(const ShimPlan& plan, char* const* argv, int in, int out, int err) 
   return status;
 }
 
-int readPidFile(const char* path) {
+CLRK_CHILD_SIDE int readPidFile(const char* path) {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buffer[32] = {};
@@ -85,7 +97,10 @@ int readPidFile(const char* path) {
   return pid;
 }
 
-[[noreturn]] void shimMain(const ShimPlan& plan) {
+[[noreturn]] CLRK_CHILD_SIDE void shimMain(const ShimPlan& plan);
+CLRK_CHILD_SIDE int shimEntry(void* arg) { shimMain(*static_cast<const ShimPlan*>(arg)); }
+
+[[noreturn]] CLRK_CHILD_SIDE void shimMain(const ShimPlan& plan) {
   int keep[] = {plan.ctl_r, plan.report_w, plan.stdin_r, plan.stdout_w, plan.stderr_w};
   closeAllExcept(keep, 5);
   sigset_t none;
@@ -167,7 +182,11 @@ class GvisorSandbox final : public SupervisedSandbox {
   int hostPid() const override { return sandbox_pid_; }
   void abandonForTest() override;
 
-  // Filled in by GvisorRuntime::prepare().
+  // Filled in by GvisorRuntime::prepare(). The shim shares the worker's memory: it reads plan_
+  // and runs on shim_stack_ (runsc execs start on exec_stack_) until it is reaped.
+  std::unique_ptr<ShimPlan> plan_;
+  ChildStack shim_stack_{256 * 1024};
+  ChildStack exec_stack_{64 * 1024};
   std::vector<std::string> runsc_flags_;  // runsc binary + global flags
   std::string cgroup_;
   UniqueFd ctl_w_, report_r_, shim_pidfd_;
@@ -278,6 +297,9 @@ void GvisorSandbox::abandonForTest() {
   (void)ctl_w_.release();
   (void)report_r_.release();
   (void)shim_pidfd_.release();
+  shim_stack_.leak();
+  exec_stack_.leak();
+  keepForChild(plan_.release());
   detachSupervisorForTest();
   registry_->release(id());
 }
@@ -439,7 +461,9 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& spec)
   }
   sandbox->runsc_flags_ = flags;
 
-  ShimPlan plan;
+  sandbox->plan_ = std::make_unique<ShimPlan>();
+  ShimPlan& plan = *sandbox->plan_;
+  plan.exec_stack = &sandbox->exec_stack_;
   UniqueFd ctl_r, report_w, stdin_r, stdout_w, stderr_w;
   if (!(status = makePipe(ctl_r, sandbox->ctl_w_)).ok() ||
       !(status = makePipe(sandbox->report_r_, report_w)).ok() ||
@@ -476,9 +500,8 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& spec)
   plan.env_ptrs.push_back(nullptr);
 
   int pidfd = -1;
-  pid_t pid = cloneProcess(CLONE_NEWNS, &pidfd);
-  if (pid < 0) return fail_with(internalError(std::string("clone3: ") + std::strerror(errno)));
-  if (pid == 0) shimMain(plan);
+  pid_t pid = cloneSharedVm(shimEntry, &plan, sandbox->shim_stack_, CLONE_NEWNS, &pidfd);
+  if (pid < 0) return fail_with(internalError(std::string("clone: ") + std::strerror(errno)));
   sandbox->shim_pid_ = pid;
   sandbox->shim_pidfd_.reset(pidfd);
   ctl_r.reset();

@@ -77,11 +77,14 @@ struct InitPlan {
   std::vector<char*> argv_ptrs, env_ptrs;
   std::vector<sock_filter> seccomp;
   int cap_last = 40;
+  const ChildStack* workload_stack = nullptr;
 };
+
+CLRK_CHILD_SIDE int initEntry(void* arg);
 
 // ---- child side (async-signal-safe only) -----------------------------------------------------
 
-[[noreturn]] void fail(const InitPlan& plan, const char* what, int err) {
+[[noreturn]] CLRK_CHILD_SIDE void fail(const InitPlan& plan, const char* what, int err) {
   Report report;
   report.kind = kError;
   report.value = err;
@@ -92,12 +95,12 @@ struct InitPlan {
   ::_exit(1);
 }
 
-void check(const InitPlan& plan, bool ok, const char* what) {
+CLRK_CHILD_SIDE void check(const InitPlan& plan, bool ok, const char* what) {
   if (!ok) fail(plan, what, errno);
 }
 
 // mkdir -p of an absolute path (in the current root).
-bool makeDirs(const char* path, mode_t mode) {
+CLRK_CHILD_SIDE bool makeDirs(const char* path, mode_t mode) {
   char buffer[4096];
   size_t len = std::strlen(path);
   if (len == 0 || len >= sizeof buffer) return false;
@@ -113,7 +116,7 @@ bool makeDirs(const char* path, mode_t mode) {
   return true;
 }
 
-bool makeFile(const char* path) {
+CLRK_CHILD_SIDE bool makeFile(const char* path) {
   char buffer[4096];
   size_t len = std::strlen(path);
   if (len >= sizeof buffer) return false;
@@ -129,14 +132,14 @@ bool makeFile(const char* path) {
   return true;
 }
 
-void bindReadOnly(const char* path) {
+CLRK_CHILD_SIDE void bindReadOnly(const char* path) {
   if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) return;
   ::mount(nullptr, path, nullptr,
           MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
 }
 
 // Clones `source` as a detached mount, read-only if asked; -1 on failure.
-int cloneTree(const char* source, bool read_only) {
+CLRK_CHILD_SIDE int cloneTree(const char* source, bool read_only) {
   int fd = static_cast<int>(
       ::open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
   if (fd < 0) return -1;
@@ -149,7 +152,7 @@ int cloneTree(const char* source, bool read_only) {
   return fd;
 }
 
-void setupDev(const InitPlan& plan) {
+CLRK_CHILD_SIDE void setupDev(const InitPlan& plan) {
   check(plan, makeDirs("/dev", 0755), "mkdir /dev");
   check(plan, ::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536") == 0,
         "mount tmpfs /dev");
@@ -185,7 +188,7 @@ void setupDev(const InitPlan& plan) {
           "mode=0755,size=65536");
 }
 
-void setupProc(const InitPlan& plan) {
+CLRK_CHILD_SIDE void setupProc(const InitPlan& plan) {
   check(plan, makeDirs("/proc", 0555), "mkdir /proc");
   check(plan, ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
         "mount /proc");
@@ -195,7 +198,7 @@ void setupProc(const InitPlan& plan) {
   }
 }
 
-void maskProc() {
+CLRK_CHILD_SIDE void maskProc() {
   for (const char* path : {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
                            "/proc/latency_stats"}) {
     ::mount("/dev/null", path, nullptr, MS_BIND, nullptr);
@@ -205,7 +208,7 @@ void maskProc() {
   }
 }
 
-void loopbackUp() {
+CLRK_CHILD_SIDE void loopbackUp() {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   ifreq request{};
@@ -217,9 +220,9 @@ void loopbackUp() {
   ::close(fd);
 }
 
-void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text)); }
+CLRK_CHILD_SIDE void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text)); }
 
-[[noreturn]] void workload(const InitPlan& plan) {
+[[noreturn]] CLRK_CHILD_SIDE void workload(const InitPlan& plan) {
   sigset_t none;
   sigemptyset(&none);
   struct sigaction dfl {};
@@ -298,7 +301,9 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
   ::_exit(127);
 }
 
-[[noreturn]] void initMain(const InitPlan& plan) {
+CLRK_CHILD_SIDE int workloadEntry(void* arg) { workload(*static_cast<const InitPlan*>(arg)); }
+
+[[noreturn]] CLRK_CHILD_SIDE void initMain(const InitPlan& plan) {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_BLOCK, &all, nullptr);
@@ -396,9 +401,11 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
   writeAll(plan.report_w, &ready, sizeof ready);
 
   if (!readAll(plan.ctl_r, &byte, 1) || byte != 's') ::_exit(0);
-  pid_t child = cloneProcess(0, nullptr);
-  if (child < 0) fail(plan, "fork the workload", errno);
-  if (child == 0) workload(plan);
+  // CLONE_VFORK: init waits until the workload has exec'd (or died), so the shared stack is
+  // free again afterwards.
+  pid_t child = cloneSharedVm(workloadEntry, const_cast<InitPlan*>(&plan), *plan.workload_stack,
+                              CLONE_VFORK, nullptr);
+  if (child < 0) fail(plan, "start the workload", errno);
   if (plan.stdin_r >= 0) ::close(plan.stdin_r);
   ::close(plan.stdout_w);
   ::close(plan.stderr_w);
@@ -418,7 +425,7 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
     }
     if (fds[0].revents == 0) continue;
     signalfd_siginfo info{};
-    if (::read(sfd, &info, sizeof info) != sizeof info) continue;
+    if (::read(sfd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
     if (info.ssi_signo != SIGCHLD) {
       ::kill(child, static_cast<int>(info.ssi_signo));
       continue;
@@ -438,6 +445,8 @@ void writeText(int fd, const char* text) { writeAll(fd, text, std::strlen(text))
   }
 }
 
+CLRK_CHILD_SIDE int initEntry(void* arg) { initMain(*static_cast<const InitPlan*>(arg)); }
+
 // ---- parent side ------------------------------------------------------------------------------
 
 class NamespacesSandbox final : public SupervisedSandbox {
@@ -455,7 +464,12 @@ class NamespacesSandbox final : public SupervisedSandbox {
 
   void abandonForTest() override;
 
-  // Filled in by NamespacesRuntime::prepare().
+  // Filled in by NamespacesRuntime::prepare(). The init shares the worker's memory: it reads
+  // plan_ and runs on init_stack_ (the workload starts on workload_stack_), so these live until
+  // the init is reaped.
+  std::unique_ptr<InitPlan> plan_;
+  ChildStack init_stack_{256 * 1024};
+  ChildStack workload_stack_{256 * 1024};
   SandboxCgroup cgroup_;
   UniqueFd ctl_w_, report_r_, pidfd_;
   UniqueFd stdin_w_, stdout_r_, stderr_r_;
@@ -553,6 +567,9 @@ void NamespacesSandbox::abandonForTest() {
   (void)ctl_w_.release();
   (void)report_r_.release();
   (void)pidfd_.release();
+  init_stack_.leak();
+  workload_stack_.leak();
+  keepForChild(plan_.release());
   detachSupervisorForTest();
   registry_->release(id());
 }
@@ -620,7 +637,8 @@ Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& s
     sandbox->cgroup_ = *cgroup;
   }
 
-  InitPlan plan;
+  sandbox->plan_ = std::make_unique<InitPlan>();
+  InitPlan& plan = *sandbox->plan_;
   UniqueFd ctl_r, report_w, stdin_r, stdout_w, stderr_w, netns;
   if (!(status = makePipe(ctl_r, sandbox->ctl_w_)).ok() ||
       !(status = makePipe(sandbox->report_r_, report_w)).ok() ||
@@ -688,13 +706,14 @@ Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& s
   plan.env_ptrs.push_back(nullptr);
   plan.seccomp = seccomp_;
   plan.cap_last = capLast();
+  plan.workload_stack = &sandbox->workload_stack_;
 
   uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (plan.fresh_net) flags |= CLONE_NEWNET;
   int pidfd = -1;
-  pid_t pid = cloneProcess(flags, &pidfd);
-  if (pid < 0) return fail_with(internalError(std::string("clone3: ") + std::strerror(errno)));
-  if (pid == 0) initMain(plan);
+  pid_t pid =
+      cloneSharedVm(initEntry, &plan, sandbox->init_stack_, static_cast<int>(flags), &pidfd);
+  if (pid < 0) return fail_with(internalError(std::string("clone: ") + std::strerror(errno)));
   sandbox->pid_ = pid;
   sandbox->pidfd_.reset(pidfd);
   ctl_r.reset();
