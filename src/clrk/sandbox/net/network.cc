@@ -298,7 +298,7 @@ class NetworkManagerImpl final : public NetworkManager {
       *phases += fmt::format(" {}={:.2f}", name, millisSince(mark));
       mark = Clock::now();
     };
-    CLRK_RETURN_IF_ERROR(nft_->run(addElementsCommand(options_.tag, network)));
+    CLRK_RETURN_IF_ERROR(nft_->addElements(options_.tag, {network}));
     phase("nft");
     std::optional<NamedNetns> spare = takeSpare();
     Result<NamedNetns> netns = spare ? Result<NamedNetns>(std::move(*spare)) : createNetns();
@@ -363,7 +363,7 @@ class NetworkManagerImpl final : public NetworkManager {
       // The veth may still exist: keep its elements (so the rules) until a later release works.
       return link.withContext("deleting " + network.host_interface);
     }
-    Status elements = nft_->run(removeElementsCommand(options_.tag, network));
+    Status elements = nft_->removeElements(options_.tag, {network});
     if (!elements.ok() && first.ok()) first = elements;
     phase("nft");
     return first;
@@ -390,9 +390,7 @@ class NetworkManagerImpl final : public NetworkManager {
       }
       return first;
     }
-    std::string command;
-    for (const auto& network : networks) command += removeElementsCommand(options_.tag, network);
-    Status elements = nft_->run(command);
+    Status elements = nft_->removeElements(options_.tag, networks);
     if (!elements.ok() && first.ok()) first = elements;
     return first;
   }
