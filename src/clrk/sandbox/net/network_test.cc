@@ -828,6 +828,20 @@ TEST_F(NetworkManagerTest, ConcurrentAllocationsGetDistinctSlotsAndTheTimingIsPr
   EXPECT_EQ(manager_->inUse(), 0u);
 }
 
+TEST(NftablesTest, ElementChangesOnAMissingTableFailClearly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  auto nft = Nftables::create();
+  ASSERT_TRUE(nft.ok());
+  NetworkOptions options;
+  options.tag = "zq9";  // no such table (tags are 1-3 characters; tests use "t..")
+  SandboxNetwork network = networkForSlot(options, 0).value();
+  Status added = nft.value()->addElements(options.tag, {network});
+  EXPECT_FALSE(added.ok());
+  EXPECT_THAT(added.message(), HasSubstr("clrk_zq9"));
+  EXPECT_FALSE(nft.value()->removeElements(options.tag, {network}).ok());
+  EXPECT_TRUE(nft.value()->addElements(options.tag, {}).ok());
+}
+
 TEST(RtNetlinkTest, ErrorsNameTheRequest) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   auto netlink = RtNetlink::open();
