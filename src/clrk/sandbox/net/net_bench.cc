@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
   if (count < 1 || count > 60) count = 40;
   if (std::getenv("CLRK_NET_DEBUG") != nullptr) clrk::setLogLevel("debug");
   NetworkOptions options;
-  options.tag = fmt::format("b{}", clrk::randomHex(1));
-  options.pool_cidr = fmt::format("10.234.{}.0/24", std::stoi(clrk::randomHex(1), nullptr, 16));
+  options.tag = fmt::format("n{}", clrk::randomHex(1));  // bench/sandbox uses "b.."
+  options.pool_cidr = fmt::format("10.254.{}.0/24", std::stoi(clrk::randomHex(1), nullptr, 16));
   options.egress_tcp_port = 1;  // no traffic is sent
   options.egress_dns_port = 2;
   if (argc > 2) options.spare_namespaces = std::atoi(argv[2]);

@@ -346,7 +346,7 @@ class NetworkManagerTest : public ::testing::Test {
     unsigned char third = 0;
     std::string hex = randomHex(1);
     third = static_cast<unsigned char>(std::stoi(hex, nullptr, 16));
-    options_.pool_cidr = fmt::format("10.231.{}.0/24", third);
+    options_.pool_cidr = fmt::format("10.251.{}.0/24", third);
     options_.egress_tcp_port = portOf(tcp_listener_.get());
     options_.egress_dns_port = portOf(dns_socket_.get());
     options_.mtu = 1400;
@@ -582,7 +582,7 @@ TEST_F(NetworkManagerTest, EgressPortsAreClosedToOtherInterfaces) {
   ASSERT_TRUE(host.ok());
   ASSERT_TRUE(host->createVeth(host_if, peer_if, netns->fd.get(), 1500).ok());
   in_addr host_ip{}, peer_ip{};
-  std::string prefix = fmt::format("10.232.{}", std::stoi(randomHex(1), nullptr, 16));
+  std::string prefix = fmt::format("10.252.{}", std::stoi(randomHex(1), nullptr, 16));
   inet_pton(AF_INET, (prefix + ".1").c_str(), &host_ip);
   inet_pton(AF_INET, (prefix + ".2").c_str(), &peer_ip);
   int host_index = static_cast<int>(if_nametoindex(host_if.c_str()));
@@ -888,7 +888,7 @@ TEST(NetworkManagerPoolTest, ExhaustedPoolIsAClearErrorAndFreedSlotsAreReused) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   NetworkOptions options;
   options.tag = randomTag();
-  options.pool_cidr = fmt::format("10.233.{}.0/28", std::stoi(randomHex(1), nullptr, 16));
+  options.pool_cidr = fmt::format("10.253.{}.0/28", std::stoi(randomHex(1), nullptr, 16));
   options.egress_tcp_port = 1;  // nothing listens: this test never sends traffic
   options.egress_dns_port = 2;
   struct Cleanup {
