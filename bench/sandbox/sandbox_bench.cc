@@ -16,7 +16,8 @@
 //          sandbox created, process not started); claim = start + wait.
 // Idle density: N sandboxes running `sleep 3600`, each in its own network; memory = PSS sum of
 //   every host process of the sandboxes (runsc boot/gofer/stubs or the namespaces init and its
-//   children; found through Sandbox::hostPid(), sandbox ids in command lines and descendants),
+//   children; found through Sandbox::hostPid(), sandbox ids in command lines and descendants;
+//   helpers that share the worker's address space through CLONE_VM are not counted twice),
 //   plus the kernel's share (delta of Slab + PageTables + KernelStack), and the system-wide
 //   MemAvailable drop; extrapolated to 24 GiB. Stops early when MemAvailable would fall under
 //   --reserve-gib. Teardown of the running idle sandboxes is timed too.
@@ -46,6 +47,7 @@
 #include <dirent.h>
 #include <filesystem>
 #include <fstream>
+#include <linux/kcmp.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,6 +55,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -361,6 +364,7 @@ struct IdleResult {
   int started = 0;
   int alive = 0;
   int processes = 0;
+  int shared_mm = 0;  // processes sharing the bench's address space (not counted in pss)
   int64_t pss = 0;
   int64_t kernel = 0;
   int64_t available_drop = 0;
@@ -423,7 +427,15 @@ IdleResult runIdle(Env& env, sandbox::Runtime& runtime, int count, double reserv
   auto after = meminfo();
   auto processes = sandboxProcesses(roots, env.token);
   result.processes = static_cast<int>(processes.size());
-  for (int pid : processes) result.pss += pssBytes(pid);
+  for (int pid : processes) {
+    // A helper cloned with CLONE_VM (the runtime's init/shim) shares this process's memory:
+    // its PSS is ours, not the sandbox's.
+    if (::syscall(SYS_kcmp, getpid(), pid, KCMP_VM, 0, 0) == 0) {
+      ++result.shared_mm;
+      continue;
+    }
+    result.pss += pssBytes(pid);
+  }
   result.kernel = kernelBytes(after) - kernelBytes(before);
   result.available_drop = before["MemAvailable"] - after["MemAvailable"];
   for (auto& entry : idle) {
@@ -602,6 +614,9 @@ int run(int argc, char** argv) {
           "per sandbox)\n",
           result.started, result.requested, result.start_seconds, result.alive, result.processes,
           result.processes / n);
+      fmt::print(
+          "  ({} of them share the worker's address space (CLONE_VM helpers): not counted)\n",
+          result.shared_mm);
       fmt::print(
           "  per sandbox: PSS {:.1f} MiB + kernel (Slab+PageTables+KernelStack) {:.1f} MiB "
           "= {:.1f} MiB; MemAvailable drop {:.1f} MiB\n",
