@@ -740,6 +740,9 @@ TEST_P(SandboxEscapeTest, Ipv6ConnectsFail) {
       "tcp,2001:db8::1,80,6",
       fmt::format("tcp,@LL@,{},6", port),
       fmt::format("udp,@LL@,{},{},6", udp_port, suite->token),
+      // IPv6 is off on the veth; turning it back on or adding an address must fail.
+      "cmd,/bin/sh,-c,echo 0 > /proc/sys/net/ipv6/conf/@IF@/disable_ipv6",
+      "cmd,/bin/busybox,ip,-6,addr,add,fd00:99::2/64,dev,@IF@",
   };
   if (!suite->primary6.empty()) {
     actions.push_back(fmt::format("tcp,{},{},6", suite->primary6, port));
@@ -753,6 +756,11 @@ TEST_P(SandboxEscapeTest, Ipv6ConnectsFail) {
     expectNoTarget(tcp);
   }
   for (const auto& udp : out.all("udp")) EXPECT_FALSE(udp.contains("reply")) << udp.dump();
+  auto cmds = out.all("cmd");
+  ASSERT_EQ(cmds.size(), 2u) << out.output;
+  for (const auto& cmd : cmds) {
+    EXPECT_NE(cmd.value("exit", 0), 0) << "IPv6 configuration changed: " << cmd.dump();
+  }
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(suite->forbidden6->count(), 0u) << seen(*suite->forbidden6);
   EXPECT_EQ(suite->udp6->count(), 0u) << seen(*suite->udp6);

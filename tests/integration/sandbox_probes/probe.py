@@ -112,7 +112,7 @@ def probe_udp(host, port, token, family="4"):
     out = {"host": host, "port": int(port)}
     try:
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        s.settimeout(1.0)
+        s.settimeout(0.5)
         sent = 0
         for _ in range(3):
             try:
@@ -172,7 +172,7 @@ def probe_dns(server, port, name):
     out = {"server": server, "port": int(port), "name": name}
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(2.0)
+        s.settimeout(1.0)
         s.sendto(dns_query(name, 0x4242), (server, int(port)))
         data, peer = s.recvfrom(4096)
         out["from"] = peer[0]
@@ -202,7 +202,7 @@ def probe_ping(host):
             out[label] = "socket: " + err(e)
             continue
         try:
-            s.settimeout(1.5)
+            s.settimeout(0.7)
             payload = b"CLRK-PING-PROBE"
             header = struct.pack("!BBHHH", 8, 0, 0, 0x77, 1)
             packet = header[:2] + struct.pack("!H", checksum(header + payload)) + header[4:] + payload
