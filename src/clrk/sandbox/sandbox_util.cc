@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <fstream>
 #include <linux/openat2.h>
-#include <linux/sched.h>
 #include <poll.h>
 #include <regex>
 #include <sched.h>
@@ -270,14 +269,6 @@ bool signalIfSame(int pid, uint64_t start_time, int sig) {
   // Checked after the pidfd is open: the pidfd pins the process, so the check cannot race.
   if (processStartTime(pid) != start_time) return false;
   return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0;
-}
-
-pid_t cloneProcess(uint64_t flags, int* pidfd) {
-  clone_args args{};
-  args.flags = flags | (pidfd != nullptr ? CLONE_PIDFD : 0);
-  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-  args.exit_signal = SIGCHLD;
-  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
 ChildStack::ChildStack(size_t size) : size_(size) {

@@ -1,8 +1,8 @@
 // Helpers shared by the sandbox backends: spec validation, the CA bundle, the sandbox
-// environment, the per-sandbox record file (for cleanupLeftovers), file descriptors, raw
-// clone3, process identity checks and a tree removal that never crosses into a mount.
-// Functions marked "async-signal-safe" may be called in a child right after clone3/fork of the
-// multi-threaded worker (no allocation, no locks).
+// environment, the per-sandbox record file (for cleanupLeftovers), file descriptors, processes
+// sharing the worker's memory, process identity checks and a tree removal that never crosses
+// into a mount. Functions marked "async-signal-safe" may be called in a cloneSharedVm() child
+// (no allocation, no locks).
 // Thread model: free functions, no shared state.
 #pragma once
 
@@ -97,10 +97,6 @@ uint64_t processStartTime(int pid);
 bool processRunning(int pid);
 // Sends `sig` to pid iff it still is the process that started at `start_time`.
 bool signalIfSame(int pid, uint64_t start_time, int sig);
-
-// clone3 without a new stack (fork-like) with `flags`, SIGCHLD as exit signal and a pidfd in
-// *pidfd. Returns the pid in the parent, 0 in the child, -1 with errno on failure.
-pid_t cloneProcess(uint64_t flags, int* pidfd);
 
 // A stack for a process started with cloneSharedVm(); unmapped on destruction (REQUIRES: the
 // process using it is gone).
