@@ -592,6 +592,34 @@ TEST_P(RuntimeTest, CleanupAfterTheWorkerIsKilled) {
   fs::remove_all(options.state_dir, ec);
 }
 
+TEST_P(RuntimeTest, ConcurrentSandboxes) {
+  const int kThreads = isGvisor() ? 3 : 6;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      for (int run_idx = 0; run_idx < 2; ++run_idx) {
+        SandboxSpec s;
+        s.id = "t-" + randomHex(6);
+        std::string expected = "n" + std::to_string(thread_idx) + "-" + std::to_string(run_idx);
+        s.argv = {"sh", "-c", "cat; echo " + expected};
+        s.stdin_data = expected + "-in\n";
+        std::string out;
+        s.on_log = [&out](const LogLine& line) { out += line.text + "\n"; };
+        auto sandbox = runtime_->prepare(s);
+        if (!sandbox.ok() || !(*sandbox)->start().ok()) continue;
+        auto exit = (*sandbox)->wait(30s);
+        if (exit.ok() && exit->exit_code == 0 && out == expected + "-in\n" + expected + "\n" &&
+            (*sandbox)->destroy().ok()) {
+          ++ok;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), kThreads * 2);
+}
+
 TEST_P(RuntimeTest, PrepareValidatesTheSpec) {
   auto bad_id = spec({"true"});
   bad_id.id = "Bad_Id";
