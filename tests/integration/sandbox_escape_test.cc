@@ -786,6 +786,13 @@ TEST_P(SandboxEscapeTest, WorkerOwnAddressesAreUnreachable) {
     EXPECT_THAT(str(opaque, "received"), Not(HasSubstr(std::string(kBanner)))) << opaque.dump();
   }
   EXPECT_EQ(suite->forbidden->count(), 0u) << "host listener reached: " << seen(*suite->forbidden);
+  // Control: the same listener answers the host itself with its banner.
+  auto host = testing::runCommand(fmt::format(
+      "/usr/bin/python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', {}), "
+      "timeout=3).recv(100))\"",
+      port));
+  EXPECT_THAT(host.output, HasSubstr(suite->banner())) << "control: the TCP spy did not answer";
+  EXPECT_EQ(suite->forbidden->count(), 1u);
 }
 
 TEST_P(SandboxEscapeTest, ApiServerIsUnreachable) {
@@ -877,6 +884,17 @@ TEST_P(SandboxEscapeTest, UdpOutIsDropped) {
   for (const auto& udp : out.all("udp")) EXPECT_FALSE(udp.contains("reply")) << udp.dump();
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(suite->udp->count(), 0u) << "host UDP listener reached: " << seen(*suite->udp);
+  // Control: the spy does see a datagram that is allowed to arrive (from the host itself).
+  auto sent = testing::runCommand(
+      fmt::format("/usr/bin/python3 -c \"import socket; socket.socket(socket.AF_INET, "
+                  "socket.SOCK_DGRAM).sendto(b'control', ('127.0.0.1', {}))\"",
+                  port));
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  for (auto deadline = std::chrono::steady_clock::now() + 2s;
+       suite->udp->count() == 0 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(suite->udp->count(), 1u) << "control: the UDP spy saw nothing";
 }
 
 TEST_P(SandboxEscapeTest, IcmpIsDropped) {
@@ -896,6 +914,14 @@ TEST_P(SandboxEscapeTest, IcmpIsDropped) {
   for (const auto& source : suite->icmp->seen()) {
     EXPECT_NE(source, network.sandbox_address) << "an echo request from the sandbox got in";
   }
+  // Control: the raw ICMP spy does see an echo request that is allowed in (host to itself).
+  testing::runCommand("/bin/busybox ping -c 1 -W 1 127.0.0.1");
+  for (auto deadline = std::chrono::steady_clock::now() + 2s;
+       suite->icmp->count() == 0 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_THAT(suite->icmp->seen(), ::testing::Contains("127.0.0.1"))
+      << "control: the ICMP spy saw nothing";
 }
 
 TEST_P(SandboxEscapeTest, DnsOnlyEverReachesTheEgress) {
