@@ -1,0 +1,418 @@
+#include "clrk/worker/api.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cmath>
+#include <limits>
+
+namespace clrk::worker {
+namespace {
+
+// Field readers: each names the field on a type mismatch.
+Status wrongType(std::string_view field, std::string_view want) {
+  return invalidArgument(fmt::format("{}: must be {}", field, want));
+}
+
+Status readString(const Json& object, const char* key, std::string& out, size_t max_bytes,
+                  bool required = false) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) {
+    if (required) return invalidArgument(fmt::format("{}: required", key));
+    return {};
+  }
+  if (!it->is_string()) return wrongType(key, "a string");
+  out = it->get<std::string>();
+  if (required && out.empty()) return invalidArgument(fmt::format("{}: must not be empty", key));
+  if (out.size() > max_bytes) {
+    return invalidArgument(fmt::format("{}: longer than {} bytes", key, max_bytes));
+  }
+  return {};
+}
+
+Status readStringList(const Json& object, const char* key, std::vector<std::string>& out) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return {};
+  if (!it->is_array()) return wrongType(key, "an array of strings");
+  if (it->size() > 4096) return invalidArgument(fmt::format("{}: more than 4096 items", key));
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& item = (*it)[i];
+    if (!item.is_string()) return wrongType(fmt::format("{}[{}]", key, i), "a string");
+    out.push_back(item.get<std::string>());
+  }
+  return {};
+}
+
+bool validEnvName(std::string_view name) {
+  if (name.empty() || name.size() > 256) return false;
+  for (char c : name) {
+    if (c == '=' || c == '\0') return false;
+  }
+  return true;
+}
+
+Result<ExecutionRequest> parseRequestObject(const Json& json) {
+  if (!json.is_object()) return invalidArgument("request body: must be a JSON object");
+  ExecutionRequest r;
+  CLRK_RETURN_IF_ERROR(readString(json, "executionId", r.execution_id, kMaxIdLength, true));
+  if (!isValidExecutionId(r.execution_id)) {
+    return invalidArgument(fmt::format("executionId: \"{}\" must match [A-Za-z0-9._-]{{1,{}}}",
+                                       r.execution_id, kMaxIdLength));
+  }
+  CLRK_RETURN_IF_ERROR(readString(json, "namespace", r.namespace_name, 253));
+  CLRK_RETURN_IF_ERROR(readString(json, "agent", r.agent, 253));
+  CLRK_RETURN_IF_ERROR(readString(json, "agentKind", r.agent_kind, 64));
+  CLRK_RETURN_IF_ERROR(readString(json, "requestId", r.request_id, 256));
+  CLRK_RETURN_IF_ERROR(readString(json, "gateway", r.gateway, 512));
+  CLRK_RETURN_IF_ERROR(readString(json, "image", r.image, 4096, true));
+  if (r.image.rfind("dir:", 0) == 0 && (r.image.size() < 5 || r.image[4] != '/')) {
+    return invalidArgument("image: \"dir:\" needs an absolute path, e.g. dir:/srv/rootfs");
+  }
+  CLRK_RETURN_IF_ERROR(readString(json, "workingDir", r.working_dir, 4096));
+  if (!r.working_dir.empty() && r.working_dir[0] != '/') {
+    return invalidArgument("workingDir: must be an absolute path");
+  }
+  if (auto it = json.find("agentLabels"); it != json.end() && !it->is_null()) {
+    if (!it->is_object()) return wrongType("agentLabels", "an object of strings");
+    for (const auto& [key, value] : it->items()) {
+      if (!value.is_string()) return wrongType("agentLabels." + key, "a string");
+      r.agent_labels[key] = value.get<std::string>();
+    }
+  }
+  CLRK_RETURN_IF_ERROR(readStringList(json, "imagePullSecrets", r.image_pull_secrets));
+  CLRK_RETURN_IF_ERROR(readStringList(json, "command", r.command));
+  CLRK_RETURN_IF_ERROR(readStringList(json, "args", r.args));
+  if (auto it = json.find("env"); it != json.end() && !it->is_null()) {
+    if (!it->is_array()) return wrongType("env", "an array of {name, value}");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& item = (*it)[i];
+      std::string field = fmt::format("env[{}]", i);
+      if (!item.is_object()) return wrongType(field, "an object {name, value}");
+      EnvVar var;
+      auto name = item.find("name");
+      if (name == item.end() || !name->is_string()) return wrongType(field + ".name", "a string");
+      var.name = name->get<std::string>();
+      if (!validEnvName(var.name)) {
+        return invalidArgument(field + ".name: \"" + var.name + "\" is not a valid variable name");
+      }
+      auto value = item.find("value");
+      if (value != item.end() && !value->is_null()) {
+        if (!value->is_string()) return wrongType(field + ".value", "a string");
+        var.value = value->get<std::string>();
+      }
+      r.env.push_back(std::move(var));
+    }
+  }
+  if (auto it = json.find("timeoutSeconds"); it != json.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return wrongType("timeoutSeconds", "an integer");
+    r.timeout_seconds = it->get<int64_t>();
+    if (r.timeout_seconds < 0 || r.timeout_seconds > 7 * 24 * 3600) {
+      return invalidArgument("timeoutSeconds: must be between 0 and 604800");
+    }
+  }
+  if (auto it = json.find("resources"); it != json.end() && !it->is_null()) {
+    if (!it->is_object()) return wrongType("resources", "an object {cpu, memory}");
+    for (const char* key : {"cpu", "memory"}) {
+      auto q = it->find(key);
+      if (q == it->end() || q->is_null()) continue;
+      std::string text;
+      std::string field = std::string("resources.") + key;
+      if (q->is_string()) {
+        text = q->get<std::string>();
+      } else if (q->is_number()) {
+        text = q->dump();
+      } else {
+        return wrongType(field, "a Kubernetes quantity");
+      }
+      if (std::string_view(key) == "cpu") {
+        CLRK_RETURN_IF_ERROR(parseCpuMillis(text, field).status());
+        r.resources.cpu = text;
+      } else {
+        CLRK_RETURN_IF_ERROR(parseMemoryBytes(text, field).status());
+        r.resources.memory = text;
+      }
+    }
+  }
+  if (auto it = json.find("stdin"); it != json.end() && !it->is_null()) {
+    if (!it->is_string()) return wrongType("stdin", "a string");
+    r.stdin_data = it->get<std::string>();
+  }
+  return r;
+}
+
+// Splits "123.5Mi" into a decimal number and a suffix; the number may use an exponent
+// ("1e3") instead of a suffix.
+struct Quantity {
+  long double number = 0;
+  std::string suffix;
+};
+
+Result<Quantity> splitQuantity(std::string_view text, std::string_view field) {
+  auto bad = [&] {
+    return invalidArgument(fmt::format("{}: \"{}\" is not a Kubernetes quantity", field, text));
+  };
+  if (text.empty() || text.size() > 64) return bad();
+  size_t i = 0;
+  if (text[i] == '+') ++i;
+  size_t digits_start = i;
+  bool dot = false;
+  while (i < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[i])) || (text[i] == '.' && !dot))) {
+    if (text[i] == '.') dot = true;
+    ++i;
+  }
+  if (i == digits_start || (i == digits_start + 1 && dot)) return bad();
+  std::string number(text.substr(digits_start, i - digits_start));
+  std::string suffix(text.substr(i));
+  long double exponent_factor = 1;
+  if (!suffix.empty() && (suffix[0] == 'e' || suffix[0] == 'E') && suffix.size() > 1) {
+    std::string_view exp = std::string_view(suffix).substr(1);
+    bool negative = false;
+    if (!exp.empty() && (exp[0] == '-' || exp[0] == '+')) {
+      negative = exp[0] == '-';
+      exp.remove_prefix(1);
+    }
+    if (exp.empty() || exp.size() > 3) return bad();
+    int e = 0;
+    for (char c : exp) {
+      if (!std::isdigit(static_cast<unsigned char>(c))) return bad();
+      e = e * 10 + (c - '0');
+    }
+    exponent_factor = std::pow(10.0L, negative ? -e : e);
+    suffix.clear();
+  }
+  Quantity q;
+  try {
+    q.number = std::stold(number) * exponent_factor;
+  } catch (...) {
+    return bad();
+  }
+  q.suffix = suffix;
+  return q;
+}
+
+}  // namespace
+
+bool isValidExecutionId(std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdLength || id == "." || id == "..") return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<int64_t> parseCpuMillis(std::string_view quantity, std::string_view field) {
+  CLRK_ASSIGN_OR_RETURN(Quantity q, splitQuantity(quantity, field));
+  long double millis = 0;
+  if (q.suffix.empty()) {
+    millis = q.number * 1000;
+  } else if (q.suffix == "m") {
+    millis = q.number;
+  } else {
+    return invalidArgument(fmt::format(
+        "{}: \"{}\" is not a CPU quantity (use cores like \"2\" or millicores like \"500m\")",
+        field, quantity));
+  }
+  if (millis > 1e9L)
+    return invalidArgument(fmt::format("{}: \"{}\" is too large", field, quantity));
+  auto rounded = static_cast<int64_t>(std::ceil(millis));
+  if (rounded <= 0 && q.number > 0) rounded = 1;
+  return rounded;
+}
+
+Result<int64_t> parseMemoryBytes(std::string_view quantity, std::string_view field) {
+  CLRK_ASSIGN_OR_RETURN(Quantity q, splitQuantity(quantity, field));
+  static const std::map<std::string, long double> kFactors = {
+      {"", 1},
+      {"k", 1e3L},
+      {"M", 1e6L},
+      {"G", 1e9L},
+      {"T", 1e12L},
+      {"P", 1e15L},
+      {"Ki", 1024.0L},
+      {"Mi", 1024.0L * 1024},
+      {"Gi", 1024.0L * 1024 * 1024},
+      {"Ti", 1024.0L * 1024 * 1024 * 1024},
+      {"Pi", 1024.0L * 1024 * 1024 * 1024 * 1024},
+  };
+  auto it = kFactors.find(q.suffix);
+  if (it == kFactors.end()) {
+    return invalidArgument(
+        fmt::format("{}: \"{}\" is not a memory quantity (suffixes k M G T P Ki Mi Gi Ti Pi)",
+                    field, quantity));
+  }
+  long double bytes = q.number * it->second;
+  if (bytes > 9e18L)
+    return invalidArgument(fmt::format("{}: \"{}\" is too large", field, quantity));
+  return static_cast<int64_t>(std::ceil(bytes));
+}
+
+Result<ExecutionRequest> parseExecutionRequest(std::string_view body) {
+  if (body.size() > kMaxRequestBodyBytes) {
+    return invalidArgument(fmt::format("request body: larger than {} bytes", kMaxRequestBodyBytes));
+  }
+  Json json = Json::parse(body, nullptr, false);
+  if (json.is_discarded()) return invalidArgument("request body: not valid JSON");
+  return parseRequestObject(json);
+}
+
+Result<ExecutionRequest> executionRequestFromJson(const Json& json) {
+  try {
+    return parseRequestObject(json);
+  } catch (const std::exception& e) {
+    return invalidArgument(std::string("request: ") + e.what());
+  }
+}
+
+Json toJson(const ExecutionRequest& r) {
+  Json json = {{"executionId", r.execution_id}, {"image", r.image}};
+  auto put = [&](const char* key, const std::string& value) {
+    if (!value.empty()) json[key] = value;
+  };
+  put("namespace", r.namespace_name);
+  put("agent", r.agent);
+  put("agentKind", r.agent_kind);
+  put("requestId", r.request_id);
+  put("gateway", r.gateway);
+  put("workingDir", r.working_dir);
+  if (!r.agent_labels.empty()) json["agentLabels"] = r.agent_labels;
+  if (!r.image_pull_secrets.empty()) json["imagePullSecrets"] = r.image_pull_secrets;
+  if (!r.command.empty()) json["command"] = r.command;
+  if (!r.args.empty()) json["args"] = r.args;
+  if (!r.env.empty()) {
+    Json env = Json::array();
+    for (const auto& var : r.env) env.push_back({{"name", var.name}, {"value", var.value}});
+    json["env"] = std::move(env);
+  }
+  if (r.timeout_seconds > 0) json["timeoutSeconds"] = r.timeout_seconds;
+  if (!r.resources.cpu.empty() || !r.resources.memory.empty()) {
+    Json resources = Json::object();
+    if (!r.resources.cpu.empty()) resources["cpu"] = r.resources.cpu;
+    if (!r.resources.memory.empty()) resources["memory"] = r.resources.memory;
+    json["resources"] = std::move(resources);
+  }
+  if (r.stdin_data) json["stdin"] = *r.stdin_data;
+  return json;
+}
+
+std::string_view phaseName(Phase phase) {
+  switch (phase) {
+    case Phase::Pending:
+      return "Pending";
+    case Phase::Running:
+      return "Running";
+    case Phase::Succeeded:
+      return "Succeeded";
+    case Phase::Failed:
+      return "Failed";
+    case Phase::TimedOut:
+      return "TimedOut";
+    case Phase::Stopped:
+      return "Stopped";
+  }
+  return "Unknown";
+}
+
+std::optional<Phase> parsePhase(std::string_view text) {
+  for (Phase phase : {Phase::Pending, Phase::Running, Phase::Succeeded, Phase::Failed,
+                      Phase::TimedOut, Phase::Stopped}) {
+    if (phaseName(phase) == text) return phase;
+  }
+  return std::nullopt;
+}
+
+Json toJson(const ExecutionStatus& s) {
+  Json json = {
+      {"executionId", s.execution_id},
+      {"namespace", s.namespace_name},
+      {"agent", s.agent},
+      {"requestId", s.request_id},
+      {"phase", std::string(phaseName(s.phase))},
+      {"message", s.message},
+      {"startedAt", s.started_at},
+      {"finishedAt", s.finished_at},
+      {"sandboxId", s.sandbox_id},
+      {"sandboxAddress", s.sandbox_address},
+      {"output",
+       {{"stdout", s.output.stdout_text},
+        {"truncated", s.output.truncated},
+        {"stderrTail", s.output.stderr_tail}}},
+  };
+  json["exitCode"] = s.exit_code ? Json(*s.exit_code) : Json(nullptr);
+  return json;
+}
+
+Result<ExecutionStatus> executionStatusFromJson(const Json& json) {
+  if (!json.is_object()) return invalidArgument("execution status: not a JSON object");
+  ExecutionStatus s;
+  CLRK_RETURN_IF_ERROR(readString(json, "executionId", s.execution_id, kMaxIdLength, true));
+  CLRK_RETURN_IF_ERROR(readString(json, "namespace", s.namespace_name, 253));
+  CLRK_RETURN_IF_ERROR(readString(json, "agent", s.agent, 253));
+  CLRK_RETURN_IF_ERROR(readString(json, "requestId", s.request_id, 256));
+  std::string phase;
+  CLRK_RETURN_IF_ERROR(readString(json, "phase", phase, 32, true));
+  auto parsed = parsePhase(phase);
+  if (!parsed) return invalidArgument("phase: unknown value \"" + phase + "\"");
+  s.phase = *parsed;
+  CLRK_RETURN_IF_ERROR(readString(json, "message", s.message, 1 << 20));
+  CLRK_RETURN_IF_ERROR(readString(json, "startedAt", s.started_at, 64));
+  CLRK_RETURN_IF_ERROR(readString(json, "finishedAt", s.finished_at, 64));
+  CLRK_RETURN_IF_ERROR(readString(json, "sandboxId", s.sandbox_id, 128));
+  CLRK_RETURN_IF_ERROR(readString(json, "sandboxAddress", s.sandbox_address, 64));
+  if (auto it = json.find("exitCode"); it != json.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return wrongType("exitCode", "an integer");
+    s.exit_code = it->get<int>();
+  }
+  if (auto it = json.find("output"); it != json.end() && it->is_object()) {
+    CLRK_RETURN_IF_ERROR(readString(*it, "stdout", s.output.stdout_text, 2 * kMaxOutputBytes));
+    CLRK_RETURN_IF_ERROR(readString(*it, "stderrTail", s.output.stderr_tail, kMaxOutputBytes));
+    auto truncated = it->find("truncated");
+    s.output.truncated =
+        truncated != it->end() && truncated->is_boolean() && truncated->get<bool>();
+  }
+  return s;
+}
+
+Json toJson(const LogEntry& entry) {
+  return {{"time", entry.time}, {"stream", entry.stream}, {"text", entry.text}};
+}
+
+Result<LogEntry> logEntryFromJson(const Json& json) {
+  if (!json.is_object()) return invalidArgument("log entry: not a JSON object");
+  LogEntry entry;
+  CLRK_RETURN_IF_ERROR(readString(json, "time", entry.time, 64));
+  CLRK_RETURN_IF_ERROR(readString(json, "stream", entry.stream, 16));
+  CLRK_RETURN_IF_ERROR(readString(json, "text", entry.text, 1 << 20));
+  return entry;
+}
+
+Json toJson(const WorkerCapacity& c) {
+  return {{"maxExecutions", c.max_executions},
+          {"running", c.running},
+          {"free", c.free},
+          {"runtime", c.runtime},
+          {"limitsSupport", c.limits_support},
+          {"cpu", c.cpu},
+          {"memoryBytes", c.memory_bytes}};
+}
+
+Result<WorkerCapacity> workerCapacityFromJson(const Json& json) {
+  if (!json.is_object()) return invalidArgument("capacity: not a JSON object");
+  WorkerCapacity c;
+  try {
+    c.max_executions = json.value("maxExecutions", 0);
+    c.running = json.value("running", 0);
+    c.free = json.value("free", 0);
+    c.runtime = json.value("runtime", "");
+    c.limits_support = json.value("limitsSupport", "");
+    c.cpu = json.value("cpu", 0);
+    c.memory_bytes = json.value("memoryBytes", int64_t{0});
+  } catch (const std::exception& e) {
+    return invalidArgument(std::string("capacity: ") + e.what());
+  }
+  return c;
+}
+
+}  // namespace clrk::worker

@@ -1,0 +1,130 @@
+// The worker API: what the controller (and tests) send to a clrk-worker over HTTPS, as plain
+// structs with JSON codecs. Endpoints and semantics are documented in docs/architecture/worker.md.
+//
+//   POST /v1/executions                    ExecutionRequest -> 201 ExecutionStatus
+//   GET  /v1/executions                    {"items": [ExecutionStatus...]}
+//   GET  /v1/executions/{id}[?waitSeconds] ExecutionStatus (long-polls until terminal)
+//   POST /v1/executions/{id}/stop          ExecutionStatus
+//   GET  /v1/executions/{id}/logs[?follow] NDJSON LogEntry lines
+//   GET  /v1/status                        WorkerStatus
+//   GET  /healthz                          "ok" (no authentication)
+//
+// Parsers never throw: malformed JSON or a bad field gives InvalidArgument naming the field
+// ("resources.memory: \"12Qi\" is not a Kubernetes quantity").
+// Thread model: plain values and free functions.
+#pragma once
+
+#include "clrk/base/status.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace clrk::worker {
+
+using Json = nlohmann::json;
+
+// Bounds on what a request may carry.
+inline constexpr size_t kMaxRequestBodyBytes = 4 << 20;
+inline constexpr size_t kMaxOutputBytes = 1 << 20;  // ExecutionStatus::output.stdout_text
+inline constexpr size_t kMaxIdLength = 128;
+
+struct EnvVar {
+  std::string name;
+  std::string value;
+};
+
+struct Resources {
+  std::string cpu;     // Kubernetes quantity ("500m", "2"); empty = unlimited
+  std::string memory;  // Kubernetes quantity ("512Mi", "1G"); empty = unlimited
+};
+
+struct ExecutionRequest {
+  std::string execution_id;  // [A-Za-z0-9._-]{1,128}, unique on the worker
+  std::string namespace_name;
+  std::string agent;
+  std::string agent_kind;  // "TaskAgent" | "DaemonAgent" (free text, for attribution)
+  std::map<std::string, std::string> agent_labels;
+  std::string request_id;
+  std::string gateway;  // "namespace/name" of the EgressGateway; empty = the default
+  // "host" (host rootfs read-only), "dir:/abs/path" (a local rootfs directory) or an OCI image
+  // reference pulled by the worker.
+  std::string image;
+  std::vector<std::string> image_pull_secrets;  // Secret names in `namespace_name`
+  std::vector<std::string> command;             // empty: the image's entrypoint
+  std::vector<std::string> args;                // empty with empty command: the image's cmd
+  std::vector<EnvVar> env;
+  std::string working_dir;
+  int64_t timeout_seconds = 0;  // 0 = none
+  Resources resources;
+  std::optional<std::string> stdin_data;  // JSON "stdin"
+};
+
+Result<ExecutionRequest> parseExecutionRequest(std::string_view body);
+Result<ExecutionRequest> executionRequestFromJson(const Json& json);
+Json toJson(const ExecutionRequest& request);
+
+enum class Phase { Pending, Running, Succeeded, Failed, TimedOut, Stopped };
+std::string_view phaseName(Phase phase);
+std::optional<Phase> parsePhase(std::string_view text);
+inline bool isTerminal(Phase phase) { return phase != Phase::Pending && phase != Phase::Running; }
+
+struct ExecutionOutput {
+  std::string stdout_text;  // JSON "stdout": the first kMaxOutputBytes of stdout
+  bool truncated = false;
+  std::string stderr_tail;  // JSON "stderrTail": the last 64 KiB of stderr
+};
+
+struct ExecutionStatus {
+  std::string execution_id;
+  std::string namespace_name;
+  std::string agent;
+  std::string request_id;
+  Phase phase = Phase::Pending;
+  std::optional<int> exit_code;
+  std::string message;
+  std::string started_at;   // RFC 3339 (micro), empty until started
+  std::string finished_at;  // RFC 3339 (micro), empty until terminal
+  std::string sandbox_id;
+  std::string sandbox_address;  // what the egress sees as the client
+  ExecutionOutput output;
+};
+
+Json toJson(const ExecutionStatus& status);
+Result<ExecutionStatus> executionStatusFromJson(const Json& json);
+
+// One line of GET /v1/executions/{id}/logs.
+struct LogEntry {
+  std::string time;    // RFC 3339 (micro)
+  std::string stream;  // "stdout" | "stderr"
+  std::string text;
+};
+Json toJson(const LogEntry& entry);
+Result<LogEntry> logEntryFromJson(const Json& json);
+
+struct WorkerCapacity {
+  int max_executions = 0;
+  int running = 0;
+  int free = 0;
+  std::string runtime;
+  std::string limits_support;
+  int cpu = 0;               // host CPUs
+  int64_t memory_bytes = 0;  // host memory
+};
+Json toJson(const WorkerCapacity& capacity);
+Result<WorkerCapacity> workerCapacityFromJson(const Json& json);
+
+// Kubernetes quantities: CPU in millicores ("500m" -> 500, "2" -> 2000, "0.5" -> 500) and memory
+// in bytes ("512Mi", "1G", "1e3", "1000"). InvalidArgument naming `field` otherwise.
+Result<int64_t> parseCpuMillis(std::string_view quantity, std::string_view field = "cpu");
+Result<int64_t> parseMemoryBytes(std::string_view quantity, std::string_view field = "memory");
+
+// Valid execution id: [A-Za-z0-9._-]{1,kMaxIdLength}, not "." or "..".
+bool isValidExecutionId(std::string_view id);
+
+}  // namespace clrk::worker

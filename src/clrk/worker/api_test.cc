@@ -1,0 +1,117 @@
+#include "clrk/worker/api.h"
+
+#include "clrk/worker/certs.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace clrk::worker {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ExecutionRequest, RoundTripsEveryField) {
+  ExecutionRequest r;
+  r.execution_id = "exec-1";
+  r.namespace_name = "team";
+  r.agent = "summarizer";
+  r.agent_kind = "TaskAgent";
+  r.agent_labels = {{"tier", "gold"}};
+  r.request_id = "req-9";
+  r.gateway = "team/gw";
+  r.image = "registry.local:5000/agents/sum:1";
+  r.image_pull_secrets = {"regcred"};
+  r.command = {"node"};
+  r.args = {"main.mjs", "--fast"};
+  r.env = {{"A", "1"}, {"B", ""}};
+  r.working_dir = "/app";
+  r.timeout_seconds = 30;
+  r.resources = {"500m", "512Mi"};
+  r.stdin_data = "hello\n";
+  auto parsed = parseExecutionRequest(toJson(r).dump());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(toJson(parsed.value()), toJson(r));
+  EXPECT_EQ(parsed->stdin_data, "hello\n");
+  EXPECT_EQ(parsed->env[1].name, "B");
+}
+
+TEST(ExecutionRequest, ErrorsNameTheField) {
+  auto check = [](const std::string& body, const std::string& want) {
+    auto parsed = parseExecutionRequest(body);
+    ASSERT_FALSE(parsed.ok()) << body;
+    EXPECT_EQ(parsed.status().code(), Code::InvalidArgument);
+    EXPECT_THAT(parsed.status().message(), HasSubstr(want)) << body;
+  };
+  check("{", "not valid JSON");
+  check("[]", "JSON object");
+  check(R"({"image":"host"})", "executionId: required");
+  check(R"({"executionId":"a/b","image":"host"})", "executionId");
+  check(R"({"executionId":"a"})", "image: required");
+  check(R"({"executionId":"a","image":"dir:rel"})", "absolute path");
+  check(R"({"executionId":"a","image":"host","command":"sh"})", "command: must be an array");
+  check(R"({"executionId":"a","image":"host","command":["sh",1]})", "command[1]");
+  check(R"({"executionId":"a","image":"host","env":[{"name":"A=B"}]})", "env[0].name");
+  check(R"({"executionId":"a","image":"host","env":[{"name":"A","value":3}]})", "env[0].value");
+  check(R"({"executionId":"a","image":"host","timeoutSeconds":"5"})", "timeoutSeconds");
+  check(R"({"executionId":"a","image":"host","timeoutSeconds":-1})", "timeoutSeconds");
+  check(R"({"executionId":"a","image":"host","resources":{"memory":"12Qi"}})", "resources.memory");
+  check(R"({"executionId":"a","image":"host","resources":{"cpu":"1Gi"}})", "resources.cpu");
+  check(R"({"executionId":"a","image":"host","stdin":5})", "stdin");
+  check(R"({"executionId":"a","image":"host","agentLabels":{"x":1}})", "agentLabels.x");
+  check(std::string(kMaxRequestBodyBytes + 1, ' '), "larger than");
+}
+
+TEST(Quantities, CpuAndMemory) {
+  EXPECT_EQ(parseCpuMillis("500m").value(), 500);
+  EXPECT_EQ(parseCpuMillis("2").value(), 2000);
+  EXPECT_EQ(parseCpuMillis("0.5").value(), 500);
+  EXPECT_EQ(parseCpuMillis("0.0001").value(), 1);
+  EXPECT_FALSE(parseCpuMillis("").ok());
+  EXPECT_FALSE(parseCpuMillis("m").ok());
+  EXPECT_FALSE(parseCpuMillis("-1").ok());
+  EXPECT_EQ(parseMemoryBytes("512Mi").value(), 512ll << 20);
+  EXPECT_EQ(parseMemoryBytes("1G").value(), 1000000000ll);
+  EXPECT_EQ(parseMemoryBytes("1e3").value(), 1000);
+  EXPECT_EQ(parseMemoryBytes("1.5Ki").value(), 1536);
+  EXPECT_EQ(parseMemoryBytes("100").value(), 100);
+  EXPECT_FALSE(parseMemoryBytes("1.2.3").ok());
+  EXPECT_FALSE(parseMemoryBytes("10Qi").ok());
+  EXPECT_FALSE(parseMemoryBytes("99999999999Pi").ok());
+}
+
+TEST(ExecutionStatus, RoundTrips) {
+  ExecutionStatus s;
+  s.execution_id = "e";
+  s.phase = Phase::TimedOut;
+  s.exit_code = 137;
+  s.message = "killed after 1s timeout";
+  s.output.stdout_text = "hi\n";
+  s.output.truncated = true;
+  auto parsed = executionStatusFromJson(toJson(s));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(parsed->phase, Phase::TimedOut);
+  EXPECT_EQ(parsed->exit_code, 137);
+  EXPECT_TRUE(parsed->output.truncated);
+  EXPECT_EQ(toJson(parsed.value()), toJson(s));
+  s.exit_code.reset();
+  EXPECT_TRUE(toJson(s)["exitCode"].is_null());
+  EXPECT_FALSE(executionStatusFromJson(Json{{"executionId", "e"}, {"phase", "Nope"}}).ok());
+}
+
+TEST(Certs, SelfSignedHasStableFingerprintAndConstantTimeCompare) {
+  auto cert = generateSelfSigned("worker-a", {"127.0.0.1", "worker-a.local"});
+  ASSERT_TRUE(cert.ok()) << cert.status().toString();
+  EXPECT_EQ(cert->fingerprint.size(), 64u);
+  EXPECT_EQ(certificateFingerprint(cert->cert_pem).value(), cert->fingerprint);
+  auto other = generateSelfSigned("worker-a", {"127.0.0.1"});
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->fingerprint, cert->fingerprint);
+  EXPECT_TRUE(constantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(constantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(constantTimeEquals("abc", "abcd"));
+  EXPECT_EQ(base64Encode("hello"), "aGVsbG8=");
+  EXPECT_FALSE(certificateFingerprint("not pem").ok());
+}
+
+}  // namespace
+}  // namespace clrk::worker

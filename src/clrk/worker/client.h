@@ -1,0 +1,71 @@
+// WorkerClient: the controller's (and the tests') side of the worker API. Every call opens an
+// HTTPS connection to the worker, checks that the server's certificate has the pinned SHA-256
+// fingerprint (from the worker's Lease annotation clrk.apoxy.dev/tls-sha256; no CA involved),
+// and sends the bearer token. HTTP errors become Status codes with the server's message
+// (400 InvalidArgument, 401 Unauthenticated, 404 NotFound, 409 AlreadyExists, 429/503
+// Unavailable).
+// Thread model: a WorkerClient is immutable after create(); calls are thread-safe.
+#pragma once
+
+#include "clrk/base/status.h"
+#include "clrk/worker/api.h"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clrk::worker {
+
+struct WorkerEndpoint {
+  std::string url;          // "https://10.0.0.5:7443" (the Lease's clrk.apoxy.dev/endpoint)
+  std::string fingerprint;  // sha256 hex of the worker's certificate
+  std::string token;        // bearer token (Secret clrk-worker-token, key token)
+  std::chrono::milliseconds timeout{30000};  // per call, on top of any long-poll wait
+};
+
+struct HttpReply {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+class WorkerClient {
+ public:
+  static Result<std::unique_ptr<WorkerClient>> create(WorkerEndpoint endpoint);
+
+  Result<ExecutionStatus> run(const ExecutionRequest& request) const;
+  // `wait` > 0 long-polls until the execution is terminal or `wait` passed.
+  Result<ExecutionStatus> get(const std::string& id,
+                              std::chrono::seconds wait = std::chrono::seconds(0)) const;
+  Result<ExecutionStatus> stop(const std::string& id) const;
+  Result<std::vector<ExecutionStatus>> list() const;
+  Result<Json> status() const;
+  // Streams log lines to `on_entry` (return false to stop early). With `follow` the call lasts
+  // until the execution ends.
+  Status logs(const std::string& id, bool follow,
+              const std::function<bool(const LogEntry&)>& on_entry) const;
+
+  // Raw request (any status is returned; errors only for transport/TLS/pinning failures).
+  Result<HttpReply> request(const std::string& method, const std::string& target,
+                            const std::string& body = {},
+                            std::chrono::milliseconds extra_timeout = {}) const;
+
+  const WorkerEndpoint& endpoint() const { return endpoint_; }
+
+ private:
+  WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port);
+  Result<Json> call(const std::string& method, const std::string& target,
+                    const std::string& body = {},
+                    std::chrono::milliseconds extra_timeout = {}) const;
+
+  WorkerEndpoint endpoint_;
+  std::string host_;
+  uint16_t port_ = 0;
+};
+
+// Maps an error reply of the worker API to a Status carrying the server's message.
+Status statusFromReply(int http_status, const std::string& body);
+
+}  // namespace clrk::worker

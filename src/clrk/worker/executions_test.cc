@@ -1,0 +1,439 @@
+// ExecutionManager + ApiServer + WorkerClient against a process-backed fake Runtime (plain
+// fork/exec, no isolation) and a fake NetworkManager: the lifecycle, the HTTP surface, auth,
+// pinning, bounds, long polls, log follows, stop, timeout, capacity, drain and identities.
+#include "clrk/worker/executions.h"
+
+#include "clrk/worker/certs.h"
+#include "clrk/worker/client.h"
+#include "clrk/worker/server.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace clrk::worker {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// Runs argv as a plain child process with pipes; enough to exercise the manager.
+class ProcessSandbox : public sandbox::Sandbox {
+ public:
+  explicit ProcessSandbox(sandbox::SandboxSpec spec) : spec_(std::move(spec)) {}
+  ~ProcessSandbox() override { (void)destroy(); }
+  const std::string& id() const override { return spec_.id; }
+
+  Status start() override {
+    int in[2], out[2], err[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+      return internalError("pipe");
+    }
+    started_at_ = std::chrono::system_clock::now();
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      std::vector<char*> argv;
+      for (auto& arg : spec_.argv) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      std::vector<char*> envp;
+      for (auto& e : spec_.env) envp.push_back(e.data());
+      envp.push_back(nullptr);
+      execvpe(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (spec_.stdin_data) {
+      std::string data = *spec_.stdin_data;
+      (void)!write(in[1], data.data(), data.size());
+    }
+    close(in[1]);
+    readers_.emplace_back([this, fd = out[0]] { pump(fd, false); });
+    readers_.emplace_back([this, fd = err[0]] { pump(fd, true); });
+    return {};
+  }
+
+  Result<sandbox::ExitStatus> wait(std::optional<std::chrono::milliseconds> timeout) override {
+    auto deadline = std::chrono::steady_clock::now() + timeout.value_or(24h);
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (exited_) return exit_;
+        int status = 0;
+        pid_t r = waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+          for (auto& t : readers_) t.join();
+          readers_.clear();
+          exit_.started_at = started_at_;
+          exit_.finished_at = std::chrono::system_clock::now();
+          if (WIFEXITED(status)) {
+            exit_.exit_code = WEXITSTATUS(status);
+          } else {
+            exit_.signal = WTERMSIG(status);
+            exit_.exit_code = 128 + exit_.signal;
+          }
+          exit_.timed_out = timed_out_;
+          exit_.message =
+              timed_out_ ? "killed after timeout" : "exited " + std::to_string(exit_.exit_code);
+          exited_ = true;
+          return exit_;
+        }
+        if (spec_.timeout.count() > 0 && !timed_out_ &&
+            std::chrono::system_clock::now() - started_at_ > spec_.timeout) {
+          timed_out_ = true;
+          kill(-pid_, SIGKILL);
+        }
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status(Code::Timeout, "still running");
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+
+  Status signal(int signal) override {
+    if (pid_ > 0) kill(-pid_, signal);
+    return {};
+  }
+  Status destroy() override {
+    std::lock_guard lock(mutex_);
+    if (pid_ > 0 && !exited_) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      exited_ = true;
+    }
+    for (auto& t : readers_) t.join();
+    readers_.clear();
+    destroyed = true;
+    return {};
+  }
+  int hostPid() const override { return pid_; }
+  std::filesystem::path logPath() const override { return {}; }
+
+  std::atomic<bool> destroyed{false};
+
+ private:
+  void pump(int fd, bool is_stderr) {
+    std::string pending;
+    char buffer[4096];
+    for (;;) {
+      ssize_t n = read(fd, buffer, sizeof buffer);
+      if (n <= 0) break;
+      pending.append(buffer, static_cast<size_t>(n));
+      size_t nl = 0;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        emit(pending.substr(0, nl), is_stderr);
+        pending.erase(0, nl + 1);
+      }
+    }
+    if (!pending.empty()) emit(pending, is_stderr);
+    close(fd);
+  }
+  void emit(std::string text, bool is_stderr) {
+    if (spec_.on_log) spec_.on_log({std::chrono::system_clock::now(), is_stderr, std::move(text)});
+  }
+
+  sandbox::SandboxSpec spec_;
+  std::mutex mutex_;
+  pid_t pid_ = -1;
+  std::chrono::system_clock::time_point started_at_;
+  bool exited_ = false;
+  bool timed_out_ = false;
+  sandbox::ExitStatus exit_;
+  std::vector<std::thread> readers_;
+};
+
+class FakeRuntime : public sandbox::Runtime {
+ public:
+  std::string name() const override { return "fake"; }
+  Result<std::unique_ptr<sandbox::Sandbox>> prepare(const sandbox::SandboxSpec& spec) override {
+    std::lock_guard lock(mutex_);
+    specs.push_back(spec);
+    return std::unique_ptr<sandbox::Sandbox>(new ProcessSandbox(spec));
+  }
+  Result<int> cleanupLeftovers() override { return 0; }
+  std::string limitsSupport() const override { return "none (fake)"; }
+
+  std::mutex mutex_;
+  std::vector<sandbox::SandboxSpec> specs;
+};
+
+class FakeNetwork : public sandbox::net::NetworkManager {
+ public:
+  Result<sandbox::net::SandboxNetwork> allocate(const std::string&) override {
+    std::lock_guard lock(mutex_);
+    sandbox::net::SandboxNetwork n;
+    n.slot = next_++;
+    n.netns_path = "/run/netns/fake-" + std::to_string(n.slot);
+    n.sandbox_address = "10.99.0." + std::to_string(2 + 4 * n.slot);
+    ++in_use_;
+    return n;
+  }
+  Status release(const sandbox::net::SandboxNetwork&) override {
+    std::lock_guard lock(mutex_);
+    --in_use_;
+    ++released;
+    return {};
+  }
+  Status releaseAll() override { return {}; }
+  Status destroyTables() override { return {}; }
+  const sandbox::net::NetworkOptions& options() const override { return options_; }
+  size_t inUse() const override {
+    std::lock_guard lock(mutex_);
+    return static_cast<size_t>(in_use_);
+  }
+  int released = 0;
+
+ private:
+  mutable std::mutex mutex_;
+  sandbox::net::NetworkOptions options_;
+  int next_ = 0;
+  int in_use_ = 0;
+};
+
+ExecutionRequest shell(const std::string& id, const std::string& script) {
+  ExecutionRequest r;
+  r.execution_id = id;
+  r.namespace_name = "team";
+  r.agent = "bot";
+  r.agent_kind = "TaskAgent";
+  r.image = "host";
+  r.command = {"/bin/sh", "-c", script};
+  return r;
+}
+
+class WorkerApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ExecutionManagerOptions options;
+    options.max_executions = 3;
+    options.ca_cert_pem = "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n";
+    options.identity_linger = 300ms;
+    options.stop_grace = 500ms;
+    manager_ =
+        std::make_unique<ExecutionManager>(options, runtime_, &network_, nullptr, &identities_);
+    auto cert = generateSelfSigned("worker-test", {"127.0.0.1"});
+    ASSERT_TRUE(cert.ok());
+    cert_ = cert.value();
+    ServerOptions server_options;
+    server_options.cert_pem = cert_.cert_pem;
+    server_options.key_pem = cert_.key_pem;
+    server_options.token = token_;
+    auto server = ApiServer::start(server_options, *manager_,
+                                   [this] { return toJson(manager_->capacity()); });
+    ASSERT_TRUE(server.ok()) << server.status().toString();
+    server_ = std::move(server).value();
+    client_ = makeClient(token_, cert_.fingerprint);
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    manager_.reset();
+  }
+  std::unique_ptr<WorkerClient> makeClient(const std::string& token,
+                                           const std::string& fingerprint) {
+    WorkerEndpoint endpoint;
+    endpoint.url = "https://127.0.0.1:" + std::to_string(server_->port());
+    endpoint.fingerprint = fingerprint;
+    endpoint.token = token;
+    endpoint.timeout = 10s;
+    auto client = WorkerClient::create(endpoint);
+    EXPECT_TRUE(client.ok());
+    return std::move(client).value();
+  }
+
+  FakeRuntime runtime_;
+  FakeNetwork network_;
+  egress::IdentityMap identities_;
+  std::unique_ptr<ExecutionManager> manager_;
+  SelfSignedCertificate cert_;
+  std::string token_ = "0123456789abcdef0123456789abcdef";
+  std::unique_ptr<ApiServer> server_;
+  std::unique_ptr<WorkerClient> client_;
+};
+
+TEST_F(WorkerApiTest, RunsWithStdinAndReportsOutputAndExitCode) {
+  auto request = shell("e1", "echo hi; read x; echo got $x; echo oops >&2; exit 3");
+  request.stdin_data = "there\n";
+  request.env = {{"FOO", "bar"}};
+  request.resources = {"500m", "64Mi"};
+  request.timeout_seconds = 20;
+  auto created = client_->run(request);
+  ASSERT_TRUE(created.ok()) << created.status().toString();
+  auto done = client_->get("e1", 10s);
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->phase, Phase::Failed);
+  EXPECT_EQ(done->exit_code, 3);
+  EXPECT_EQ(done->output.stdout_text, "hi\ngot there\n");
+  EXPECT_EQ(done->output.stderr_tail, "oops\n");
+  EXPECT_FALSE(done->started_at.empty());
+  EXPECT_FALSE(done->finished_at.empty());
+  EXPECT_EQ(done->sandbox_address, "10.99.0.2");
+  // What the runtime was asked for.
+  ASSERT_EQ(runtime_.specs.size(), 1u);
+  const auto& spec = runtime_.specs[0];
+  EXPECT_EQ(spec.limits.cpu_millis, 500);
+  EXPECT_EQ(spec.limits.memory_bytes, 64 << 20);
+  EXPECT_EQ(spec.timeout, 20s);
+  EXPECT_EQ(spec.netns_path, "/run/netns/fake-0");
+  EXPECT_THAT(spec.ca_cert_pem, HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_THAT(spec.env, ::testing::Contains("FOO=bar"));
+  EXPECT_EQ(network_.released, 1);
+  EXPECT_EQ(network_.inUse(), 0u);
+
+  auto ok = client_->run(shell("e2", "true"));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(client_->get("e2", 10s)->phase, Phase::Succeeded);
+  auto all = client_->list();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
+}
+
+TEST_F(WorkerApiTest, IdentityPublishedWhileRunningAndRemovedAfterLinger) {
+  auto request = shell("id1", "sleep 0.3");
+  request.request_id = "req-7";
+  request.agent_labels = {{"tier", "gold"}};
+  ASSERT_TRUE(client_->run(request).ok());
+  std::shared_ptr<const egress::Identity> identity;
+  for (int i = 0; i < 100 && !identity; ++i) {
+    identity = identities_.lookup("10.99.0.2");
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(identity);
+  EXPECT_EQ(identity->execution_id, "id1");
+  EXPECT_EQ(identity->request_id, "req-7");
+  EXPECT_EQ(identity->agent, "bot");
+  EXPECT_EQ(identity->agent_labels.at("tier"), "gold");
+  EXPECT_EQ(client_->get("id1", 10s)->phase, Phase::Succeeded);
+  // Still there right after the end (late records), gone after the linger.
+  EXPECT_TRUE(identities_.lookup("10.99.0.2"));
+  std::this_thread::sleep_for(800ms);
+  EXPECT_FALSE(identities_.lookup("10.99.0.2"));
+}
+
+TEST_F(WorkerApiTest, TimeoutStopAndLogsFollow) {
+  auto slow = shell("t1", "sleep 30");
+  slow.timeout_seconds = 1;
+  ASSERT_TRUE(client_->run(slow).ok());
+  auto timed = client_->get("t1", 10s);
+  ASSERT_TRUE(timed.ok());
+  EXPECT_EQ(timed->phase, Phase::TimedOut);
+
+  // Ignores SIGTERM: stop escalates to SIGKILL after the grace period.
+  ASSERT_TRUE(client_->run(shell("s1", "trap '' TERM; echo ready; sleep 30")).ok());
+  std::vector<LogEntry> lines;
+  std::thread follower([&] {
+    Status followed = client_->logs("s1", true, [&](const LogEntry& e) {
+      lines.push_back(e);
+      return true;
+    });
+    EXPECT_TRUE(followed.ok()) << followed.toString();
+  });
+  for (int i = 0; i < 100 && client_->get("s1")->phase != Phase::Running; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  auto stopping = client_->stop("s1");
+  ASSERT_TRUE(stopping.ok()) << stopping.status().toString();
+  auto stopped = client_->get("s1", 10s);
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(stopped->phase, Phase::Stopped);
+  EXPECT_EQ(stopped->exit_code, 128 + SIGKILL);
+  follower.join();  // the follow ends with the execution
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0].text, "ready");
+  EXPECT_EQ(lines[0].stream, "stdout");
+  EXPECT_FALSE(lines[0].time.empty());
+  // Non-follow read of a finished execution.
+  int count = 0;
+  ASSERT_TRUE(client_->logs("s1", false, [&](const LogEntry&) { return ++count, true; }).ok());
+  EXPECT_EQ(count, 1);
+}
+
+TEST_F(WorkerApiTest, AuthPinningAndErrors) {
+  auto wrong_token = makeClient("not-the-token-not-the-token-0000", cert_.fingerprint);
+  auto denied = wrong_token->list();
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.status().code(), Code::Unauthenticated);
+  auto no_token = makeClient("", cert_.fingerprint);
+  EXPECT_EQ(no_token->request("GET", "/v1/executions")->status, 401);
+  EXPECT_EQ(no_token->request("GET", "/healthz")->status, 200);
+
+  auto other = generateSelfSigned("x", {"127.0.0.1"});
+  auto wrong_pin = makeClient(token_, other->fingerprint);
+  auto refused = wrong_pin->list();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::Unauthenticated);
+  EXPECT_THAT(refused.status().message(), HasSubstr("fingerprint"));
+
+  auto bad = client_->request("POST", "/v1/executions",
+                              R"({"executionId":"b","image":"host","env":[{"name":""}]})");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_THAT(bad->body, HasSubstr("env[0].name"));
+  auto huge =
+      client_->request("POST", "/v1/executions", std::string(kMaxRequestBodyBytes + 10, 'x'));
+  ASSERT_TRUE(huge.ok());
+  EXPECT_EQ(huge->status, 413);
+  EXPECT_EQ(client_->request("GET", "/v1/executions/nope")->status, 404);
+  EXPECT_EQ(client_->request("GET", "/v1/executions/x?waitSeconds=abc")->status, 400);
+  EXPECT_EQ(client_->request("DELETE", "/v1/executions")->status, 405);
+  EXPECT_EQ(client_->request("GET", "/v2/else")->status, 404);
+
+  ASSERT_TRUE(client_->run(shell("dup", "sleep 5")).ok());
+  auto again = client_->run(shell("dup", "true"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::AlreadyExists);
+  ASSERT_TRUE(client_->run(shell("f2", "sleep 5")).ok());
+  ASSERT_TRUE(client_->run(shell("f3", "sleep 5")).ok());
+  auto full = client_->request("POST", "/v1/executions", toJson(shell("f4", "true")).dump());
+  EXPECT_EQ(full->status, 429);
+  auto status = client_->status();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ((*status)["running"], 3);
+  EXPECT_EQ((*status)["free"], 0);
+  EXPECT_EQ(manager_->drain(100ms), 3);
+  auto draining = client_->request("POST", "/v1/executions", toJson(shell("f5", "true")).dump());
+  EXPECT_EQ(draining->status, 503);
+  auto listed = client_->list();
+  ASSERT_TRUE(listed.ok());
+  for (const auto& s : listed.value()) EXPECT_EQ(s.phase, Phase::Stopped) << s.execution_id;
+  EXPECT_EQ(network_.inUse(), 0u);
+}
+
+TEST_F(WorkerApiTest, OutputIsBoundedAndBadRootsFail) {
+  // ~1.5 MiB of stdout: output keeps the first MiB and says so.
+  ASSERT_TRUE(
+      client_->run(shell("big", "head -c 1572864 /dev/zero | tr '\\0' 'a' | fold -w 1000")).ok());
+  auto big = client_->get("big", 20s);
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->phase, Phase::Succeeded);
+  EXPECT_TRUE(big->output.truncated);
+  EXPECT_LE(big->output.stdout_text.size(), kMaxOutputBytes);
+  EXPECT_GT(big->output.stdout_text.size(), kMaxOutputBytes - 2000);
+
+  auto missing = shell("dir1", "true");
+  missing.image = "dir:/nonexistent/rootfs";
+  ASSERT_TRUE(client_->run(missing).ok());
+  auto failed = client_->get("dir1", 10s);
+  EXPECT_EQ(failed->phase, Phase::Failed);
+  EXPECT_THAT(failed->message, HasSubstr("not a directory"));
+  auto oci = shell("oci1", "true");
+  oci.image = "busybox:latest";
+  ASSERT_TRUE(client_->run(oci).ok());
+  EXPECT_THAT(client_->get("oci1", 10s)->message, HasSubstr("no image store"));
+}
+
+}  // namespace
+}  // namespace clrk::worker
