@@ -1,0 +1,658 @@
+// clrk-worker end to end with the real binaries: clrk-controller-manager (embedded API server),
+// clrk-worker (namespaces runtime; one gVisor case), clrk-mock-providers as api.openai.com.
+// Registration (Lease), runs through WorkerClient (stdin, output, exit code, timeout, stop, logs
+// follow), auth and pinning, an agent whose OpenAI key is injected by the egress from a Secret
+// with the record attributed to the execution, SIGKILL clean-up on restart, SIGTERM drain.
+// Needs root (netns, veth, nftables). Everything host-global is named with a random tag and
+// removed by the test.
+#include "harness.h"
+
+#include "clrk/api/registry.h"
+#include "clrk/base/files.h"
+#include "clrk/base/ids.h"
+#include "clrk/kube/client.h"
+#include "clrk/telemetry/local_store.h"
+#include "clrk/worker/certs.h"
+#include "clrk/worker/client.h"
+#include "clrk/worker/registration.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace clrk::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using worker::ExecutionRequest;
+using worker::Phase;
+
+std::string buildDir() {
+  const char* dir = std::getenv("CLRK_BUILD_DIR");
+  return dir != nullptr ? dir : "build/dev";
+}
+
+std::string readAll(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A child process with output in a file; killed (by PID) on destruction.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, fs::path log) : log_(std::move(log)) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      FILE* out = std::freopen(log_.c_str(), "a", stdout);
+      FILE* err = std::freopen(log_.c_str(), "a", stderr);
+      (void)out;
+      (void)err;
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Process() {
+    if (pid_ > 0) stop(SIGKILL);
+  }
+  pid_t pid() const { return pid_; }
+  void signal(int signal) const {
+    if (pid_ > 0) kill(pid_, signal);
+  }
+  // Sends `signal`, reaps; the exit code (128+N when killed by N), -1 on timeout.
+  int stop(int signal, std::chrono::seconds timeout = 60s) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, signal);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return -1;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  bool exited() {
+    if (pid_ <= 0) return true;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    return false;
+  }
+  // Waits until the log matches `pattern`; the captures (empty on timeout or exit).
+  std::vector<std::string> waitFor(const std::string& pattern, std::chrono::seconds timeout) {
+    std::regex re(pattern);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string text = readAll(log_);
+      std::smatch match;
+      if (std::regex_search(text, match, re)) {
+        std::vector<std::string> out;
+        for (size_t i = 0; i < match.size(); ++i) out.push_back(match[i].str());
+        return out;
+      }
+      if (exited()) return {};
+      std::this_thread::sleep_for(50ms);
+    }
+    return {};
+  }
+  std::string log() const { return readAll(log_); }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+};
+
+const api::ResourceType& typeOf(std::string_view api_version, std::string_view kind) {
+  return *api::Registry::builtin().byKind(api_version, kind);
+}
+
+std::string randomTag() {
+  std::random_device rd;
+  const char* digits = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string tag = "t";
+  tag.push_back(digits[rd() % 36]);
+  tag.push_back(digits[rd() % 36]);
+  return tag;
+}
+
+std::vector<std::string> leftoverNetns(const std::string& tag) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/run/netns", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("clrk-" + tag + "-", 0) == 0) out.push_back(name);
+  }
+  return out;
+}
+
+std::string leftoverLinks(const std::string& tag) {
+  auto links = runCommand("ip -o link show | grep -o 'ck" + tag + "[hs][0-9]*' || true");
+  return links.output;
+}
+
+// One API server, one mock provider, shared by the tests (started once).
+class WorkerEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("clrk-worker-it-" + randomHex(4));
+    fs::create_directories(dir);
+    // The API server.
+    fs::path state = dir / "cm";
+    fs::create_directories(state);
+    controller = std::make_unique<Process>(
+        std::vector<std::string>{buildDir() + "/src/exe/clrk-controller-manager", "--state-dir",
+                                 state.string(), "--port", "0", "--in-memory"},
+        dir / "cm.log");
+    for (int i = 0; i < 400; ++i) {
+      auto url = readFile(state / "apiserver.url");
+      if (url.ok() && !url->empty()) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    auto url = readFile(state / "apiserver.url");
+    auto ca = readFile(state / "pki" / "ca.crt");
+    auto token = readFile(state / "token");
+    if (!url.ok() || !ca.ok() || !token.ok()) {
+      error = "controller-manager did not start: " + controller->log();
+      return;
+    }
+    auto trim = [](std::string s) {
+      while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+      return s;
+    };
+    kube::RestConfig config;
+    config.server = trim(url.value());
+    config.ca_pem = ca.value();
+    config.token = trim(token.value());
+    kubeconfig = dir / "kubeconfig";
+    std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                              << "    server: " << config.server << "\n"
+                              << "    certificate-authority-data: "
+                              << worker::base64Encode(config.ca_pem) << "\n"
+                              << "users:\n- name: u\n  user:\n    token: " << config.token << "\n"
+                              << "contexts:\n- name: x\n  context: {cluster: c, user: u}\n"
+                              << "current-context: x\n";
+    auto created = kube::Client::create(config);
+    if (!created.ok()) {
+      error = created.status().toString();
+      return;
+    }
+    client = created.value();
+    for (int i = 0; i < 200; ++i) {
+      auto ready = client->request("GET", "/readyz");
+      if (ready.ok() && ready->status == 200) break;
+      std::this_thread::sleep_for(50ms);
+    }
+
+    // An upstream CA + api.openai.com certificate for the mock provider.
+    auto made = runCommand(
+        "cd '" + dir.string() +
+        "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=upstream-ca -keyout upca.key -out upstream-ca.pem "
+        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign && "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=api.openai.com "
+        "-keyout leaf.key -out leaf.csr && printf 'subjectAltName=DNS:api.openai.com\\n' > ext && "
+        "openssl x509 -req -in leaf.csr -CA upstream-ca.pem -CAkey upca.key -CAcreateserial "
+        "-days 1 -extfile ext -out leaf.pem");
+    if (made.exit_code != 0) {
+      error = "openssl: " + made.output;
+      return;
+    }
+    mock = std::make_unique<Process>(
+        std::vector<std::string>{
+            buildDir() + "/src/clrk/mockprovider/clrk-mock-providers", "--listen", "127.0.0.1:0",
+            "--tls-cert", (dir / "leaf.pem").string(), "--tls-key", (dir / "leaf.key").string()},
+        dir / "mock.log");
+    auto port = mock->waitFor(R"(listening on https://127\.0\.0\.1:(\d+))", 20s);
+    if (port.empty()) {
+      error = "mock providers did not start: " + mock->log();
+      return;
+    }
+    mock_port = port[1];
+  }
+  void TearDown() override {
+    if (mock) mock->stop(SIGTERM, 10s);
+    if (controller) controller->stop(SIGTERM, 10s);
+    std::error_code ec;
+    if (!::testing::Test::HasFailure()) fs::remove_all(dir, ec);
+  }
+
+  fs::path dir;
+  fs::path kubeconfig;
+  std::unique_ptr<Process> controller;
+  std::unique_ptr<Process> mock;
+  std::string mock_port;
+  kube::ClientPtr client;
+  std::string error;
+};
+
+WorkerEnv* g_env = nullptr;
+
+// A clrk-worker process with its own name, tag, CIDR and state dir.
+struct Worker {
+  std::string name;
+  std::string tag;
+  fs::path state;
+  std::unique_ptr<Process> process;
+  std::string endpoint;
+  std::string fingerprint;
+
+  static std::string randomCidr() {
+    std::random_device rd;
+    return "10." + std::to_string(201 + rd() % 50) + "." + std::to_string(rd() % 250) + ".0/24";
+  }
+
+  void start(const std::string& runtime, const std::string& cidr,
+             std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {
+        buildDir() + "/src/exe/clrk-worker",
+        "--kubeconfig",
+        g_env->kubeconfig.string(),
+        "--name",
+        name,
+        "--pool",
+        "default",
+        "--namespace",
+        "default",
+        "--listen",
+        "127.0.0.1:0",
+        "--runtime",
+        runtime,
+        "--state-dir",
+        state.string(),
+        "--net-tag",
+        tag,
+        "--pool-cidr",
+        cidr,
+        "--egress-port",
+        "0",
+        "--dns-port",
+        "0",
+        "--max-executions",
+        "4",
+        "--upstream-ca",
+        (g_env->dir / "upstream-ca.pem").string(),
+        "--upstream-override",
+        "api.openai.com:443=127.0.0.1:" + g_env->mock_port,
+    };
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    // A fresh log per start: a restart must not match the previous run's "listening" line.
+    process = std::make_unique<Process>(argv, state.string() + "-" + randomHex(3) + ".log");
+    auto ready =
+        process->waitFor(R"(listening on (https://\S+) \(tls-sha256 ([0-9a-f]{64})\))", 60s);
+    if (ready.size() == 3) {
+      endpoint = ready[1];
+      fingerprint = ready[2];
+    }
+  }
+  std::string log() const { return process ? process->log() : ""; }
+
+  std::unique_ptr<worker::WorkerClient> client(const std::string& token,
+                                               const std::string& pin = "") const {
+    worker::WorkerEndpoint e;
+    e.url = endpoint;
+    e.fingerprint = pin.empty() ? fingerprint : pin;
+    e.token = token;
+    e.timeout = 20s;
+    auto c = worker::WorkerClient::create(e);
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+};
+
+Worker makeWorker(const std::string& prefix) {
+  Worker w;
+  w.name = prefix + "-" + randomHex(3);
+  w.tag = randomTag();
+  w.state = g_env->dir / w.name;
+  return w;
+}
+
+std::string workerToken() {
+  auto secret = g_env->client->get(typeOf("v1", "Secret"), "clrk-system", "clrk-worker-token");
+  if (!secret.ok()) return "";
+  auto token = worker::secretValue(secret.value(), "token");
+  return token.ok() ? token.value() : "";
+}
+
+ExecutionRequest shell(const std::string& id, const std::string& script) {
+  ExecutionRequest r;
+  r.execution_id = id;
+  r.namespace_name = "default";
+  r.agent = "it-agent";
+  r.agent_kind = "TaskAgent";
+  r.image = "host";
+  r.command = {"/bin/sh", "-c", script};
+  return r;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (netns, veth, nftables)";
+    ASSERT_TRUE(g_env->error.empty()) << g_env->error;
+  }
+};
+
+TEST_F(WorkerTest, RegistersRunsStopsFollowsAndDrains) {
+  Worker w = makeWorker("ns");
+  std::string cidr = Worker::randomCidr();
+  w.start("namespaces", cidr, {"--drain-timeout", "20"});
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+
+  // The Lease.
+  auto lease = g_env->client->get(typeOf("coordination.k8s.io/v1", "Lease"), "clrk-system",
+                                  "worker-" + w.name);
+  ASSERT_TRUE(lease.ok()) << lease.status().toString();
+  const auto& metadata = (*lease)["metadata"];
+  EXPECT_EQ(metadata["labels"]["clrk.apoxy.dev/worker-pool"], "default");
+  EXPECT_EQ(metadata["labels"]["clrk.apoxy.dev/pool-namespace"], "default");
+  EXPECT_EQ(metadata["labels"]["app.kubernetes.io/component"], "worker");
+  EXPECT_EQ(metadata["annotations"]["clrk.apoxy.dev/endpoint"], w.endpoint);
+  EXPECT_EQ(metadata["annotations"]["clrk.apoxy.dev/tls-sha256"], w.fingerprint);
+  EXPECT_EQ(metadata["annotations"]["clrk.apoxy.dev/state"], "Ready");
+  auto capacity = api::Json::parse(
+      metadata["annotations"]["clrk.apoxy.dev/capacity"].get<std::string>(), nullptr, false);
+  ASSERT_TRUE(capacity.is_object());
+  EXPECT_EQ(capacity["maxExecutions"], 4);
+  EXPECT_EQ(capacity["runtime"], "namespaces");
+  EXPECT_GT(capacity["memoryBytes"].get<int64_t>(), 0);
+  EXPECT_EQ((*lease)["spec"]["holderIdentity"], w.name);
+  EXPECT_EQ((*lease)["spec"]["leaseDurationSeconds"], 15);
+  std::string first_renew = (*lease)["spec"]["renewTime"];
+
+  std::string token = workerToken();
+  ASSERT_GE(token.size(), 16u);
+  auto client = w.client(token);
+  ASSERT_TRUE(client);
+
+  // stdin in, stdout out, exit code.
+  auto request = shell("hello-1", "echo hi; read x; echo got $x");
+  request.stdin_data = "there\n";
+  ASSERT_TRUE(client->run(request).ok());
+  auto done = client->get("hello-1", 30s);
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->phase, Phase::Succeeded) << done->message << "\n" << w.log();
+  EXPECT_EQ(done->exit_code, 0);
+  EXPECT_EQ(done->output.stdout_text, "hi\ngot there\n");
+  EXPECT_FALSE(done->sandbox_address.empty());
+
+  // Timeout.
+  auto slow = shell("slow-1", "sleep 30");
+  slow.timeout_seconds = 1;
+  ASSERT_TRUE(client->run(slow).ok());
+  auto timed = client->get("slow-1", 30s);
+  ASSERT_TRUE(timed.ok());
+  EXPECT_EQ(timed->phase, Phase::TimedOut) << timed->message;
+
+  // Logs follow, then stop.
+  ASSERT_TRUE(client
+                  ->run(shell("follow-1",
+                              "for i in 1 2 3; do echo line$i; sleep 0.2; done; "
+                              "echo err >&2; sleep 30"))
+                  .ok());
+  std::vector<worker::LogEntry> lines;
+  std::thread follower([&] {
+    Status followed = client->logs("follow-1", true, [&](const worker::LogEntry& e) {
+      lines.push_back(e);
+      return true;
+    });
+    EXPECT_TRUE(followed.ok()) << followed.toString();
+  });
+  for (int i = 0; i < 100; ++i) {
+    auto s = client->get("follow-1");
+    if (s.ok() && s->output.stderr_tail == "err\n") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  auto stopping = client->stop("follow-1");
+  ASSERT_TRUE(stopping.ok()) << stopping.status().toString();
+  auto stopped = client->get("follow-1", 30s);
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(stopped->phase, Phase::Stopped) << stopped->message;
+  follower.join();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0].text, "line1");
+  EXPECT_EQ(lines[2].text, "line3");
+  EXPECT_EQ(lines[3].stream, "stderr");
+
+  // Authentication and pinning.
+  auto no_token = w.client("");
+  auto unauthorized = no_token->request("GET", "/v1/executions");
+  ASSERT_TRUE(unauthorized.ok());
+  EXPECT_EQ(unauthorized->status, 401);
+  auto wrong_token = w.client(std::string(token.size(), 'x'));
+  EXPECT_EQ(wrong_token->list().status().code(), Code::Unauthenticated);
+  auto wrong_pin = w.client(token, std::string(64, 'a'));
+  auto pinned = wrong_pin->list();
+  ASSERT_FALSE(pinned.ok());
+  EXPECT_THAT(pinned.status().message(), HasSubstr("fingerprint"));
+  auto bad = client->request("POST", "/v1/executions",
+                             R"({"executionId":"bad","image":"host","resources":{"cpu":"lots"}})");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_THAT(bad->body, HasSubstr("resources.cpu"));
+
+  // The Lease is renewed.
+  std::this_thread::sleep_for(5500ms);
+  lease = g_env->client->get(typeOf("coordination.k8s.io/v1", "Lease"), "clrk-system",
+                             "worker-" + w.name);
+  ASSERT_TRUE(lease.ok());
+  EXPECT_NE((*lease)["spec"]["renewTime"], first_renew);
+
+  // SIGTERM drains: a running execution finishes, new ones are refused, then clean exit.
+  ASSERT_TRUE(client->run(shell("drain-1", "sleep 2; echo finished")).ok());
+  for (int i = 0; i < 100 && client->get("drain-1")->phase != Phase::Running; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::optional<Result<worker::ExecutionStatus>> drained;
+  std::thread waiter([&] { drained.emplace(client->get("drain-1", 30s)); });
+  std::this_thread::sleep_for(200ms);
+  w.process->signal(SIGTERM);
+  bool refused = false;
+  for (int i = 0; i < 40 && !refused; ++i) {
+    auto r =
+        client->request("POST", "/v1/executions", worker::toJson(shell("late", "true")).dump());
+    refused = r.ok() && r->status == 503;
+    if (!refused) std::this_thread::sleep_for(25ms);
+  }
+  EXPECT_TRUE(refused);
+  waiter.join();
+  ASSERT_TRUE(drained && drained->ok()) << (drained ? drained->status().toString() : "");
+  EXPECT_EQ((*drained)->phase, Phase::Succeeded);
+  EXPECT_EQ((*drained)->output.stdout_text, "finished\n");
+  EXPECT_EQ(w.process->stop(0, 60s), 0) << w.log();
+  lease = g_env->client->get(typeOf("coordination.k8s.io/v1", "Lease"), "clrk-system",
+                             "worker-" + w.name);
+  EXPECT_EQ(lease.status().code(), Code::NotFound);
+  EXPECT_TRUE(leftoverNetns(w.tag).empty());
+  EXPECT_EQ(leftoverLinks(w.tag), "");
+}
+
+TEST_F(WorkerTest, AgentCallsOpenAiWithInjectedKeyAndRecordIsAttributed) {
+  // Egress configuration in the API: the key lives in a Secret the agent never sees.
+  auto apply = [](std::string_view api_version, std::string_view kind, api::Json object) {
+    auto created = g_env->client->create(typeOf(api_version, kind), "default", object);
+    ASSERT_TRUE(created.ok() || created.status().code() == Code::AlreadyExists)
+        << created.status().toString();
+  };
+  apply("v1", "Secret",
+        {{"apiVersion", "v1"},
+         {"kind", "Secret"},
+         {"metadata", {{"name", "openai-key"}, {"namespace", "default"}}},
+         {"stringData", {{"token", "sk-from-secret-7731"}}}});
+  apply("clrk.apoxy.dev/v1alpha1", "EgressGateway",
+        api::Json::parse(R"({"apiVersion":"clrk.apoxy.dev/v1alpha1","kind":"EgressGateway",
+          "metadata":{"name":"default","namespace":"default"},
+          "spec":{"listeners":[{"name":"https","protocol":"TLS","port":443,
+                                "tls":{"mode":"Terminate"}}]}})"));
+  apply("clrk.apoxy.dev/v1alpha1", "AIProviderRoute",
+        api::Json::parse(R"({"apiVersion":"clrk.apoxy.dev/v1alpha1","kind":"AIProviderRoute",
+          "metadata":{"name":"openai","namespace":"default"},
+          "spec":{"parentRefs":[{"name":"default"}],"rules":[{"matches":[{"provider":"openai"}]}]}})"));
+  apply("clrk.apoxy.dev/v1alpha1", "CredentialInjectionPolicy",
+        api::Json::parse(R"({"apiVersion":"clrk.apoxy.dev/v1alpha1",
+          "kind":"CredentialInjectionPolicy","metadata":{"name":"openai","namespace":"default"},
+          "spec":{"targetRefs":[{"group":"clrk.apoxy.dev","kind":"AIProviderRoute","name":"openai"}],
+                  "secretRef":{"name":"openai-key"},"target":"Header",
+                  "headerName":"Authorization"}})"));
+
+  // The test clients, copied where the host rootfs shows them (/work is masked in sandboxes).
+  fs::path clients = fs::path("/var/tmp") / ("clrk-worker-it-" + randomHex(4));
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } cleanup{clients};
+  fs::create_directories(clients / "node_modules");
+  std::string src = sourcePath("tests/clients");
+  auto copied = runCommand("cp '" + src + "/openai_chat.mjs' '" + src + "/common.mjs' '" + src +
+                           "/package.json' '" + clients.string() + "/' && cp -r '" + src +
+                           "/node_modules/openai' '" + clients.string() + "/node_modules/'");
+  ASSERT_EQ(copied.exit_code, 0) << copied.output;
+
+  Worker w = makeWorker("agent");
+  w.start("namespaces", Worker::randomCidr());
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+  auto client = w.client(workerToken());
+  // The worker's egress compiled the four objects.
+  bool synced = false;
+  for (int i = 0; i < 100 && !synced; ++i) {
+    auto status = client->status();
+    synced = status.ok() && (*status)["egress"]["configGeneration"].get<int>() > 0 &&
+             (*status)["egress"]["notAccepted"].empty();
+    if (!synced) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(synced) << client->status()->dump();
+
+  std::string id = "chat-" + randomHex(4);
+  ExecutionRequest request;
+  request.execution_id = id;
+  request.namespace_name = "default";
+  request.agent = "chatter";
+  request.agent_kind = "TaskAgent";
+  request.request_id = "req-42";
+  request.image = "host";
+  request.command = {"node", (clients / "openai_chat.mjs").string()};
+  request.env = {{"OPENAI_API_KEY", "sk-agent-does-not-know"},
+                 {"OPENAI_BASE_URL", "https://api.openai.com/v1"},
+                 {"TIMEOUT_MS", "20000"}};
+  request.timeout_seconds = 60;
+  ASSERT_TRUE(client->run(request).ok());
+  auto done = client->get(id, 60s);
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->phase, Phase::Succeeded)
+      << done->message << "\nstdout: " << done->output.stdout_text
+      << "\nstderr: " << done->output.stderr_tail << "\n"
+      << w.log();
+  EXPECT_THAT(done->output.stdout_text, HasSubstr("\"ok\":true"));
+
+  // The mock saw the Secret's key, not the agent's.
+  auto seen =
+      runCommand("curl -sS --cacert '" + (g_env->dir / "upstream-ca.pem").string() +
+                 "' --resolve api.openai.com:" + g_env->mock_port +
+                 ":127.0.0.1 https://api.openai.com:" + g_env->mock_port + "/__mock/requests");
+  EXPECT_THAT(seen.output, HasSubstr("sk-from-secret-7731"));
+  EXPECT_THAT(seen.output, ::testing::Not(HasSubstr("sk-agent-does-not-know")));
+
+  // The egress record carries the execution's identity.
+  auto store = telemetry::LocalStore::open(w.state / "records.db");
+  ASSERT_TRUE(store.ok()) << store.status().toString();
+  std::vector<telemetry::Record> records;
+  for (int i = 0; i < 100 && records.empty(); ++i) {
+    telemetry::Query query;
+    query.execution_id = id;
+    auto found = store.value()->query(query);
+    if (found.ok()) records = found.value();
+    if (records.empty()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(records.empty()) << w.log();
+  std::string json = telemetry::toJson(records.front());
+  EXPECT_THAT(json, HasSubstr("req-42"));
+  EXPECT_THAT(json, HasSubstr("chatter"));
+  EXPECT_THAT(json, HasSubstr("gpt-4o-mini"));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("sk-from-secret-7731")));
+  EXPECT_EQ(w.process->stop(SIGTERM), 0) << w.log();
+}
+
+TEST_F(WorkerTest, SigkillLeavesNothingAfterRestart) {
+  Worker w = makeWorker("kill");
+  std::string cidr = Worker::randomCidr();
+  w.start("namespaces", cidr);
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+  auto client = w.client(workerToken());
+  std::string marker = "clrk-worker-it-marker-" + randomHex(4);
+  ASSERT_TRUE(client->run(shell("victim", "sleep 60; echo " + marker)).ok());
+  for (int i = 0; i < 200 && client->get("victim")->phase != Phase::Running; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(client->get("victim")->phase, Phase::Running);
+  EXPECT_EQ(w.process->stop(SIGKILL), 128 + SIGKILL);
+  // Something was left behind (otherwise this test proves nothing).
+  EXPECT_FALSE(leftoverNetns(w.tag).empty());
+  // "[c]" keeps pgrep from matching its own shell's command line.
+  std::string pgrep = "pgrep -f '[c]" + marker.substr(1) + "' || true";
+
+  // The same state dir and tag: start-up removes everything before registering.
+  Worker again;
+  again.name = w.name;
+  again.tag = w.tag;
+  again.state = w.state;
+  again.start("namespaces", cidr);
+  ASSERT_FALSE(again.endpoint.empty()) << again.log();
+  EXPECT_TRUE(leftoverNetns(w.tag).empty());
+  EXPECT_EQ(leftoverLinks(w.tag), "");
+  EXPECT_EQ(runCommand(pgrep).output, "");
+  EXPECT_EQ(again.process->stop(SIGTERM), 0) << again.log();
+  EXPECT_EQ(runCommand(pgrep).output, "");
+}
+
+TEST_F(WorkerTest, GvisorRuns) {
+  if (runCommand("command -v runsc").exit_code != 0) GTEST_SKIP() << "runsc is not installed";
+  Worker w = makeWorker("gv");
+  w.start("gvisor", Worker::randomCidr());
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+  auto client = w.client(workerToken());
+  auto request = shell("gv-1", "echo hi-from-gvisor; read x; echo got $x");
+  request.stdin_data = "it\n";
+  ASSERT_TRUE(client->run(request).ok());
+  auto done = client->get("gv-1", 60s);
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->phase, Phase::Succeeded) << done->message << "\n" << w.log();
+  EXPECT_EQ(done->output.stdout_text, "hi-from-gvisor\ngot it\n");
+  auto status = client->status();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ((*status)["runtime"], "gvisor");
+  EXPECT_EQ(w.process->stop(SIGTERM), 0) << w.log();
+  EXPECT_TRUE(leftoverNetns(w.tag).empty());
+}
+
+}  // namespace
+}  // namespace clrk::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  clrk::testing::g_env = new clrk::testing::WorkerEnv();
+  ::testing::AddGlobalTestEnvironment(clrk::testing::g_env);
+  return RUN_ALL_TESTS();
+}
