@@ -251,6 +251,19 @@ WorkerEnv* g_env = nullptr;
 
 // A clrk-worker process with its own name, tag, CIDR and state dir.
 struct Worker {
+  Worker() = default;
+  Worker(Worker&&) = default;
+  // Kills the process (if still running) and removes whatever a killed worker of this tag left
+  // (netns, veths, nft tables), so a failing test leaves nothing on the host.
+  ~Worker() {
+    if (tag.empty()) return;
+    process.reset();
+    for (const auto& netns : leftoverNetns(tag)) runCommand("ip netns delete " + netns);
+    runCommand("for l in $(ip -o link show | grep -o 'ck" + tag +
+               "h[0-9]*' | sort -u); do ip link delete $l; done; nft delete table ip clrk_" + tag +
+               "; nft delete table ip6 clrk6_" + tag);
+  }
+
   std::string name;
   std::string tag;
   fs::path state;
@@ -468,9 +481,9 @@ TEST_F(WorkerTest, RegistersRunsStopsFollowsAndDrains) {
   std::this_thread::sleep_for(200ms);
   w.process->signal(SIGTERM);
   bool refused = false;
-  for (int i = 0; i < 40 && !refused; ++i) {
-    auto r =
-        client->request("POST", "/v1/executions", worker::toJson(shell("late", "true")).dump());
+  for (int i = 0; i < 200 && !refused; ++i) {
+    auto r = client->request("POST", "/v1/executions",
+                             worker::toJson(shell("late-" + std::to_string(i), "true")).dump());
     refused = r.ok() && r->status == 503;
     if (!refused) std::this_thread::sleep_for(25ms);
   }

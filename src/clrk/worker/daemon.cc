@@ -260,6 +260,7 @@ Status DaemonImpl::shutdown() {
   shut_down_ = true;
   auto log = logger("worker");
   Status result;
+  if (executions_) executions_->setDraining();  // refuse new runs before anything slow
   if (lease_) lease_->setState("Draining");
   if (executions_) {
     log->info("draining: waiting up to {}s for {} running executions",
