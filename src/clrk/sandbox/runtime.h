@@ -119,6 +119,10 @@ struct RuntimeOptions {
   std::filesystem::path state_dir;     // e.g. ~/.clrk/worker-<name>/sandboxes; created if missing
   std::string cgroup_parent = "clrk";  // cgroup v1/v2 sub-tree for limits
   bool debug = false;                  // gvisor: keep runsc debug logs in the state dir
+  // RootfsKind::Host: host directories replaced by an empty tmpfs in every sandbox, besides the
+  // fixed ones (/tmp, /root, /home, /work, /run, /var/tmp) and state_dir with its parent, which
+  // are always hidden. The worker lists its own files here (CA, spool, Secrets cache).
+  std::vector<std::filesystem::path> hidden_paths;
 };
 
 class Runtime {

@@ -534,4 +534,34 @@ void describeWaitStatus(int wait_status, ExitStatus& status) {
   }
 }
 
+std::vector<std::string> hostMaskedDirs(const RuntimeOptions& options) {
+  std::vector<std::filesystem::path> candidates = {"/tmp",  "/root", "/home",
+                                                   "/work", "/run",  "/var/tmp"};
+  std::error_code ec;
+  auto add = [&](const std::filesystem::path& path) {
+    if (path.empty()) return;
+    std::filesystem::path canonical = std::filesystem::weakly_canonical(path, ec);
+    if (!ec) candidates.push_back(canonical);
+  };
+  add(options.state_dir);
+  if (!options.state_dir.empty()) {
+    std::filesystem::path parent =
+        std::filesystem::weakly_canonical(options.state_dir, ec).parent_path();
+    if (!ec && std::distance(parent.begin(), parent.end()) >= 3) add(parent);
+  }
+  for (const auto& path : options.hidden_paths) add(path);
+  std::sort(candidates.begin(), candidates.end());
+  std::vector<std::string> result;
+  for (const auto& path : candidates) {
+    if (!path.is_absolute() || path == "/" || !std::filesystem::is_directory(path, ec)) continue;
+    std::string text = path.string();
+    bool nested = false;
+    for (const auto& outer : result) {
+      if (text == outer || text.rfind(outer + "/", 0) == 0) nested = true;
+    }
+    if (!nested) result.push_back(std::move(text));
+  }
+  return result;
+}
+
 }  // namespace clrk::sandbox

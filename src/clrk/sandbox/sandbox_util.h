@@ -67,6 +67,12 @@ struct CaFiles {
 Result<CaFiles> writeCaFiles(const SandboxSpec& spec, const std::filesystem::path& lower_root,
                              const std::filesystem::path& dir);
 
+// Host-rootfs sandboxes: the host directories covered by an empty tmpfs, parents before
+// children, only existing directories, none nested in another: the fixed set (/tmp, /root,
+// /home, /work, /run, /var/tmp), options.state_dir and its parent (when that parent is at
+// least two levels deep) and options.hidden_paths.
+std::vector<std::string> hostMaskedDirs(const RuntimeOptions& options);
+
 // Where the CA files appear inside the sandbox.
 inline constexpr const char* kSandboxCaPath = "/etc/clrk/ca.crt";
 inline constexpr const char* kSandboxBundlePath = "/etc/ssl/certs/ca-certificates.crt";

@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -148,6 +149,51 @@ TEST(OutputLogTest, SplitsLinesAndRotates) {
   EXPECT_EQ(lines.back().text, "0123456789");
   EXPECT_LE(fs::file_size(dir.path() / "out.log"), 200u);
   EXPECT_TRUE(fs::exists(dir.path() / "out.log.1"));
+}
+
+TEST(OutputLogTest, EachLineReachesTheFileWhenItEnds) {
+  TempDir dir;
+  OutputLog log(dir.path() / "live.log", 0, nullptr);
+  log.append(false, "first\npart", 10);
+  auto content = readFile(dir.path() / "live.log");
+  ASSERT_TRUE(content.ok());
+  EXPECT_THAT(*content, HasSubstr(" stdout first\n"));
+  EXPECT_THAT(*content, ::testing::Not(HasSubstr("part")));
+}
+
+TEST(HostMaskedDirsTest, HidesStateDirItsParentAndExtrasWithoutNesting) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "worker" / "sandboxes");
+  fs::create_directories(dir.path() / "secrets" / "inner");
+  RuntimeOptions options;
+  options.state_dir = dir.path() / "worker" / "sandboxes";
+  options.hidden_paths = {dir.path() / "secrets", dir.path() / "secrets" / "inner",
+                          dir.path() / "missing", "/"};
+  std::vector<std::string> masked = hostMaskedDirs(options);
+  auto has = [&](const fs::path& path) {
+    return std::find(masked.begin(), masked.end(), fs::weakly_canonical(path).string()) !=
+           masked.end();
+  };
+  // The temp dir lives under /tmp, which is hidden as a whole: nothing nested is listed again.
+  if (fs::weakly_canonical(dir.path()).string().rfind("/tmp/", 0) == 0) {
+    EXPECT_TRUE(has("/tmp"));
+    EXPECT_FALSE(has(dir.path() / "worker"));
+  } else {
+    EXPECT_TRUE(has(dir.path() / "worker"));
+    EXPECT_FALSE(has(dir.path() / "worker" / "sandboxes"));  // covered by its parent
+    EXPECT_TRUE(has(dir.path() / "secrets"));
+  }
+  EXPECT_FALSE(has(dir.path() / "secrets" / "inner"));
+  EXPECT_FALSE(has(dir.path() / "missing"));
+  EXPECT_FALSE(has("/"));
+  EXPECT_TRUE(has("/root"));
+  for (size_t i = 0; i < masked.size(); ++i) {
+    for (size_t j = 0; j < masked.size(); ++j) {
+      if (i != j) {
+        EXPECT_NE(masked[j].rfind(masked[i] + "/", 0), 0u) << masked[j];
+      }
+    }
+  }
 }
 
 TEST(RemoveTreeTest, UnmountsInsteadOfDescending) {

@@ -16,6 +16,8 @@ OutputLog::OutputLog(std::filesystem::path path, uint64_t max_bytes,
                      std::function<void(const LogLine&)> on_log)
     : path_(std::move(path)), max_bytes_(max_bytes), on_log_(std::move(on_log)) {
   file_ = std::fopen(path_.c_str(), "ae");
+  // Line-buffered: readers (`clrk logs`, the worker's log endpoint) see each line as it ends.
+  if (file_ != nullptr) std::setvbuf(file_, nullptr, _IOLBF, 0);
 }
 
 OutputLog::~OutputLog() {
@@ -61,6 +63,7 @@ void OutputLog::emit(bool is_stderr, std::string text) {
       std::error_code ec;
       std::filesystem::rename(path_, old, ec);
       file_ = std::fopen(path_.c_str(), "we");
+      if (file_ != nullptr) std::setvbuf(file_, nullptr, _IOLBF, 0);
       size_ = 0;
     }
     if (file_ != nullptr) {

@@ -335,13 +335,13 @@ Json GvisorRuntime::bundleConfig(const SandboxSpec& spec, const CaFiles& ca,
   Json mounts = Json::array();
   mounts.push_back({{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}});
   if (spec.rootfs_kind == RootfsKind::Host) {
-    for (const char* dir : {"/tmp", "/root", "/home", "/work"}) {
-      mounts.push_back({{"destination", dir},
-                        {"type", "tmpfs"},
-                        {"source", "tmpfs"},
-                        {"options",
-                         {"nosuid", "nodev",
-                          std::string("mode=") + (std::string(dir) == "/tmp" ? "1777" : "0755")}}});
+    for (const std::string& dir : hostMaskedDirs(options_)) {
+      mounts.push_back(
+          {{"destination", dir},
+           {"type", "tmpfs"},
+           {"source", "tmpfs"},
+           {"options",
+            {"nosuid", "nodev", std::string("mode=") + (dir == "/tmp" ? "1777" : "0755")}}});
     }
   }
   mounts.push_back({{"destination", kSandboxBundlePath},

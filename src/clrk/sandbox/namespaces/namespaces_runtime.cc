@@ -70,6 +70,7 @@ struct InitPlan {
   std::string scratch, upper, work, newroot, scratch_opts, overlay_opts, tmpfs_opts;
   std::string bundle_src, ca_src;
   std::vector<MountPlan> mounts;
+  std::vector<std::string> masked_dirs;  // host root: covered by an empty tmpfs
   std::string hostname, cwd;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -363,7 +364,8 @@ CLRK_CHILD_SIDE int workloadEntry(void* arg) { workload(*static_cast<const InitP
       const char* path;
       const char* opts;
     };
-    for (const char* path : {"/tmp", "/root", "/home", "/work"}) {
+    for (const std::string& masked : plan.masked_dirs) {
+      const char* path = masked.c_str();
       check(plan, makeDirs(path, 0755), "mkdir a tmpfs mount point");
       bool sticky = std::strcmp(path, "/tmp") == 0;
       char opts[128];
@@ -666,6 +668,7 @@ Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& s
   plan.fresh_net = spec.netns_path.empty();
   plan.new_cgroup_ns = true;
   plan.host_root = spec.rootfs_kind == RootfsKind::Host;
+  if (plan.host_root) plan.masked_dirs = hostMaskedDirs(options_);
   fs::path layer = dir / "layer";
   plan.scratch = layer.string();
   plan.upper = (layer / "upper").string();
