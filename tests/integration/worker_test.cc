@@ -528,8 +528,9 @@ TEST_F(WorkerTest, AgentCallsOpenAiWithInjectedKeyAndRecordIsAttributed) {
                   "secretRef":{"name":"openai-key"},"target":"Header",
                   "headerName":"Authorization"}})"));
 
-  // The test clients, copied where the host rootfs shows them (/work is masked in sandboxes).
-  fs::path clients = fs::path("/var/tmp") / ("clrk-worker-it-" + randomHex(4));
+  // The test clients, copied where the host rootfs shows them (/work, /tmp and /var/tmp are
+  // masked in sandboxes).
+  fs::path clients = fs::path("/srv") / ("clrk-worker-it-" + randomHex(4));
   struct Cleanup {
     fs::path path;
     ~Cleanup() {

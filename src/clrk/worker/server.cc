@@ -200,20 +200,30 @@ class ServerImpl : public ApiServer {
       joinThreads();
       return;
     }
-    net::post(ioc_, [this] {
-      error_code ec;
-      acceptor_.close(ec);
-      std::lock_guard lock(streams_mutex_);
-      for (beast::tcp_stream* stream : streams_) {
-        stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-        stream->socket().close(ec);
+    // Idle keep-alive connections close now; a request being answered (a long poll sees
+    // stopped_ and replies at once, a log stream ends) finishes its reply first.
+    auto close_streams = [this](bool busy_too) {
+      net::post(ioc_, [this, busy_too] {
+        error_code ec;
+        acceptor_.close(ec);
+        std::lock_guard lock(streams_mutex_);
+        for (beast::tcp_stream* stream : streams_) {
+          if (!busy_too && busy_streams_.count(stream) > 0) continue;
+          stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+          stream->socket().close(ec);
+        }
+      });
+    };
+    auto wait_idle = [this](std::chrono::milliseconds limit) {
+      auto deadline = std::chrono::steady_clock::now() + limit;
+      while (active_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
-    });
-    // Loops poll stopped_ at least every 100 ms; give them a moment, then force.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    while (active_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    };
+    close_streams(false);
+    wait_idle(std::chrono::seconds(3));
+    close_streams(true);
+    wait_idle(std::chrono::milliseconds(500));
     ioc_.stop();
     joinThreads();
   }
@@ -241,6 +251,15 @@ class ServerImpl : public ApiServer {
     }
   }
 
+  void markBusy(beast::tcp_stream* stream, bool busy) {
+    std::lock_guard lock(streams_mutex_);
+    if (busy) {
+      busy_streams_.insert(stream);
+    } else {
+      busy_streams_.erase(stream);
+    }
+  }
+
   struct Tracked {
     ServerImpl& server;
     beast::tcp_stream* stream;
@@ -253,6 +272,7 @@ class ServerImpl : public ApiServer {
       {
         std::lock_guard lock(server.streams_mutex_);
         server.streams_.erase(stream);
+        server.busy_streams_.erase(stream);
       }
       --server.active_;
     }
@@ -300,8 +320,10 @@ class ServerImpl : public ApiServer {
           break;
         }
         Request request = parser.release();
-        bool keep_alive = request.keep_alive();
+        bool keep_alive = request.keep_alive() && !stopped_.load();
+        markBusy(&beast::get_lowest_layer(stream), true);
         bool ok = co_await handle(stream, request);
+        markBusy(&beast::get_lowest_layer(stream), false);
         if (!ok || !keep_alive) break;
       }
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
@@ -437,7 +459,7 @@ class ServerImpl : public ApiServer {
 
   // Returns false when the connection must close.
   net::awaitable<bool> handle(TlsStream& stream, const Request& request) {
-    bool keep_alive = request.keep_alive();
+    bool keep_alive = request.keep_alive() && !stopped_.load();
     Routed routed = route(request);
     if (routed.kind == Routed::Kind::kReply) {
       co_return co_await write(stream, routed.reply, keep_alive);
@@ -528,6 +550,7 @@ class ServerImpl : public ApiServer {
   std::atomic<int> active_{0};
   std::mutex streams_mutex_;
   std::set<beast::tcp_stream*> streams_;
+  std::set<beast::tcp_stream*> busy_streams_;  // answering a request: closed last on stop()
 };
 
 }  // namespace
