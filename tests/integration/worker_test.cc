@@ -411,6 +411,13 @@ TEST_F(WorkerTest, RegistersRunsStopsFollowsAndDrains) {
   EXPECT_FALSE(done->sandbox_address.empty());
 
   // Timeout.
+  // The host rootfs runs as nobody: root-only host files stay closed.
+  auto whoami = client->run(shell("whoami-1", "id -u; echo $HOME; cat /etc/shadow || echo denied"));
+  ASSERT_TRUE(whoami.ok()) << whoami.status().toString();
+  auto who = client->get("whoami-1", 30s);
+  ASSERT_TRUE(who.ok()) << who.status().toString();
+  EXPECT_EQ(who->output.stdout_text, "65534\n/tmp\ndenied\n");
+
   auto slow = shell("slow-1", "sleep 30");
   slow.timeout_seconds = 1;
   ASSERT_TRUE(client->run(slow).ok());

@@ -20,6 +20,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 constexpr std::string_view kFullMessage = "worker is full";
 constexpr size_t kStderrTailBytes = 64 * 1024;
+constexpr uint32_t kHostRootfsUid = 65534;  // nobody/nogroup on Debian
 }  // namespace
 
 struct ExecutionManager::Execution {
@@ -419,6 +420,13 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     if (eq != std::string::npos) put(entry.substr(0, eq), entry.substr(eq + 1));
   }
   for (const auto& var : request.env) put(var.name, var.value);
+  if (spec.rootfs_kind == sandbox::RootfsKind::Host) {
+    // The host's / is shown read-only: run as nobody so root-only host files (/etc/shadow,
+    // other services' 0600 files) stay unreadable even without capabilities.
+    spec.uid = kHostRootfsUid;
+    spec.gid = kHostRootfsUid;
+    if (env.count("HOME") == 0) put("HOME", "/tmp");
+  }
   for (const auto& name : order) spec.env.push_back(name + "=" + env[name]);
   spec.working_dir = !request.working_dir.empty() ? request.working_dir
                      : !image_workdir.empty()     ? image_workdir
