@@ -7,6 +7,7 @@
 #pragma once
 
 #include "clrk/base/status.h"
+#include "clrk/base/unique_fd.h"
 #include "clrk/sandbox/runtime.h"
 
 #include <chrono>
@@ -21,30 +22,6 @@
 #define CLRK_CHILD_SIDE __attribute__((no_sanitize("address")))
 
 namespace clrk::sandbox {
-
-// An owned file descriptor, closed on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 // A pipe with both ends O_CLOEXEC.
 Status makePipe(UniqueFd& read_end, UniqueFd& write_end);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "clrk/base/status.h"
+#include "clrk/base/unique_fd.h"
 
 #include <chrono>
 #include <cstdint>
@@ -19,25 +20,6 @@ struct mnl_socket;
 struct nlmsghdr;
 
 namespace clrk::sandbox::net {
-
-// An owned file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release();
-
- private:
-  int fd_ = -1;
-};
 
 // One link as listed by RTM_GETLINK.
 struct LinkInfo {
