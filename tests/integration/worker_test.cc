@@ -188,8 +188,8 @@ class WorkerEnv : public ::testing::Environment {
     kubeconfig = dir / "kubeconfig";
     std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
                               << "    server: " << config.server << "\n"
-                              << "    certificate-authority-data: "
-                              << worker::base64Encode(config.ca_pem) << "\n"
+                              << "    certificate-authority-data: " << base64Encode(config.ca_pem)
+                              << "\n"
                               << "users:\n- name: u\n  user:\n    token: " << config.token << "\n"
                               << "contexts:\n- name: x\n  context: {cluster: c, user: u}\n"
                               << "current-context: x\n";

@@ -1,5 +1,7 @@
 #include "clrk/apiserver/protobuf.h"
 
+#include "clrk/base/base64.h"
+
 #include <array>
 #include <cstdio>
 #include <utility>
@@ -8,33 +10,6 @@ namespace clrk::apiserver {
 namespace {
 
 using Json = nlohmann::json;
-
-std::string base64(std::string_view data) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16) |
-                 (static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8) |
-                 static_cast<uint32_t>(static_cast<uint8_t>(data[i + 2]));
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest > 0) {
-    uint32_t n = static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16;
-    if (rest == 2) n |= static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
 
 // Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool validUtf8(std::string_view text) {
@@ -191,7 +166,7 @@ class Decoder {
       }
     }
     if (!out->is_object()) *out = Json::object();
-    (*out)[key] = bytes_value ? base64(value) : value;
+    (*out)[key] = bytes_value ? base64Encode(value) : value;
     return Status{};
   }
 

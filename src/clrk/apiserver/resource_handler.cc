@@ -11,6 +11,7 @@
 #include "clrk/apiserver/status_errors.h"
 #include "clrk/apiserver/table.h"
 #include "clrk/apiserver/watch_stream.h"
+#include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
 #include "clrk/base/time.h"
@@ -144,34 +145,6 @@ std::optional<int64_t> parseInt(std::string_view text) {
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
   return value;
-}
-
-std::string base64Encode(std::string_view input) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((input.size() + 2) / 3 * 4);
-  size_t idx = 0;
-  while (idx + 3 <= input.size()) {
-    uint32_t chunk = (static_cast<uint32_t>(static_cast<unsigned char>(input[idx])) << 16) |
-                     (static_cast<uint32_t>(static_cast<unsigned char>(input[idx + 1])) << 8) |
-                     static_cast<uint32_t>(static_cast<unsigned char>(input[idx + 2]));
-    out += kAlphabet[(chunk >> 18) & 63];
-    out += kAlphabet[(chunk >> 12) & 63];
-    out += kAlphabet[(chunk >> 6) & 63];
-    out += kAlphabet[chunk & 63];
-    idx += 3;
-  }
-  size_t rest = input.size() - idx;
-  if (rest > 0) {
-    uint32_t chunk = static_cast<uint32_t>(static_cast<unsigned char>(input[idx])) << 16;
-    if (rest == 2) chunk |= static_cast<uint32_t>(static_cast<unsigned char>(input[idx + 1])) << 8;
-    out += kAlphabet[(chunk >> 18) & 63];
-    out += kAlphabet[(chunk >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(chunk >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 std::string randomSuffix() {

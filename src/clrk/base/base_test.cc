@@ -1,3 +1,4 @@
+#include "clrk/base/base64.h"
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/status.h"
@@ -81,6 +82,21 @@ TEST(FilesTest, AtomicWriteSetsModeAndReadsBack) {
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   EXPECT_EQ(readFile(dir / "absent").status().code(), Code::NotFound);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace clrk
+
+namespace clrk {
+namespace {
+
+TEST(Base64Test, StandardAlphabetWithPadding) {
+  EXPECT_EQ(base64Encode(""), "");
+  EXPECT_EQ(base64Encode("f"), "Zg==");
+  EXPECT_EQ(base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64Encode(std::string("\xfb\xff\x00", 3)), "+/8A");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "clrk/api/codec.h"
 #include "clrk/api/registry.h"
+#include "clrk/base/base64.h"
 #include "clrk/base/status.h"
 #include "clrk/kube/client.h"
 
@@ -51,9 +52,6 @@ void printError(const Status& status);
 // Reads the manifests named by -f values: files, directories (*.yaml|*.yml|*.json, sorted) and
 // "-" for stdin.
 Result<std::vector<api::Document>> readManifests(const std::vector<std::string>& paths);
-
-// Encodes bytes as standard base64 with padding.
-std::string base64Encode(std::string_view data);
 
 void addApplyCommand(CLI::App& app, Globals& globals);
 void addGetCommand(CLI::App& app, Globals& globals);

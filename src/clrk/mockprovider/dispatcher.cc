@@ -297,15 +297,6 @@ std::vector<std::string> splitPieces(std::string_view text) {
   return pieces;
 }
 
-std::string base64(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(data.data()),
-                                static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(std::max(written, 0)));
-  return out;
-}
-
 std::string McpSessions::create() {
   std::string id = newUuid();
   std::lock_guard lock(mutex_);

@@ -4,6 +4,7 @@
 // Thread model: Dispatcher is thread-safe; everything else is plain values.
 #pragma once
 
+#include "clrk/base/base64.h"
 #include "clrk/mockprovider/mock_server.h"
 
 #include <atomic>
@@ -57,9 +58,6 @@ Response errorResponse(Api api, int status, std::string_view message);
 // Splits `text` into stream pieces, one per word, each with its leading whitespace, so that
 // their concatenation is `text`. Never empty: "" gives {""}.
 std::vector<std::string> splitPieces(std::string_view text);
-
-// Base64 of `data` (standard alphabet, padded).
-std::string base64(std::string_view data);
 
 struct Context {
   std::string name;

@@ -81,9 +81,9 @@ TEST(Tokens, PiecesConcatenateToTheText) {
 }
 
 TEST(Base64, EncodesStandardPadded) {
-  EXPECT_EQ(base64(""), "");
-  EXPECT_EQ(base64("f"), "Zg==");
-  EXPECT_EQ(base64("foob"), "Zm9vYg==");
+  EXPECT_EQ(base64Encode(""), "");
+  EXPECT_EQ(base64Encode("f"), "Zg==");
+  EXPECT_EQ(base64Encode("foob"), "Zm9vYg==");
 }
 
 TEST(OpenAI, ChatCompletionHasDeterministicContentAndUsage) {
@@ -200,7 +200,7 @@ TEST(OpenAI, EmbeddingsBase64DecodesToTheFloatVector) {
   std::vector<float> values = floats["data"][0]["embedding"].get<std::vector<float>>();
   std::string bytes(values.size() * sizeof(float), '\0');
   std::memcpy(bytes.data(), values.data(), bytes.size());
-  EXPECT_EQ(encoded["data"][0]["embedding"], base64(bytes));
+  EXPECT_EQ(encoded["data"][0]["embedding"], base64Encode(bytes));
 }
 
 TEST(OpenAI, MissingKeyIs401InOpenAIShape) {

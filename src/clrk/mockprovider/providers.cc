@@ -382,7 +382,7 @@ Response openaiEmbeddings(const Request& request, const Context& /*context*/) {
     if (as_base64) {
       std::string bytes(values.size() * sizeof(float), '\0');
       std::memcpy(bytes.data(), values.data(), bytes.size());  // little-endian host
-      embedding = base64(bytes);
+      embedding = base64Encode(bytes);
     } else {
       embedding = values;
     }

@@ -4,6 +4,7 @@
 // Thread model: free functions without shared state.
 #pragma once
 
+#include "clrk/base/base64.h"
 #include "clrk/base/status.h"
 
 #include <string>
@@ -31,8 +32,5 @@ std::string fingerprintOfDer(std::string_view der);
 
 // Constant-time equality (length leaks, content does not).
 bool constantTimeEquals(std::string_view a, std::string_view b);
-
-// Standard base64 with padding.
-std::string base64Encode(std::string_view data);
 
 }  // namespace clrk::worker

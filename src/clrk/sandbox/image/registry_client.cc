@@ -1,5 +1,6 @@
 #include "clrk/sandbox/image/registry_client.h"
 
+#include "clrk/base/base64.h"
 #include "clrk/base/log.h"
 
 #include <nlohmann/json.hpp>
@@ -42,15 +43,6 @@ std::string printable(std::string_view text, size_t limit = 300) {
 std::string lower(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string base64(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()),
-                          static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(n));
   return out;
 }
 
@@ -330,7 +322,8 @@ Status RegistryClient::authenticate(const std::string& challenge_header) {
                                " and no credentials were given (add an image pull Secret)";
   if (challenge.scheme == "basic") {
     if (!options_.auth) return Status(Code::Unauthenticated, no_credentials);
-    authorization_ = "Basic " + base64(options_.auth->username + ":" + options_.auth->password);
+    authorization_ =
+        "Basic " + base64Encode(options_.auth->username + ":" + options_.auth->password);
     return {};
   }
   if (challenge.scheme != "bearer") {
@@ -371,9 +364,10 @@ Status RegistryClient::authenticate(const std::string& challenge_header) {
 
   // The token request carries Basic credentials when we have them (anonymous otherwise).
   std::string saved = authorization_;
-  authorization_ = options_.auth
-                       ? "Basic " + base64(options_.auth->username + ":" + options_.auth->password)
-                       : std::string();
+  authorization_ =
+      options_.auth
+          ? "Basic " + base64Encode(options_.auth->username + ":" + options_.auth->password)
+          : std::string();
   BufferSink sink(kMaxTokenResponse, "token response");
   auto response = perform(url, "application/json", sink, true);
   authorization_ = saved;
