@@ -36,6 +36,14 @@ class ProcessSandbox : public sandbox::Sandbox {
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
       return internalError("pipe");
     }
+    // Built before fork(): the child of a multithreaded process must not allocate (another
+    // thread may hold the allocator's lock at fork time, and the child would hang forever).
+    std::vector<char*> argv;
+    for (auto& arg : spec_.argv) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (auto& e : spec_.env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     started_at_ = std::chrono::system_clock::now();
     pid_ = fork();
     if (pid_ == 0) {
@@ -43,12 +51,6 @@ class ProcessSandbox : public sandbox::Sandbox {
       dup2(in[0], 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
-      std::vector<char*> argv;
-      for (auto& arg : spec_.argv) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      std::vector<char*> envp;
-      for (auto& e : spec_.env) envp.push_back(e.data());
-      envp.push_back(nullptr);
       execvpe(argv[0], argv.data(), envp.data());
       _exit(127);
     }
