@@ -25,11 +25,12 @@ using ::testing::Not;
 class Background {
  public:
   Background(const std::string& command, const fs::path& log) : log_(log) {
+    // Built before fork(): the child of a multithreaded process must not allocate.
+    const std::string script = "exec " + command + " > '" + log.string() + "' 2>&1";
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
-      execl("/bin/sh", "sh", "-c", ("exec " + command + " > '" + log.string() + "' 2>&1").c_str(),
-            static_cast<char*>(nullptr));
+      execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
   }

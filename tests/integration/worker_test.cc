@@ -52,6 +52,10 @@ std::string readAll(const fs::path& path) {
 class Process {
  public:
   Process(std::vector<std::string> argv, fs::path log) : log_(std::move(log)) {
+    // Built before fork(): the child of a multithreaded process must not allocate.
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
@@ -59,9 +63,6 @@ class Process {
       FILE* err = std::freopen(log_.c_str(), "a", stderr);
       (void)out;
       (void)err;
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
       execv(args[0], args.data());
       _exit(127);
     }
