@@ -99,5 +99,15 @@ TEST(Base64Test, StandardAlphabetWithPadding) {
   EXPECT_EQ(base64Encode(std::string("\xfb\xff\x00", 3)), "+/8A");
 }
 
+TEST(Base64Test, DecodesLineWrappedAndRejectsMalformed) {
+  EXPECT_EQ(*base64Decode("c2stdGVzdA=="), "sk-test");
+  EXPECT_EQ(*base64Decode("c2stdGVzdA"), "sk-test");
+  EXPECT_EQ(*base64Decode("c2st\ndGVzdA=="), "sk-test");
+  EXPECT_EQ(*base64Decode(""), "");
+  EXPECT_FALSE(base64Decode("c2st*GVzdA=="));
+  EXPECT_FALSE(base64Decode("c2stdGVzdA==x"));
+  EXPECT_FALSE(base64Decode("c"));
+}
+
 }  // namespace
 }  // namespace clrk

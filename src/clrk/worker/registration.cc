@@ -1,9 +1,9 @@
 #include "clrk/worker/registration.h"
 
+#include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
 #include "clrk/base/time.h"
-#include "clrk/egress/config/match.h"
 #include "clrk/egress/tls/authority.h"
 #include "clrk/worker/certs.h"
 
@@ -51,7 +51,7 @@ Result<std::string> secretValue(const Json& secret, const std::string& key) {
   if (auto it = secret.find("data"); it != secret.end() && it->is_object()) {
     auto value = it->find(key);
     if (value != it->end() && value->is_string()) {
-      auto decoded = egress::config::base64Decode(value->get<std::string>());
+      auto decoded = base64Decode(value->get<std::string>());
       if (!decoded) return invalidArgument("Secret key " + key + ": not valid base64");
       return *decoded;
     }

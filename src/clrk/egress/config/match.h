@@ -3,6 +3,8 @@
 // names). Each matcher is parsed once at compile time; match calls do not allocate.
 #pragma once
 
+#include "clrk/base/base64.h"
+
 #include <array>
 #include <cstdint>
 #include <map>
@@ -93,8 +95,6 @@ class LabelSelector {
 
 // ---- misc parsers --------------------------------------------------------------------------
 
-// Standard base64 (RFC 4648 §4), padding optional, ASCII whitespace ignored; nullopt if invalid.
-std::optional<std::string> base64Decode(std::string_view text);
 // RFC 9110 token characters, non-empty.
 bool isHeaderName(std::string_view name);
 // No CR, LF or NUL (a value that cannot smuggle another header).

@@ -95,16 +95,6 @@ TEST(LabelSelectorTest, Operators) {
   EXPECT_TRUE(LabelSelector().matches({}));
 }
 
-TEST(Base64Test, DecodesAndRejects) {
-  EXPECT_EQ(*base64Decode("c2stdGVzdA=="), "sk-test");
-  EXPECT_EQ(*base64Decode("c2stdGVzdA"), "sk-test");
-  EXPECT_EQ(*base64Decode("c2st\ndGVzdA=="), "sk-test");
-  EXPECT_EQ(*base64Decode(""), "");
-  EXPECT_FALSE(base64Decode("c2st*GVzdA=="));
-  EXPECT_FALSE(base64Decode("c2stdGVzdA==x"));
-  EXPECT_FALSE(base64Decode("c"));
-}
-
 TEST(HeaderTest, NamesAndValues) {
   EXPECT_TRUE(isHeaderName("x-api-key"));
   EXPECT_FALSE(isHeaderName("x api"));
