@@ -29,6 +29,19 @@ namespace clrk::worker {
 
 using Json = nlohmann::json;
 
+// Registration in the API (docs/architecture/worker.md): Secret names, and the labels and
+// annotations of the Lease worker-<name> that the controller reads.
+inline constexpr std::string_view kTokenSecretName = "clrk-worker-token";
+inline constexpr std::string_view kCaSecretName = "clrk-ca";
+inline constexpr std::string_view kLabelPool = "clrk.apoxy.dev/worker-pool";
+inline constexpr std::string_view kLabelPoolNamespace = "clrk.apoxy.dev/pool-namespace";
+inline constexpr std::string_view kLabelComponent = "app.kubernetes.io/component";
+inline constexpr std::string_view kAnnotationEndpoint = "clrk.apoxy.dev/endpoint";
+inline constexpr std::string_view kAnnotationFingerprint = "clrk.apoxy.dev/tls-sha256";
+inline constexpr std::string_view kAnnotationCapacity = "clrk.apoxy.dev/capacity";
+inline constexpr std::string_view kAnnotationState = "clrk.apoxy.dev/state";
+inline constexpr std::string_view kAnnotationAnyPool = "clrk.apoxy.dev/any-pool";
+
 // Bounds on what a request may carry.
 inline constexpr size_t kMaxRequestBodyBytes = 4 << 20;
 inline constexpr size_t kMaxOutputBytes = 1 << 20;  // ExecutionStatus::output.stdout_text

@@ -22,16 +22,6 @@
 
 namespace clrk::worker {
 
-inline constexpr std::string_view kTokenSecretName = "clrk-worker-token";
-inline constexpr std::string_view kCaSecretName = "clrk-ca";
-inline constexpr std::string_view kLabelPool = "clrk.apoxy.dev/worker-pool";
-inline constexpr std::string_view kLabelPoolNamespace = "clrk.apoxy.dev/pool-namespace";
-inline constexpr std::string_view kLabelComponent = "app.kubernetes.io/component";
-inline constexpr std::string_view kAnnotationEndpoint = "clrk.apoxy.dev/endpoint";
-inline constexpr std::string_view kAnnotationFingerprint = "clrk.apoxy.dev/tls-sha256";
-inline constexpr std::string_view kAnnotationCapacity = "clrk.apoxy.dev/capacity";
-inline constexpr std::string_view kAnnotationState = "clrk.apoxy.dev/state";
-
 // Creates namespace `ns` unless it exists.
 Status ensureNamespace(kube::Client& client, const std::string& ns);
 // Returns the worker API token from Secret clrk-worker-token (key "token") in `ns`, creating the
