@@ -34,6 +34,16 @@ ResourceType invocationType() {
               .doc("How the invocation was initiated.")),
       field("identity", obj({field("audiences", arr(str()).doc("Validated audiences."))})
                             .doc("Identity asserted at ingress.")),
+      field("requestId", str().doc("Request id carried to every egress record the invocation "
+                                   "causes (X-Request-Id of an HTTP trigger, else generated).")),
+      field("input",
+            obj({
+                    field("contentType", str().doc("Media type of data (default "
+                                                   "application/json).")),
+                    field("data", str().doc("The request body delivered to the agent.")),
+                })
+                .doc("Payload of a CLI-created invocation; HTTP triggers deliver the request "
+                     "body directly.")),
   });
   auto status = obj({
       field("phase", str()
@@ -41,6 +51,16 @@ ResourceType invocationType() {
                                  "Timeout", "Rejected"})
                          .doc("Lifecycle phase; transitions are monotonic.")),
       field("conditions", conditions()),
+      field("executionId", str().doc("Id of the (last) execution on a worker.")),
+      field("worker", str().doc("Worker that ran the (last) execution.")),
+      field("attempts", i32().doc("Placements tried (a worker that refused counts).")),
+      field("startTime", timestamp().doc("When the execution started on the worker.")),
+      field("completionTime", timestamp().doc("When the invocation reached a terminal phase.")),
+      field("exitCode", i32().doc("Exit code of the agent process.")),
+      field("message", str().doc("Human-readable outcome.")),
+      field("output", str().doc("The agent's stdout (the response body), first 64 KiB.")),
+      field("outputTruncated", boolean().doc("Whether output was cut at 64 KiB.")),
+      field("stderrTail", str().doc("The last 4 KiB of the agent's stderr.")),
   });
   type.schema = objectSchema(
       "Invocation records one request to an agent from admission to a terminal phase.",
