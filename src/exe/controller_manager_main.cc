@@ -1,9 +1,13 @@
-// clrk-controller-manager: the embedded Kubernetes-compatible API server (and, in later phases,
-// the controllers) in one process. Writes the served URL to <state-dir>/apiserver.url once
+// clrk-controller-manager: the embedded Kubernetes-compatible API server and the controllers in
+// one process (embedded mode), or the controllers alone against the cluster of --kubeconfig /
+// the in-cluster service account (cluster mode). Writes the API server's URL to
+// <state-dir>/apiserver.url and the HTTP trigger's URL to <state-dir>/trigger.url once
 // listening; stops gracefully on SIGTERM/SIGINT.
 #include "clrk/apiserver/server.h"
 #include "clrk/base/files.h"
 #include "clrk/base/log.h"
+#include "clrk/controller/manager.h"
+#include "clrk/kube/config.h"
 
 #include <CLI/CLI.hpp>
 
@@ -24,6 +28,10 @@ int run(int argc, char** argv) {
   int port = 0;
   bool in_memory = false;
   std::string log_level = "info";
+  std::string kubeconfig;
+  std::string trigger_listen = "127.0.0.1:0";
+  std::string system_namespace = "clrk-system";
+  bool controllers = true;
   app.add_option("--state-dir", state_dir,
                  "Directory for the database, PKI and token (default $CLRK_HOME/state)");
   app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
@@ -31,6 +39,14 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   app.add_flag("--in-memory", in_memory, "Keep objects in memory instead of SQLite");
   app.add_option("-v,--log-level", log_level, "Log level: trace|debug|info|warn|error|off");
+  app.add_option("--kubeconfig", kubeconfig,
+                 "Cluster mode: run the controllers against this cluster instead of an embedded "
+                 "API server (\"in-cluster\" uses the pod's service account)");
+  app.add_option("--trigger-listen", trigger_listen,
+                 "HTTP trigger address ip:port (default 127.0.0.1:0, any free port)");
+  app.add_option("--system-namespace", system_namespace,
+                 "Namespace of worker Leases and Secrets (default clrk-system)");
+  app.add_flag("!--no-controllers", controllers, "Serve the API only (no controllers)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -64,32 +80,76 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  clrk::apiserver::ServerOptions options;
-  options.bind_address = bind_address;
-  options.port = static_cast<uint16_t>(port);
-  options.state_dir = state_dir;
-  options.in_memory = in_memory;
-  auto server = clrk::apiserver::makeServer(options);
-  clrk::Status started = server->start();
-  if (!started.ok()) {
-    std::cerr << "error: starting the API server: " << started.message() << "\n";
-    return 1;
+  // Embedded mode: the API server in this process; cluster mode: the cluster's.
+  clrk::apiserver::ServerPtr server;
+  clrk::kube::RestConfig rest;
+  if (kubeconfig.empty()) {
+    clrk::apiserver::ServerOptions options;
+    options.bind_address = bind_address;
+    options.port = static_cast<uint16_t>(port);
+    options.state_dir = state_dir;
+    options.in_memory = in_memory;
+    server = clrk::apiserver::makeServer(options);
+    clrk::Status started = server->start();
+    if (!started.ok()) {
+      std::cerr << "error: starting the API server: " << started.message() << "\n";
+      return 1;
+    }
+    clrk::Status written = clrk::writeFileAtomic(url_file, server->url() + "\n", 0644);
+    if (!written.ok()) {
+      std::cerr << "error: " << written.message() << "\n";
+      server->stop();
+      return 1;
+    }
+    log->info("API server listening on {} (state {})", server->url(), state_dir);
+    rest.server = server->url();
+    rest.ca_pem = server->caCertificatePem();
+    rest.token = server->token();
+  } else {
+    auto loaded = kubeconfig == "in-cluster"
+                      ? clrk::kube::inClusterConfig()
+                      : clrk::kube::loadConfig(clrk::kube::ConfigOptions{kubeconfig, {}});
+    if (!loaded.ok()) {
+      std::cerr << "error: --kubeconfig " << kubeconfig << ": " << loaded.status().message()
+                << "\n";
+      return 1;
+    }
+    rest = std::move(loaded).value();
+    log->info("cluster mode: controllers against {} ({})", rest.server, rest.source);
   }
-  clrk::Status written = clrk::writeFileAtomic(url_file, server->url() + "\n", 0644);
-  if (!written.ok()) {
-    std::cerr << "error: " << written.message() << "\n";
-    server->stop();
-    return 1;
-  }
-  log->info("API server listening on {} (state {})", server->url(), state_dir);
 
-  // Controllers: started here against the embedded server once they exist (later phase).
+  std::unique_ptr<clrk::controller::Manager> manager;
+  fs::path trigger_file = fs::path(state_dir) / "trigger.url";
+  fs::remove(trigger_file, ec);
+  if (controllers) {
+    auto client = clrk::kube::Client::create(rest);
+    if (!client.ok()) {
+      std::cerr << "error: API client: " << client.status().message() << "\n";
+      if (server) server->stop();
+      return 1;
+    }
+    clrk::controller::ManagerOptions manager_options;
+    manager_options.trigger_listen = trigger_listen;
+    manager_options.system_namespace = system_namespace;
+    manager = clrk::controller::Manager::create(*client, manager_options);
+    clrk::Status started = manager->start();
+    if (started.ok()) {
+      started = clrk::writeFileAtomic(trigger_file, manager->triggerUrl() + "\n", 0644);
+    }
+    if (!started.ok()) {
+      std::cerr << "error: starting the controllers: " << started.message() << "\n";
+      manager->stop();
+      if (server) server->stop();
+      return 1;
+    }
+  }
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   log->info("received signal {}, shutting down", signal_number);
-  // Controllers stop here, before the API server.
-  server->stop();
+  if (manager) manager->stop();  // controllers stop before the API server they talk to
+  fs::remove(trigger_file, ec);
+  if (server) server->stop();
   fs::remove(url_file, ec);
   log->info("stopped");
   return 0;

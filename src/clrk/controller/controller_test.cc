@@ -1,0 +1,426 @@
+// The controllers against the real embedded API server (in memory) and a real worker API
+// (ExecutionManager + ApiServer + Lease) whose sandboxes are plain processes: HTTP trigger round
+// trips, Invocation records, TaskAgent and WorkerPool status, failures, timeouts, concurrency
+// limits, CLI-created invocations, agent deletion and a lost worker.
+#include "clrk/apiserver/server.h"
+#include "clrk/controller/manager.h"
+#include "clrk/controller/trigger_server.h"
+#include "clrk/worker/certs.h"
+#include "clrk/worker/executions.h"
+#include "clrk/worker/fake_runtime_for_test.h"
+#include "clrk/worker/registration.h"
+#include "clrk/worker/server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+
+namespace clrk::controller {
+namespace {
+
+namespace fs = std::filesystem;
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Json = kube::Json;
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+
+HttpResult post(uint16_t port, const std::string& target, const std::string& body,
+                std::map<std::string, std::string> headers = {}) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> request{http::verb::post, target, 11};
+  request.set(http::field::host, "127.0.0.1");
+  request.set(http::field::content_type, "application/json");
+  for (const auto& [key, value] : headers) request.set(key, value);
+  request.body() = body;
+  request.prepare_payload();
+  http::write(stream, request);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response);
+  HttpResult result;
+  result.status = response.result_int();
+  result.body = response.body();
+  for (const auto& field : response) {
+    result.headers[std::string(field.name_string())] = std::string(field.value());
+  }
+  return result;
+}
+
+const api::ResourceType& kind(std::string_view name) {
+  const auto* type = api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", name);
+  if (type == nullptr) std::abort();
+  return *type;
+}
+
+Json taskAgent(const std::string& name, const std::string& script, Json extra_spec = {}) {
+  Json agent = {
+      {"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+      {"kind", "TaskAgent"},
+      {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", {{"app", name}}}}},
+      {"spec",
+       {{"workerPoolRef", "pool-a"},
+        {"timeout", "30s"},
+        {"template",
+         {{"spec",
+           {{"image", "host"},
+            {"command", {"/bin/sh", "-c", script}},
+            {"env", {{{"name", "GREETING"}, {"value", "hi"}}}}}}}}}}};
+  if (extra_spec.is_object()) agent["spec"].update(extra_spec);
+  return agent;
+}
+
+Json workerPool(const std::string& name) {
+  return {{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+          {"kind", "WorkerPool"},
+          {"metadata", {{"name", name}, {"namespace", "default"}}},
+          {"spec", {{"replicas", 1}, {"template", {{"image", "clrk/worker:dev"}}}}}};
+}
+
+// One worker: the real ExecutionManager and worker API with process sandboxes, registered
+// through a real Lease.
+struct TestWorker {
+  worker::testing::FakeRuntime runtime;
+  worker::testing::FakeNetwork network;
+  std::unique_ptr<worker::ExecutionManager> executions;
+  std::unique_ptr<worker::ApiServer> server;
+  std::unique_ptr<worker::LeaseKeeper> lease;
+
+  void start(kube::ClientPtr client, const std::string& name, const std::string& pool,
+             int max_executions, int lease_seconds = 15) {
+    auto token = worker::ensureWorkerToken(*client, "clrk-system");
+    ASSERT_TRUE(token.ok()) << token.status().toString();
+    worker::ExecutionManagerOptions options;
+    options.max_executions = max_executions;
+    options.ca_cert_pem = "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n";
+    options.identity_linger = 100ms;
+    options.stop_grace = 500ms;
+    executions =
+        std::make_unique<worker::ExecutionManager>(options, runtime, &network, nullptr, nullptr);
+    auto cert = worker::generateSelfSigned(name, {"127.0.0.1"});
+    ASSERT_TRUE(cert.ok());
+    worker::ServerOptions server_options;
+    server_options.cert_pem = cert->cert_pem;
+    server_options.key_pem = cert->key_pem;
+    server_options.token = *token;
+    auto started = worker::ApiServer::start(server_options, *executions,
+                                            [this] { return toJson(executions->capacity()); });
+    ASSERT_TRUE(started.ok()) << started.status().toString();
+    server = std::move(started).value();
+    worker::LeaseOptions lease_options;
+    lease_options.worker_name = name;
+    lease_options.pool = pool;
+    lease_options.pool_namespace = "default";
+    lease_options.endpoint = "https://127.0.0.1:" + std::to_string(server->port());
+    lease_options.fingerprint = cert->fingerprint;
+    lease_options.lease_duration_seconds = lease_seconds;
+    lease_options.renew_interval = std::chrono::milliseconds(lease_seconds * 1000 / 3);
+    lease = std::make_unique<worker::LeaseKeeper>(client, lease_options,
+                                                  [this] { return executions->capacity(); });
+    ASSERT_TRUE(lease->start().ok());
+  }
+  void stop() {
+    lease.reset();
+    if (server) server->stop();
+    server.reset();
+    executions.reset();
+  }
+  ~TestWorker() { stop(); }
+};
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("clrk-controller-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    apiserver::ServerOptions options;
+    options.state_dir = dir_;
+    options.in_memory = true;
+    api_ = apiserver::makeServer(options);
+    ASSERT_TRUE(api_->start().ok());
+    kube::RestConfig config;
+    config.server = api_->url();
+    config.ca_pem = api_->caCertificatePem();
+    config.token = api_->token();
+    auto client = kube::Client::create(config);
+    ASSERT_TRUE(client.ok());
+    client_ = *client;
+    ASSERT_TRUE(worker::ensureNamespace(*client_, "clrk-system").ok());
+    ASSERT_TRUE(client_->create(kind("WorkerPool"), "default", workerPool("pool-a")).ok());
+    worker_.start(client_, "w1", "pool-a", 3);
+    manager_ = Manager::create(client_, ManagerOptions{});
+    Status started = manager_->start();
+    ASSERT_TRUE(started.ok()) << started.toString();
+    std::string url = manager_->triggerUrl();
+    trigger_port_ = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  }
+  void TearDown() override {
+    if (manager_) manager_->stop();
+    worker_.stop();
+    if (api_) api_->stop();
+    fs::remove_all(dir_);
+  }
+
+  void apply(const Json& object) {
+    auto created = client_->create(kind(object["kind"].get<std::string>()), "default", object);
+    ASSERT_TRUE(created.ok()) << created.status().toString();
+  }
+
+  // Polls `read` until `done` holds (bounded); returns the last object read.
+  Json waitFor(const std::string& kind_name, const std::string& name,
+               const std::function<bool(const Json&)>& done, std::chrono::seconds limit = 30s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    Json last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto object = client_->get(kind(kind_name), "default", name);
+      if (object.ok()) {
+        last = *object;
+        if (done(last)) return last;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << kind_name << " " << name
+                  << " never reached the condition; last: " << last.dump();
+    return last;
+  }
+
+  static std::string conditionReason(const Json& object, const std::string& type) {
+    for (const auto& cond :
+         object.value("status", Json::object()).value("conditions", Json::array())) {
+      if (cond.value("type", "") == type)
+        return cond.value("status", "") + "/" + cond.value("reason", "");
+    }
+    return "";
+  }
+
+  HttpResult invoke(const std::string& agent, const std::string& body,
+                    std::map<std::string, std::string> headers = {}) {
+    return post(trigger_port_, "/v1/namespaces/default/taskagents/" + agent + "/invoke", body,
+                std::move(headers));
+  }
+
+  void waitReady(const std::string& agent) {
+    waitFor("TaskAgent", agent,
+            [](const Json& a) { return conditionReason(a, "Ready") == "True/Ready"; });
+  }
+
+  fs::path dir_;
+  apiserver::ServerPtr api_;
+  kube::ClientPtr client_;
+  TestWorker worker_;
+  std::unique_ptr<Manager> manager_;
+  uint16_t trigger_port_ = 0;
+};
+
+TEST_F(ControllerTest, HttpTriggerRunsTheAgentAndRecordsTheInvocation) {
+  apply(taskAgent("echo", "cat; echo; echo \"$GREETING $CLRK_REQUEST_ID $CLRK_TRIGGER\" >&2"));
+  waitReady("echo");
+  HttpResult reply = invoke("echo", R"({"question":"ping"})", {{"X-Request-Id", "req-42"}});
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  // stdout is the CloudEvents envelope the agent read on stdin (a JSON object), so the reply is
+  // typed application/json.
+  EXPECT_EQ(reply.headers["Content-Type"], "application/json");
+  Json event = Json::parse(reply.body);
+  EXPECT_EQ(event["specversion"], "1.0");
+  EXPECT_EQ(event["data"]["question"], "ping");
+  EXPECT_EQ(event["clrkrequestid"], "req-42");
+  EXPECT_EQ(event["clrktrigger"], "HTTP");
+  EXPECT_EQ(event["source"], "/apis/clrk.apoxy.dev/v1alpha1/namespaces/default/taskagents/echo");
+  std::string invocation = reply.headers["X-Clrk-Invocation"];
+  ASSERT_FALSE(invocation.empty());
+  EXPECT_EQ(event["id"], invocation);
+  EXPECT_EQ(reply.headers["X-Clrk-Request-Id"], "req-42");
+  EXPECT_EQ(reply.headers["X-Clrk-Worker"], "w1");
+  EXPECT_EQ(reply.headers["X-Clrk-Exit-Code"], "0");
+
+  Json record = waitFor("Invocation", invocation, [](const Json& inv) {
+    return inv["status"].value("phase", "") == "Succeeded";
+  });
+  EXPECT_EQ(record["spec"]["parentRef"]["name"], "echo");
+  EXPECT_EQ(record["spec"]["trigger"]["type"], "HTTP");
+  EXPECT_EQ(record["spec"]["requestId"], "req-42");
+  EXPECT_EQ(record["metadata"]["labels"]["clrk.apoxy.dev/agent"], "echo");
+  EXPECT_EQ(record["metadata"]["ownerReferences"][0]["kind"], "TaskAgent");
+  EXPECT_EQ(record["status"]["worker"], "w1");
+  EXPECT_EQ(record["status"]["exitCode"], 0);
+  EXPECT_EQ(Json::parse(record["status"]["output"].get<std::string>())["data"]["question"], "ping");
+  EXPECT_THAT(record["status"]["stderrTail"].get<std::string>(), HasSubstr("hi req-42 HTTP"));
+  EXPECT_EQ(conditionReason(record, "Completed"), "True/Completed");
+
+  // The worker ran exactly what the template says, with the agent's identity.
+  ASSERT_EQ(worker_.runtime.specs.size(), 1u);
+  EXPECT_EQ(worker_.runtime.specs[0].argv.back(),
+            "cat; echo; echo \"$GREETING $CLRK_REQUEST_ID $CLRK_TRIGGER\" >&2");
+
+  // The header form of the reference's ingress reaches the same agent.
+  HttpResult by_header = post(trigger_port_, "/", "{}", {{"X-Clrk-TaskAgent", "default/echo"}});
+  EXPECT_EQ(by_header.status, 200) << by_header.body;
+}
+
+TEST_F(ControllerTest, TaskAgentStatusRevisionAndPoolStatus) {
+  apply(taskAgent("stat", "true"));
+  Json agent = waitFor("TaskAgent", "stat", [](const Json& a) {
+    return conditionReason(a, "Ready") == "True/Ready" &&
+           a["status"].value("latestReadyRevisionName", "") == "stat-1";
+  });
+  EXPECT_EQ(agent["status"]["observedGeneration"], 1);
+  EXPECT_EQ(agent["metadata"]["finalizers"][0], "clrk.apoxy.dev/executions");
+  auto revision = client_->get(kind("AgentSandboxRevision"), "default", "stat-1");
+  ASSERT_TRUE(revision.ok()) << revision.status().toString();
+  EXPECT_EQ((*revision)["spec"]["image"], "host");
+  EXPECT_EQ((*revision)["metadata"]["ownerReferences"][0]["name"], "stat");
+
+  // A template change makes a new revision; a change elsewhere does not.
+  Json changed = agent;
+  changed["spec"]["template"]["spec"]["command"] = {"/bin/sh", "-c", "exit 0"};
+  ASSERT_TRUE(client_->update(kind("TaskAgent"), changed).ok());
+  agent = waitFor("TaskAgent", "stat", [](const Json& a) {
+    return a["status"].value("latestCreatedRevisionName", "") == "stat-2" &&
+           a["status"].value("observedGeneration", 0) == 2;
+  });
+
+  Json pool = waitFor("WorkerPool", "pool-a", [](const Json& p) {
+    return p.value("status", Json::object()).value("readyReplicas", 0) == 1;
+  });
+  EXPECT_EQ(pool["status"]["capacity"]["maxExecutions"], 3);
+  EXPECT_EQ(conditionReason(pool, "Ready"), "True/WorkersReady");
+}
+
+TEST_F(ControllerTest, FailuresTimeoutsAndMissingThings) {
+  apply(taskAgent("fails", "echo partial; echo boom >&2; exit 3"));
+  apply(taskAgent("slow", "sleep 30", {{"timeout", "1s"}}));
+  waitReady("fails");
+  waitReady("slow");
+
+  HttpResult failed = invoke("fails", "{}");
+  EXPECT_EQ(failed.status, 502) << failed.body;
+  Json error = Json::parse(failed.body)["error"];
+  EXPECT_EQ(error["reason"], "Error");
+  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("exit code 3"));
+  EXPECT_THAT(error["stderrTail"].get<std::string>(), HasSubstr("boom"));
+  waitFor("Invocation", failed.headers["X-Clrk-Invocation"],
+          [](const Json& inv) { return inv["status"].value("phase", "") == "Failed"; });
+
+  HttpResult timed_out = invoke("slow", "{}");
+  EXPECT_EQ(timed_out.status, 504) << timed_out.body;
+  waitFor("Invocation", timed_out.headers["X-Clrk-Invocation"],
+          [](const Json& inv) { return inv["status"].value("phase", "") == "Timeout"; });
+
+  HttpResult missing = invoke("nobody", "{}");
+  EXPECT_EQ(missing.status, 404) << missing.body;
+  EXPECT_EQ(Json::parse(missing.body)["error"]["reason"], "AgentNotFound");
+
+  HttpResult no_route = post(trigger_port_, "/elsewhere", "{}");
+  EXPECT_EQ(no_route.status, 404);
+
+  // A pool no worker serves: the agent is not Ready and an invocation is Rejected with 503.
+  apply(workerPool("pool-empty"));
+  apply(taskAgent("orphan", "true", {{"workerPoolRef", "pool-empty"}}));
+  waitFor("TaskAgent", "orphan",
+          [](const Json& a) { return conditionReason(a, "Ready") == "False/NoReadyWorkers"; });
+  HttpResult rejected = invoke("orphan", "{}");
+  EXPECT_EQ(rejected.status, 503) << rejected.body;
+  EXPECT_EQ(Json::parse(rejected.body)["error"]["reason"], "NoCapacity");
+  waitFor("Invocation", rejected.headers["X-Clrk-Invocation"],
+          [](const Json& inv) { return inv["status"].value("phase", "") == "Rejected"; });
+
+  // A template that cannot run: secrets in the agent's environment are refused.
+  Json leaky = taskAgent("leaky", "true");
+  leaky["spec"]["template"]["spec"]["env"] = Json::array(
+      {{{"name", "KEY"}, {"valueFrom", {{"secretKeyRef", {{"name", "s"}, {"key", "k"}}}}}}});
+  apply(leaky);
+  Json not_ready = waitFor("TaskAgent", "leaky", [](const Json& a) {
+    return conditionReason(a, "Ready") == "False/InvalidTemplate";
+  });
+  EXPECT_EQ(invoke("leaky", "{}").status, 409);
+}
+
+TEST_F(ControllerTest, MaxConcurrentRejectsTheExtraInvocation) {
+  apply(taskAgent("single", "sleep 2; echo done", {{"maxConcurrent", 1}}));
+  waitReady("single");
+  auto first = std::async(std::launch::async, [&] { return invoke("single", "{}"); });
+  waitFor("TaskAgent", "single",
+          [](const Json& a) { return a["status"].value("activeExecutions", 0) == 1; });
+  HttpResult second = invoke("single", "{}");
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_EQ(second.headers["Retry-After"], "1");
+  EXPECT_EQ(Json::parse(second.body)["error"]["reason"], "ConcurrencyLimit");
+  HttpResult done = first.get();
+  EXPECT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(done.body, "done\n");
+  EXPECT_EQ(done.headers["Content-Type"], "text/plain; charset=utf-8");
+  waitFor("TaskAgent", "single",
+          [](const Json& a) { return a["status"].value("activeExecutions", -1) == 0; });
+}
+
+TEST_F(ControllerTest, CliCreatedInvocationIsDispatched) {
+  apply(taskAgent("cli", "cat"));
+  waitReady("cli");
+  Json invocation = {{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+                     {"kind", "Invocation"},
+                     {"metadata", {{"name", "cli-run-1"}, {"namespace", "default"}}},
+                     {"spec",
+                      {{"parentRef", {{"kind", "TaskAgent"}, {"name", "cli"}}},
+                       {"trigger", {{"type", "CLI"}, {"source", "tester"}}},
+                       {"requestId", "cli-req"},
+                       {"input", {{"contentType", "text/plain"}, {"data", "plain words"}}}}}};
+  apply(invocation);
+  Json done = waitFor("Invocation", "cli-run-1", [](const Json& inv) {
+    return inv.value("status", Json::object()).value("phase", "") == "Succeeded";
+  });
+  Json event = Json::parse(done["status"]["output"].get<std::string>());
+  EXPECT_EQ(event["data"], "plain words");
+  EXPECT_EQ(event["datacontenttype"], "text/plain");
+  EXPECT_EQ(event["clrkrequestid"], "cli-req");
+  EXPECT_EQ(event["clrktrigger"], "CLI");
+}
+
+TEST_F(ControllerTest, DeletingAnAgentStopsItsExecutions) {
+  apply(taskAgent("doomed", "sleep 60"));
+  waitReady("doomed");
+  auto pending = std::async(std::launch::async, [&] { return invoke("doomed", "{}"); });
+  waitFor("TaskAgent", "doomed",
+          [](const Json& a) { return a["status"].value("activeExecutions", 0) == 1; });
+  ASSERT_TRUE(client_->remove(kind("TaskAgent"), "default", "doomed").ok());
+  HttpResult stopped = pending.get();  // long before the 60 s sleep ends
+  EXPECT_EQ(stopped.status, 502) << stopped.body;
+  EXPECT_EQ(Json::parse(stopped.body)["error"]["reason"], "Stopped");
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         client_->get(kind("TaskAgent"), "default", "doomed").ok()) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(client_->get(kind("TaskAgent"), "default", "doomed").status().code(), Code::NotFound);
+}
+
+TEST_F(ControllerTest, LostWorkerFailsTheInvocation) {
+  apply(taskAgent("stranded", "sleep 60"));
+  waitReady("stranded");
+  auto pending = std::async(std::launch::async, [&] { return invoke("stranded", "{}"); });
+  waitFor("TaskAgent", "stranded",
+          [](const Json& a) { return a["status"].value("activeExecutions", 0) == 1; });
+  // The worker dies: its API goes away and its Lease is deleted.
+  worker_.lease->stopAndDelete().ok();
+  worker_.server->stop();
+  HttpResult lost = pending.get();
+  EXPECT_EQ(lost.status, 502) << lost.body;
+  EXPECT_EQ(Json::parse(lost.body)["error"]["reason"], "WorkerLost");
+  worker_.stop();
+}
+
+}  // namespace
+}  // namespace clrk::controller

@@ -1,0 +1,129 @@
+// InvocationManager: turns one trigger (HTTP request, cron tick, CLI-created Invocation) into an
+// Invocation object and an execution on a worker, waits for it and records the outcome.
+//
+// Lifecycle of one invocation (phases are monotonic, as the Invocation kind documents):
+//   Pending     the Invocation object exists (created here, or by `clrk run-task`);
+//   Rejected    refused before any placement: agent not Ready, over spec.maxConcurrent, or no
+//               worker of the pool had a free slot;
+//   Dispatched  a worker accepted the execution (status.worker, status.executionId);
+//   Running     the worker reported the sandbox started;
+//   Succeeded | Failed | Timeout   from the worker's result (exit 0, otherwise, timed out); a
+//               worker whose Lease expires mid-run fails the invocation with reason WorkerLost
+//               (it is not re-run: agents have side effects).
+// Placement tries up to 3 workers when one refuses (full, draining) or cannot be reached.
+// The agent reads its input as a CloudEvents 1.0 structured-mode JSON envelope on stdin
+// (delivery mode Stdin); its stdout is the response body.
+//
+// Thread model: run() blocks for the whole invocation and may be called from many threads;
+// runAsync() runs it on a thread the manager owns. stop() fails new calls and joins.
+#pragma once
+
+#include "clrk/base/status.h"
+#include "clrk/controller/worker_registry.h"
+#include "clrk/kube/client.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace clrk::controller {
+
+inline constexpr std::string_view kLabelAgent = "clrk.apoxy.dev/agent";
+inline constexpr std::string_view kLabelAgentKind = "clrk.apoxy.dev/agent-kind";
+inline constexpr size_t kMaxStatusOutputBytes = 64 * 1024;
+inline constexpr size_t kMaxStatusStderrBytes = 4 * 1024;
+
+struct InvokeRequest {
+  std::string namespace_name;
+  std::string agent;            // TaskAgent name
+  std::string trigger_type;     // "HTTP" | "Cron" | "CLI"
+  std::string trigger_source;   // route, cron expression or principal
+  std::string request_id;       // empty: a new UUID
+  std::string content_type;     // of body; empty: application/json
+  std::string body;             // the input
+  std::string invocation_name;  // an existing (CLI-created) Invocation; empty: create one
+};
+
+struct InvokeResult {
+  std::string invocation_name;
+  std::string request_id;
+  std::string execution_id;
+  std::string worker;
+  std::string phase;   // the Invocation phase reached (terminal)
+  std::string reason;  // condition reason: Completed, Error, TimedOut, WorkerLost, AgentNotFound,
+                       // AgentNotReady, ConcurrencyLimit, NoCapacity, ...
+  std::string message;
+  std::optional<int> exit_code;
+  std::string output;  // full stdout as the worker returned it (up to 1 MiB)
+  bool output_truncated = false;
+  std::string stderr_tail;
+};
+
+// The CloudEvents 1.0 structured-mode envelope written to the agent's stdin: JSON bodies are
+// inlined under "data", other UTF-8 text as a string, anything else as "data_base64".
+std::string cloudEventEnvelope(const InvokeRequest& request, const std::string& invocation_name,
+                               std::chrono::system_clock::time_point now);
+
+// Maps a TaskAgent object to the execution a worker runs (image, command, env, limits,
+// timeout, gateway). InvalidArgument naming the field when the template cannot run.
+Result<worker::ExecutionRequest> executionFromTaskAgent(const kube::Json& agent);
+
+class InvocationManager {
+ public:
+  using AgentLookup =
+      std::function<std::optional<kube::Json>(const std::string& ns, const std::string& name)>;
+
+  InvocationManager(kube::ClientPtr client, WorkerRegistry& workers, AgentLookup agent_lookup);
+  ~InvocationManager();
+
+  InvokeResult run(InvokeRequest request);
+  // Runs on a manager-owned thread; `done` is called on that thread. Unavailable when stopping or
+  // when kMaxInFlight invocations already run.
+  Status runAsync(InvokeRequest request, std::function<void(InvokeResult)> done);
+
+  // Non-terminal invocations of TaskAgent "namespace/name".
+  int active(const std::string& agent_key) const;
+  // Called with "namespace/name" whenever an agent's active count changes.
+  void onActiveChanged(std::function<void(const std::string& agent_key)> callback);
+  // Stops the executions of an agent (deleted) on their workers; returns how many were asked.
+  int stopAgent(const std::string& agent_key);
+
+  void stop();
+
+  static constexpr int kMaxInFlight = 512;
+
+ private:
+  struct Running {
+    std::string agent_key;
+    std::string worker;
+    std::string execution_id;
+  };
+
+  InvokeResult reject(const InvokeRequest& request, kube::Json invocation, std::string reason,
+                      std::string message);
+  Status writeStatus(kube::Json& invocation, const kube::Json& status);
+  void track(const std::string& invocation, Running running, bool add);
+  void reapFinishedThreads();
+
+  kube::ClientPtr client_;
+  WorkerRegistry& workers_;
+  AgentLookup agent_lookup_;
+  std::function<void(const std::string&)> on_active_changed_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<std::string, Running> running_;   // by invocation name
+  std::map<std::string, int> active_;        // by agent key
+  std::map<std::string, int> placed_;        // in-flight executions by worker
+  std::map<uint64_t, std::thread> threads_;  // runAsync threads
+  std::vector<uint64_t> finished_threads_;
+  uint64_t next_thread_id_ = 0;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace clrk::controller

@@ -1,0 +1,164 @@
+#include "clrk/controller/manager.h"
+
+#include "clrk/api/registry.h"
+#include "clrk/base/log.h"
+#include "clrk/controller/reconcilers.h"
+#include "clrk/controller/trigger_server.h"
+
+namespace clrk::controller {
+namespace {
+
+using Json = kube::Json;
+using namespace std::chrono_literals;
+
+const api::ResourceType& kindType(std::string_view kind) {
+  const api::ResourceType* type = api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", kind);
+  if (type == nullptr) std::abort();  // the builtin registry always has the clrk kinds
+  return *type;
+}
+
+// Enqueues the informer key of every object an informer reports.
+void enqueueOnChange(kube::Informer& informer, Controller& controller) {
+  auto enqueue = [&controller](const Json& object) {
+    std::string key = kube::Informer::keyOf(object);
+    if (!key.empty()) controller.enqueue(key);
+  };
+  informer.addHandlers(kube::InformerHandlers{
+      .on_add = enqueue,
+      .on_update = [enqueue](const Json&, const Json& object) { enqueue(object); },
+      .on_delete = enqueue,
+  });
+}
+
+class ManagerImpl : public Manager {
+ public:
+  ManagerImpl(kube::ClientPtr client, ManagerOptions options)
+      : client_(std::move(client)),
+        options_(std::move(options)),
+        task_agents_(client_, kindType("TaskAgent")),
+        worker_pools_(client_, kindType("WorkerPool")),
+        invocations_(client_, kindType("Invocation")),
+        registry_(client_, options_.system_namespace),
+        invocation_manager_(client_, registry_,
+                            [this](const std::string& ns, const std::string& name) {
+                              return task_agents_.get(ns + "/" + name);
+                            }),
+        context_{client_,      task_agents_, worker_pools_,
+                 invocations_, registry_,    invocation_manager_},
+        task_agent_reconciler_(context_),
+        worker_pool_reconciler_(context_),
+        invocation_reconciler_(context_),
+        task_agent_controller_("taskagent", task_agent_reconciler_, options_.reconcile_workers),
+        worker_pool_controller_("workerpool", worker_pool_reconciler_, 1),
+        invocation_controller_("invocation", invocation_reconciler_, 1) {}
+
+  ~ManagerImpl() override { stop(); }
+
+  Status start() override {
+    enqueueOnChange(task_agents_, task_agent_controller_);
+    enqueueOnChange(worker_pools_, worker_pool_controller_);
+    enqueueOnChange(invocations_, invocation_controller_);
+    // A pool change affects the agents that use it; a worker change affects every pool and
+    // agent (O(agents) per Lease renewal is fine at dev and small-cluster scale).
+    worker_pools_.addHandlers(kube::InformerHandlers{
+        .on_add = [this](const Json& pool) { enqueueAgentsOfPool(pool); },
+        .on_update = [this](const Json&, const Json& pool) { enqueueAgentsOfPool(pool); },
+        .on_delete = [this](const Json& pool) { enqueueAgentsOfPool(pool); },
+    });
+    registry_.onChange([this] { enqueueAll(); });
+    invocation_manager_.onActiveChanged([this](const std::string& agent_key) {
+      task_agent_controller_.enqueue(agent_key);
+      if (auto agent = task_agents_.get(agent_key)) {
+        std::string ns = (*agent)["metadata"].value("namespace", "");
+        worker_pool_controller_.enqueue(ns + "/" + (*agent)["spec"].value("workerPoolRef", ""));
+      }
+    });
+
+    task_agents_.start();
+    worker_pools_.start();
+    invocations_.start();
+    registry_.start();
+    for (auto* informer : {&task_agents_, &worker_pools_, &invocations_}) {
+      if (!informer->waitForSync(30s)) {
+        return Status(Code::Unavailable, "controller caches did not sync within 30 s");
+      }
+    }
+    if (!registry_.waitForSync(30s)) {
+      return Status(Code::Unavailable, "worker Lease cache did not sync within 30 s");
+    }
+    task_agent_controller_.start();
+    worker_pool_controller_.start();
+    invocation_controller_.start();
+    trigger_ =
+        makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
+    CLRK_RETURN_IF_ERROR(trigger_->start());
+    started_ = true;
+    logger("controller")->info("controllers started; HTTP trigger on {}", trigger_->url());
+    return {};
+  }
+
+  void stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    // Order: stop taking triggers, end waits, then controllers and caches.
+    invocation_manager_.stop();
+    if (trigger_) trigger_->stop();
+    task_agent_controller_.stop();
+    worker_pool_controller_.stop();
+    invocation_controller_.stop();
+    registry_.stop();
+    invocations_.stop();
+    worker_pools_.stop();
+    task_agents_.stop();
+  }
+
+  std::string triggerUrl() const override { return trigger_ ? trigger_->url() : std::string(); }
+
+ private:
+  void enqueueAgentsOfPool(const Json& pool) {
+    const Json& metadata = pool["metadata"];
+    std::string ns = metadata.value("namespace", "");
+    std::string name = metadata.value("name", "");
+    for (const auto& agent : task_agents_.list()) {
+      if (agent["metadata"].value("namespace", "") == ns &&
+          agent["spec"].value("workerPoolRef", "") == name) {
+        task_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+      }
+    }
+  }
+
+  void enqueueAll() {
+    for (const auto& pool : worker_pools_.list()) {
+      worker_pool_controller_.enqueue(kube::Informer::keyOf(pool));
+    }
+    for (const auto& agent : task_agents_.list()) {
+      task_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+    }
+  }
+
+  kube::ClientPtr client_;
+  ManagerOptions options_;
+  kube::Informer task_agents_;
+  kube::Informer worker_pools_;
+  kube::Informer invocations_;
+  WorkerRegistry registry_;
+  InvocationManager invocation_manager_;
+  ControllerContext context_;
+  TaskAgentReconciler task_agent_reconciler_;
+  WorkerPoolReconciler worker_pool_reconciler_;
+  InvocationReconciler invocation_reconciler_;
+  Controller task_agent_controller_;
+  Controller worker_pool_controller_;
+  Controller invocation_controller_;
+  std::unique_ptr<TriggerServer> trigger_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Manager> Manager::create(kube::ClientPtr client, ManagerOptions options) {
+  return std::make_unique<ManagerImpl>(std::move(client), std::move(options));
+}
+
+}  // namespace clrk::controller

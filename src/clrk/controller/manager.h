@@ -1,0 +1,43 @@
+// Manager: owns the controllers of clrk-controller-manager and what they share: the API client,
+// the informer caches (TaskAgent, WorkerPool, Invocation, worker Leases), the worker registry,
+// the InvocationManager and the HTTP trigger server.
+//
+// Reconcilers (level-based, see controller.h):
+//   * TaskAgent: finalizer clrk.apoxy.dev/executions (deleting an agent stops its executions);
+//     an AgentSandboxRevision <agent>-<generation> per template change; status conditions Ready
+//     (reasons Ready, InvalidTemplate, WorkerPoolNotFound, NoReadyWorkers), observedGeneration,
+//     activeExecutions, latest{Created,Ready}RevisionName.
+//   * WorkerPool: status readyReplicas, capacity, activeExecutions and Ready from the Leases of
+//     the workers serving it (in a cluster the Deployment is created by `clrk install`; local
+//     dev workers are started by `clrk dev`).
+//   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
+//     that are still Pending; invocations that the trigger server creates are dispatched at once.
+// Thread model: start() spawns informer, controller and server threads; stop() joins them.
+#pragma once
+
+#include "clrk/base/status.h"
+#include "clrk/kube/client.h"
+
+#include <memory>
+#include <string>
+
+namespace clrk::controller {
+
+struct ManagerOptions {
+  std::string system_namespace = "clrk-system";
+  std::string trigger_listen = "127.0.0.1:0";
+  int reconcile_workers = 2;
+};
+
+class Manager {
+ public:
+  static std::unique_ptr<Manager> create(kube::ClientPtr client, ManagerOptions options);
+  virtual ~Manager() = default;
+  // Starts informers, waits (bounded) for their first list, starts controllers and the trigger.
+  virtual Status start() = 0;
+  virtual void stop() = 0;
+  // "http://127.0.0.1:PORT" of the HTTP trigger.
+  virtual std::string triggerUrl() const = 0;
+};
+
+}  // namespace clrk::controller

@@ -1,0 +1,66 @@
+// The reconcilers the Manager runs (semantics in manager.h) and the status helpers they share.
+#pragma once
+
+#include "clrk/controller/controller.h"
+#include "clrk/controller/invocations.h"
+#include "clrk/controller/worker_registry.h"
+#include "clrk/kube/watch.h"
+
+#include <mutex>
+#include <set>
+
+namespace clrk::controller {
+
+inline constexpr std::string_view kFinalizerExecutions = "clrk.apoxy.dev/executions";
+
+// What the reconcilers read and write.
+struct ControllerContext {
+  kube::ClientPtr client;
+  kube::Informer& task_agents;
+  kube::Informer& worker_pools;
+  kube::Informer& invocations;
+  WorkerRegistry& workers;
+  InvocationManager& invocation_manager;
+};
+
+// Sets (replaces by type) a condition in `status`; keeps lastTransitionTime when the condition's
+// status did not change.
+void setStatusCondition(kube::Json& status, const std::string& type, bool value,
+                        const std::string& reason, const std::string& message);
+
+// Writes `status` through the status subresource when it differs from the object's current
+// status (ignoring condition timestamps). Conflict errors are returned for a requeue.
+Status updateStatusIfChanged(kube::Client& client, const api::ResourceType& type,
+                             const kube::Json& object, kube::Json status);
+
+class TaskAgentReconciler : public Reconciler {
+ public:
+  explicit TaskAgentReconciler(ControllerContext& context) : context_(context) {}
+  Result<ReconcileResult> reconcile(const Request& request) override;
+
+ private:
+  Result<std::string> ensureRevision(const kube::Json& agent);
+  ControllerContext& context_;
+};
+
+class WorkerPoolReconciler : public Reconciler {
+ public:
+  explicit WorkerPoolReconciler(ControllerContext& context) : context_(context) {}
+  Result<ReconcileResult> reconcile(const Request& request) override;
+
+ private:
+  ControllerContext& context_;
+};
+
+class InvocationReconciler : public Reconciler {
+ public:
+  explicit InvocationReconciler(ControllerContext& context) : context_(context) {}
+  Result<ReconcileResult> reconcile(const Request& request) override;
+
+ private:
+  ControllerContext& context_;
+  std::mutex mutex_;
+  std::set<std::string> claimed_;  // Invocations handed to the InvocationManager
+};
+
+}  // namespace clrk::controller

@@ -1,0 +1,50 @@
+// TriggerServer: the HTTP trigger of TaskAgents. One inbound request becomes one invocation whose
+// result is the response:
+//
+//   POST /v1/namespaces/{namespace}/taskagents/{name}/invoke    body = the agent's input
+//   POST <any path> with header X-Clrk-TaskAgent: namespace/name (the reference's ingress form)
+//   GET  /healthz
+//
+// The request's X-Request-Id (or a new UUID) becomes the invocation's request id, carried to
+// every egress record the execution causes. Responses:
+//   200  the agent exited 0; body = its stdout (application/json when stdout is JSON, else
+//        text/plain), headers X-Clrk-Invocation, X-Clrk-Request-Id, X-Clrk-Worker, X-Clrk-Exit-Code
+//   404 agent not found · 409 agent not ready · 429 spec.maxConcurrent reached · 502 the agent
+//   failed (exit code and stderr tail in a JSON error) or its worker was lost · 503 no worker
+//   with a free slot · 504 the execution timed out. Errors are JSON
+//   {"error": {"code", "reason", "message", "invocation", "requestId"}}.
+// Bounds: request head 64 KiB (431), body 4 MiB (413), head and body within 30 s.
+// Thread model: start() runs one I/O thread; the invocation runs on the InvocationManager's
+// threads and the reply is posted back. stop() closes the listener and connections.
+#pragma once
+
+#include "clrk/base/status.h"
+#include "clrk/controller/invocations.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace clrk::controller {
+
+struct TriggerServerOptions {
+  std::string listen = "127.0.0.1:0";  // ip:port
+};
+
+class TriggerServer {
+ public:
+  virtual ~TriggerServer() = default;
+  virtual Status start() = 0;
+  virtual void stop() = 0;
+  virtual uint16_t port() const = 0;
+  // "http://127.0.0.1:PORT"
+  virtual std::string url() const = 0;
+};
+
+std::unique_ptr<TriggerServer> makeTriggerServer(TriggerServerOptions options,
+                                                 InvocationManager& invocations);
+
+// The HTTP status a trigger answers for an invocation outcome.
+int httpStatusForResult(const InvokeResult& result);
+
+}  // namespace clrk::controller
