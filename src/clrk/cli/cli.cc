@@ -30,6 +30,8 @@ int run(int argc, char** argv) {
   addSecretCommand(app, globals);
   addDevCommand(app, globals);
   addEgressCommand(app, globals);
+  addRunTaskCommand(app, globals);
+  addLogsCommand(app, globals);
 
   try {
     app.parse(argc, argv);

@@ -59,5 +59,7 @@ void addDeleteCommand(CLI::App& app, Globals& globals);
 void addSecretCommand(CLI::App& app, Globals& globals);
 void addDevCommand(CLI::App& app, Globals& globals);
 void addEgressCommand(CLI::App& app, Globals& globals);
+void addRunTaskCommand(CLI::App& app, Globals& globals);
+void addLogsCommand(CLI::App& app, Globals& globals);
 
 }  // namespace clrk::cli
