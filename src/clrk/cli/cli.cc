@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   addEgressCommand(app, globals);
   addRunTaskCommand(app, globals);
   addLogsCommand(app, globals);
+  addTracesCommand(app, globals);
 
   try {
     app.parse(argc, argv);

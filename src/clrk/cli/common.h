@@ -61,5 +61,6 @@ void addDevCommand(CLI::App& app, Globals& globals);
 void addEgressCommand(CLI::App& app, Globals& globals);
 void addRunTaskCommand(CLI::App& app, Globals& globals);
 void addLogsCommand(CLI::App& app, Globals& globals);
+void addTracesCommand(CLI::App& app, Globals& globals);
 
 }  // namespace clrk::cli
