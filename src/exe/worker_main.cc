@@ -73,6 +73,9 @@ int run(int argc, char** argv) {
                  "Extra PEM CA bundle trusted for upstream TLS");
   app.add_option("--insecure-registry", options.insecure_registries,
                  "Registry host:port pulled over plain HTTP (repeatable)");
+  app.add_option("--share", options.shares,
+                 "HOST_DIR:SANDBOX_PATH[:rw]: a host directory every sandbox sees (read-only "
+                 "unless :rw); repeatable");
   app.add_option("--drain-timeout", drain_seconds,
                  "Seconds SIGTERM waits for running executions before stopping them")
       ->check(CLI::Range(0, 86400))

@@ -174,6 +174,10 @@ Status DaemonImpl::init() {
   execution_options.max_executions = options_.max_executions;
   execution_options.ca_cert_pem = ca.cert_pem;
   execution_options.insecure_registries = options_.insecure_registries;
+  for (const auto& share : options_.shares) {
+    CLRK_ASSIGN_OR_RETURN(auto mount, parseShare(share));
+    execution_options.shared_mounts.push_back(std::move(mount));
+  }
   kube::ClientPtr client = client_;
   executions_ = std::make_unique<ExecutionManager>(
       execution_options, *runtime_, network_.get(), images_.get(), &identities_,

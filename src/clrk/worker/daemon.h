@@ -40,6 +40,7 @@ struct DaemonOptions {
   std::vector<std::string> upstream_overrides;  // host:port=ip:port
   std::string upstream_ca;                      // PEM file
   std::vector<std::string> insecure_registries;
+  std::vector<std::string> shares;  // HOST_DIR:SANDBOX_PATH[:rw] (see parseShare)
   std::chrono::seconds drain_timeout{30};
   int egress_threads = 2;
 };

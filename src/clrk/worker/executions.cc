@@ -408,6 +408,8 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
            "command: empty, and the image defines no entrypoint or cmd");
     return;
   }
+  spec.mounts.insert(spec.mounts.end(), options_.shared_mounts.begin(),
+                     options_.shared_mounts.end());
   // Environment: the image's, then the request's (later entries win).
   std::map<std::string, std::string> env;
   std::vector<std::string> order;
@@ -676,6 +678,34 @@ void ExecutionManager::prune() {
   for (auto& execution : removed) {
     if (execution->thread.joinable()) execution->thread.join();
   }
+}
+
+Result<sandbox::BindMount> parseShare(std::string_view text) {
+  std::string value(text);
+  bool writable = false;
+  if (value.size() > 3 && value.compare(value.size() - 3, 3, ":rw") == 0) {
+    writable = true;
+    value.resize(value.size() - 3);
+  } else if (value.size() > 3 && value.compare(value.size() - 3, 3, ":ro") == 0) {
+    value.resize(value.size() - 3);
+  }
+  size_t colon = value.find(':');
+  std::string host = value.substr(0, colon);
+  std::string inside = colon == std::string::npos ? "" : value.substr(colon + 1);
+  if (host.empty() || host.front() != '/' || inside.empty() || inside.front() != '/') {
+    return invalidArgument("--share \"" + std::string(text) +
+                           "\": want HOST_DIR:SANDBOX_PATH[:rw] with absolute paths");
+  }
+  if (inside == "/" || inside.find("/..") != std::string::npos) {
+    return invalidArgument("--share \"" + std::string(text) + "\": sandbox path " + inside +
+                           " is not allowed");
+  }
+  std::error_code ec;
+  if (!fs::is_directory(host, ec)) {
+    return invalidArgument("--share \"" + std::string(text) + "\": " + host +
+                           " is not a directory");
+  }
+  return sandbox::BindMount{fs::canonical(host, ec), inside, !writable};
 }
 
 }  // namespace clrk::worker

@@ -50,7 +50,13 @@ struct ExecutionManagerOptions {
   size_t log_lines_max = 50000;                // per execution, in memory (for /logs)
   int64_t default_pids_limit = 4096;
   std::vector<std::string> insecure_registries;  // "host:port" pulled over plain HTTP
+  // Host directories every sandbox sees (read-only unless marked), e.g. the examples of
+  // `clrk dev` at /opt/clrk/examples.
+  std::vector<sandbox::BindMount> shared_mounts;
 };
+
+// Parses a --share value "HOST_DIR:SANDBOX_PATH[:rw]" (both absolute; read-only by default).
+Result<sandbox::BindMount> parseShare(std::string_view text);
 
 class ExecutionManager {
  public:

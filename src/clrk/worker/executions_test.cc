@@ -47,6 +47,7 @@ class WorkerApiTest : public ::testing::Test {
     options.ca_cert_pem = "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n";
     options.identity_linger = 300ms;
     options.stop_grace = 500ms;
+    options.shared_mounts = {{"/usr/share", "/opt/shared", true}};
     manager_ =
         std::make_unique<ExecutionManager>(options, runtime_, &network_, nullptr, &identities_);
     auto cert = generateSelfSigned("worker-test", {"127.0.0.1"});
@@ -114,6 +115,9 @@ TEST_F(WorkerApiTest, RunsWithStdinAndReportsOutputAndExitCode) {
   EXPECT_EQ(spec.netns_path, "/run/netns/fake-0");
   EXPECT_THAT(spec.ca_cert_pem, HasSubstr("BEGIN CERTIFICATE"));
   EXPECT_THAT(spec.env, ::testing::Contains("FOO=bar"));
+  ASSERT_EQ(spec.mounts.size(), 1u);  // the worker's --share directories reach every sandbox
+  EXPECT_EQ(spec.mounts[0].destination, "/opt/shared");
+  EXPECT_TRUE(spec.mounts[0].read_only);
   EXPECT_EQ(network_.released, 1);
   EXPECT_EQ(network_.inUse(), 0u);
 
@@ -258,6 +262,21 @@ TEST_F(WorkerApiTest, OutputIsBoundedAndBadRootsFail) {
   oci.image = "busybox:latest";
   ASSERT_TRUE(client_->run(oci).ok());
   EXPECT_THAT(client_->get("oci1", 10s)->message, HasSubstr("no image store"));
+}
+
+TEST(ParseShareTest, AbsolutePathsReadOnlyByDefault) {
+  auto share = parseShare("/usr/share:/opt/examples");
+  ASSERT_TRUE(share.ok()) << share.status().toString();
+  EXPECT_EQ(share->source, "/usr/share");
+  EXPECT_EQ(share->destination, "/opt/examples");
+  EXPECT_TRUE(share->read_only);
+  auto writable = parseShare("/usr/share:/data:rw");
+  ASSERT_TRUE(writable.ok());
+  EXPECT_FALSE(writable->read_only);
+  EXPECT_THAT(parseShare("relative:/x").status().message(), HasSubstr("absolute paths"));
+  EXPECT_THAT(parseShare("/usr/share").status().message(), HasSubstr("absolute paths"));
+  EXPECT_THAT(parseShare("/usr/share:/").status().message(), HasSubstr("not allowed"));
+  EXPECT_THAT(parseShare("/no/such/dir:/x").status().message(), HasSubstr("not a directory"));
 }
 
 }  // namespace
