@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cctype>
@@ -80,22 +81,7 @@ std::vector<std::string_view> splitFields(std::string_view text) {
 }
 
 bool allDigits(std::string_view text) {
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t idx = 0; idx < a.size(); ++idx) {
-    if (std::toupper(static_cast<unsigned char>(a[idx])) !=
-        std::toupper(static_cast<unsigned char>(b[idx]))) {
-      return false;
-    }
-  }
-  return true;
+  return !text.empty() && std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // One value of a field: a number within [min, max] or a name.
@@ -109,8 +95,14 @@ Result<int> parseValue(const FieldSpec& spec, std::string_view text) {
     }
     return value;
   }
+  auto same_letter = [](char a, char b) {
+    return std::toupper(static_cast<unsigned char>(a)) ==
+           std::toupper(static_cast<unsigned char>(b));
+  };
   for (size_t name_idx = 0; name_idx < spec.names.size(); ++name_idx) {
-    if (equalsIgnoreCase(text, spec.names[name_idx])) return spec.min + static_cast<int>(name_idx);
+    if (std::ranges::equal(text, spec.names[name_idx], same_letter)) {
+      return spec.min + static_cast<int>(name_idx);
+    }
   }
   if (spec.names.empty()) return invalidArgument(quote(text) + " is not a number");
   return invalidArgument(quote(text) + " is not a number or " + std::string(spec.names_hint));
