@@ -96,6 +96,11 @@ void LeaderElector::stop() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
+bool LeaderElector::stopRequested() {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
 bool LeaderElector::sleepFor(Clock::duration duration) {
   std::unique_lock lock(mutex_);
   return !cv_.wait_for(lock, duration, [this] { return stopping_; });
@@ -120,6 +125,7 @@ bool LeaderElector::acquire(Clock::time_point& acquired_at) {
   auto log = logger("controller");
   std::string last_error;
   while (true) {
+    if (stopRequested()) return false;
     const Clock::time_point attempt_start = Clock::now();
     Result<bool> acquired = tryAcquireOrRenew(attempt_start + options_.renew_deadline);
     if (acquired.ok() && acquired.value()) {

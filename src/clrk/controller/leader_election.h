@@ -61,7 +61,7 @@ class LeaderElector {
   };
 
   LeaderElector(kube::ClientPtr client, Options options, Callbacks callbacks);
-  ~LeaderElector();  // stop()
+  ~LeaderElector();  // stop(). REQUIRES: not called from a callback.
   LeaderElector(const LeaderElector&) = delete;
   LeaderElector& operator=(const LeaderElector&) = delete;
 
@@ -87,6 +87,7 @@ class LeaderElector {
   // Renews every retry_period until the Lease is lost (true) or stop() is called (false). Gives up
   // once renew_deadline has passed since the start of the last successful attempt.
   bool renewUntilLost(Clock::time_point renewed_at);
+  bool stopRequested();
   // Returns after `duration`, or false at once when stop() was called.
   bool sleepFor(Clock::duration duration);
   // One attempt, its API calls bounded by `deadline`: read the Lease and create, take over or

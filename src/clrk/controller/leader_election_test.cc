@@ -219,6 +219,19 @@ class LeaderElectionTest : public ::testing::Test {
     ASSERT_TRUE(created.ok()) << created.status().toString();
   }
 
+  // Another writer takes the Lease for an hour (retrying when a renewal wins the race).
+  void takeLeaseAs(const std::string& holder) {
+    ASSERT_TRUE(eventually([&] {
+      auto current = client_->get(leaseType(), kNamespace, kLeaseName);
+      if (!current.ok()) return false;
+      Json lease = current.value();
+      lease["spec"]["holderIdentity"] = holder;
+      lease["spec"]["leaseDurationSeconds"] = 3600;
+      lease["spec"]["renewTime"] = formatRfc3339Micro(std::chrono::system_clock::now());
+      return client_->update(leaseType(), lease).ok();
+    }));
+  }
+
   fs::path dir_;
   apiserver::ServerPtr server_;
   kube::ClientPtr client_;
@@ -368,20 +381,38 @@ TEST_F(LeaderElectionTest, LeaderStepsDownWhenTheLeaseNamesSomeoneElse) {
   Recorder& recorder = candidate.recorder;
   LeaderElector& elector = *candidate.elector;
   ASSERT_TRUE(eventually([&] { return elector.isLeader(); }));
-  // Another writer takes the Lease (retrying when the leader's renewal wins the race).
-  ASSERT_TRUE(eventually([&] {
-    auto current = client_->get(leaseType(), kNamespace, kLeaseName);
-    if (!current.ok()) return false;
-    Json lease = current.value();
-    lease["spec"]["holderIdentity"] = "intruder";
-    lease["spec"]["leaseDurationSeconds"] = 3600;
-    lease["spec"]["renewTime"] = formatRfc3339Micro(std::chrono::system_clock::now());
-    return client_->update(leaseType(), lease).ok();
-  }));
+  takeLeaseAs("intruder");
   ASSERT_TRUE(eventually([&] { return recorder.stopped.load() == 1; }));
   EXPECT_FALSE(elector.isLeader());
   EXPECT_EQ(recorder.newLeaders(), (std::vector<std::string>{"a", "intruder"}));
   EXPECT_EQ(lease()["holderIdentity"], "intruder");
+}
+
+TEST_F(LeaderElectionTest, StopFromACallbackEndsTheElection) {
+  std::atomic<int> started{0};
+  std::atomic<int> stopped{0};
+  std::unique_ptr<LeaderElector> elector;
+  LeaderElector::Callbacks callbacks{.on_started_leading = [&] { ++started; },
+                                     .on_stopped_leading =
+                                         [&] {
+                                           ++stopped;
+                                           elector->stop();
+                                           // Leave a free Lease behind: an elector that kept going
+                                           // would take it at once.
+                                           (void)client_->remove(leaseType(), kNamespace,
+                                                                 kLeaseName);
+                                         },
+                                     .on_new_leader = {}};
+  elector = std::make_unique<LeaderElector>(newClient(), options("a"), callbacks);
+  ASSERT_TRUE(elector->start().ok());
+  ASSERT_TRUE(eventually([&] { return elector->isLeader(); }));
+  takeLeaseAs("intruder");
+  ASSERT_TRUE(eventually([&] { return stopped.load() == 1; }));
+  elector->stop();  // joins the thread
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(stopped, 1);
+  EXPECT_FALSE(elector->isLeader());
+  EXPECT_EQ(client_->get(leaseType(), kNamespace, kLeaseName).status().code(), Code::NotFound);
 }
 
 TEST_F(LeaderElectionTest, LeaderGivesUpWhenTheApiServerIsGone) {
