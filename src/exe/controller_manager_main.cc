@@ -5,16 +5,21 @@
 // listening; stops gracefully on SIGTERM/SIGINT.
 #include "clrk/apiserver/server.h"
 #include "clrk/base/files.h"
+#include "clrk/base/ids.h"
 #include "clrk/base/log.h"
+#include "clrk/controller/leader_election.h"
 #include "clrk/controller/manager.h"
 #include "clrk/kube/config.h"
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <signal.h>
+#include <thread>
+#include <unistd.h>
 
 namespace {
 
@@ -32,6 +37,7 @@ int run(int argc, char** argv) {
   std::string trigger_listen = "127.0.0.1:0";
   std::string system_namespace = "clrk-system";
   bool controllers = true;
+  std::string leader_elect = "auto";
   app.add_option("--state-dir", state_dir,
                  "Directory for the database, PKI and token (default $CLRK_HOME/state)");
   app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
@@ -47,6 +53,10 @@ int run(int argc, char** argv) {
   app.add_option("--system-namespace", system_namespace,
                  "Namespace of worker Leases and Secrets (default clrk-system)");
   app.add_flag("!--no-controllers", controllers, "Serve the API only (no controllers)");
+  app.add_option("--leader-elect", leader_elect,
+                 "Run the controllers only while holding the Lease clrk-controller-manager in the "
+                 "system namespace: true|false|auto (auto: true in cluster mode)")
+      ->check(CLI::IsMember({"true", "false", "auto"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,6 +69,7 @@ int run(int argc, char** argv) {
     return 2;
   }
   auto log = clrk::logger("controller-manager");
+  std::atomic<int> exit_code{0};
   if (state_dir.empty()) {
     auto home = clrk::clrkHome();
     if (!home.ok()) {
@@ -119,40 +130,76 @@ int run(int argc, char** argv) {
   }
 
   std::unique_ptr<clrk::controller::Manager> manager;
+  std::unique_ptr<clrk::controller::LeaderElector> elector;
+  std::thread manager_starter;
   fs::path trigger_file = fs::path(state_dir) / "trigger.url";
   fs::remove(trigger_file, ec);
+  clrk::kube::ClientPtr client;
   if (controllers) {
-    auto client = clrk::kube::Client::create(rest);
-    if (!client.ok()) {
-      std::cerr << "error: API client: " << client.status().message() << "\n";
+    auto created = clrk::kube::Client::create(rest);
+    if (!created.ok()) {
+      std::cerr << "error: API client: " << created.status().message() << "\n";
       if (server) server->stop();
       return 1;
     }
+    client = *created;
     clrk::controller::ManagerOptions manager_options;
     manager_options.trigger_listen = trigger_listen;
     manager_options.system_namespace = system_namespace;
-    manager = clrk::controller::Manager::create(*client, manager_options);
+    manager = clrk::controller::Manager::create(client, manager_options);
+  }
+  // Starts the controllers; on failure asks main to shut down (SIGTERM to ourselves).
+  auto start_manager = [&] {
     clrk::Status started = manager->start();
     if (started.ok()) {
       started = clrk::writeFileAtomic(trigger_file, manager->triggerUrl() + "\n", 0644);
     }
     if (!started.ok()) {
-      std::cerr << "error: starting the controllers: " << started.message() << "\n";
-      manager->stop();
+      log->error("starting the controllers: {}", started.message());
+      exit_code = 1;
+      kill(getpid(), SIGTERM);
+    }
+  };
+  bool elect = leader_elect == "true" || (leader_elect == "auto" && !kubeconfig.empty());
+  if (manager && elect) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    clrk::controller::LeaderElector::Options election;
+    election.namespace_name = system_namespace;
+    election.lease_name = "clrk-controller-manager";
+    election.identity = std::string(host) + "_" + clrk::randomHex(4);
+    clrk::controller::LeaderElector::Callbacks callbacks;
+    // Starting waits for caches: off the elector's thread, so renewals keep going meanwhile.
+    callbacks.on_started_leading = [&, identity = election.identity] {
+      log->info("leading as {}; starting the controllers", identity);
+      manager_starter = std::thread(start_manager);
+    };
+    callbacks.on_stopped_leading = [&] {
+      log->error("lost the leader Lease; exiting so a new leader takes over cleanly");
+      exit_code = 1;
+      kill(getpid(), SIGTERM);
+    };
+    elector = std::make_unique<clrk::controller::LeaderElector>(client, election, callbacks);
+    if (clrk::Status s = elector->start(); !s.ok()) {
+      std::cerr << "error: leader election: " << s.message() << "\n";
       if (server) server->stop();
       return 1;
     }
+  } else if (manager) {
+    start_manager();
   }
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   log->info("received signal {}, shutting down", signal_number);
+  if (manager_starter.joinable()) manager_starter.join();
   if (manager) manager->stop();  // controllers stop before the API server they talk to
+  if (elector) elector->stop();  // releases the Lease for the next leader
   fs::remove(trigger_file, ec);
   if (server) server->stop();
   fs::remove(url_file, ec);
   log->info("stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace

@@ -422,5 +422,39 @@ TEST_F(ControllerTest, LostWorkerFailsTheInvocation) {
   worker_.stop();
 }
 
+TEST_F(ControllerTest, CronScheduleRunsTheAgentWithScheduleInput) {
+  apply(taskAgent("ticker", "cat", {{"schedule", "@every 1s"}, {"scheduleInput", {{"tick", 7}}}}));
+  Json agent = waitFor("TaskAgent", "ticker", [](const Json& a) {
+    return a.value("status", Json::object()).contains("lastScheduleTime") &&
+           conditionReason(a, "Scheduled") == "True/Scheduled";
+  });
+  EXPECT_TRUE(agent["status"].contains("nextScheduleTime"));
+  // A cron-triggered Invocation ran with the schedule's input.
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  Json found;
+  while (std::chrono::steady_clock::now() < deadline && found.is_null()) {
+    auto list = client_->list(kind("Invocation"), "default");
+    ASSERT_TRUE(list.ok());
+    for (const auto& item : (*list)["items"]) {
+      if (item["spec"]["trigger"].value("type", "") == "Cron" &&
+          item.value("status", Json::object()).value("phase", "") == "Succeeded") {
+        found = item;
+      }
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(found.is_null()) << "no Cron invocation succeeded";
+  EXPECT_EQ(found["spec"]["trigger"]["source"], "@every 1s");
+  Json event = Json::parse(found["status"]["output"].get<std::string>());
+  EXPECT_EQ(event["data"]["tick"], 7);
+  EXPECT_EQ(event["clrktrigger"], "Cron");
+
+  apply(taskAgent("badcron", "true", {{"schedule", "61 * * * *"}}));
+  Json bad = waitFor("TaskAgent", "badcron", [](const Json& a) {
+    return conditionReason(a, "Scheduled") == "False/InvalidSchedule";
+  });
+  EXPECT_FALSE(bad["status"].contains("nextScheduleTime"));
+}
+
 }  // namespace
 }  // namespace clrk::controller

@@ -3,6 +3,9 @@
 #include "clrk/api/registry.h"
 #include "clrk/base/log.h"
 #include "clrk/base/time.h"
+#include "clrk/controller/cron.h"
+
+#include <algorithm>
 
 namespace clrk::controller {
 namespace {
@@ -183,8 +186,80 @@ Result<ReconcileResult> TaskAgentReconciler::reconcile(const Request& request) {
       result.requeue_after = 15s;  // notices Leases that expire without an event
     }
   }
+  std::optional<InvokeRequest> fire = schedule(agent, status, result);
   CLRK_RETURN_IF_ERROR(updateStatusIfChanged(*context_.client, type, agent, std::move(status)));
+  // Fired only once lastScheduleTime is written: a failed write retries the reconcile without
+  // having started a run, so one scheduled time starts at most one invocation.
+  if (fire) {
+    Status started = context_.invocation_manager.runAsync(std::move(*fire), nullptr);
+    if (!started.ok()) {
+      logger("controller")
+          ->warn("TaskAgent {}: cron run not started: {}", request.key(), started.message());
+    }
+  }
   return result;
+}
+
+std::optional<InvokeRequest> TaskAgentReconciler::schedule(const Json& agent, Json& status,
+                                                           ReconcileResult& result) {
+  std::string expression = agent["spec"].value("schedule", "");
+  if (expression.empty()) {
+    status.erase("nextScheduleTime");
+    if (status.contains("conditions") && status["conditions"].is_array()) {
+      auto& list = status["conditions"];
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [](const Json& c) { return c.value("type", "") == "Scheduled"; }),
+                 list.end());
+    }
+    return std::nullopt;
+  }
+  auto parsed = CronSchedule::parse(expression);
+  if (!parsed.ok()) {
+    status.erase("nextScheduleTime");
+    setStatusCondition(status, "Scheduled", false, "InvalidSchedule", parsed.status().message());
+    return std::nullopt;
+  }
+  auto now = std::chrono::system_clock::now();
+  auto base = parseRfc3339(status.value("lastScheduleTime", ""));
+  if (!base) base = parseRfc3339(agent["metadata"].value("creationTimestamp", ""));
+  if (!base) base = now;
+  auto due = parsed->next(*base);
+  std::optional<InvokeRequest> fire;
+  if (due != CronSchedule::kNever && due <= now) {
+    // Catch up on missed times by running only the newest one, and only if it is recent.
+    auto newest = due;
+    for (int steps = 0; steps < 100000; ++steps) {
+      auto following = parsed->next(newest);
+      if (following == CronSchedule::kNever || following > now) break;
+      newest = following;
+    }
+    status["lastScheduleTime"] = formatRfc3339(newest);
+    if (now - newest <= kMissedRunWindow) {
+      InvokeRequest run;
+      run.namespace_name = agent["metadata"].value("namespace", "default");
+      run.agent = agent["metadata"].value("name", "");
+      run.trigger_type = "Cron";
+      run.trigger_source = expression;
+      Json input = agent["spec"].value("scheduleInput", Json::object());
+      run.body = input.dump();
+      fire = std::move(run);
+    }
+    due = parsed->next(newest);
+  }
+  if (due == CronSchedule::kNever) {
+    status.erase("nextScheduleTime");
+    setStatusCondition(status, "Scheduled", false, "NeverFires",
+                       "schedule \"" + expression + "\" has no future firing time");
+    return fire;
+  }
+  status["nextScheduleTime"] = formatRfc3339(due);
+  setStatusCondition(status, "Scheduled", true, "Scheduled", "next run at " + formatRfc3339(due));
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - now) +
+              std::chrono::milliseconds(5);
+  if (result.requeue_after.count() == 0 || wait < result.requeue_after) {
+    result.requeue_after = wait;
+  }
+  return fire;
 }
 
 // ---- WorkerPool -----------------------------------------------------------------------------

@@ -40,8 +40,15 @@ class TaskAgentReconciler : public Reconciler {
 
  private:
   Result<std::string> ensureRevision(const kube::Json& agent);
+  // Cron trigger: updates lastScheduleTime/nextScheduleTime and the Scheduled condition in
+  // `status`, lowers result.requeue_after to the next firing time, and returns the run to start
+  // when a scheduled time has come (missed times older than kMissedRunWindow are skipped).
+  std::optional<InvokeRequest> schedule(const kube::Json& agent, kube::Json& status,
+                                        ReconcileResult& result);
   ControllerContext& context_;
 };
+
+inline constexpr std::chrono::minutes kMissedRunWindow{5};
 
 class WorkerPoolReconciler : public Reconciler {
  public:
