@@ -83,12 +83,22 @@ int run(int argc, char** argv) {
   app.add_option("--egress-threads", options.egress_threads, "Egress event loops")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--otlp-endpoint", options.otlp_endpoint,
+                 "Also export egress records to this OTLP/HTTP collector base URL "
+                 "(http(s)://host[:port]; traces, protobuf), e.g. the controller-manager's");
+  app.add_option("--otlp-token-file", options.otlp_token_file,
+                 "File with the bearer token for --otlp-endpoint")
+      ->check(CLI::ExistingFile);
   app.add_option("-v,--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!options.otlp_token_file.empty() && options.otlp_endpoint.empty()) {
+    std::cerr << "error: --otlp-token-file needs --otlp-endpoint\n";
+    return 2;
   }
   if (!clrk::setLogLevel(log_level)) {
     std::cerr << "error: unknown log level \"" << log_level << "\"\n";

@@ -90,6 +90,9 @@ inline constexpr std::string_view kClrkAgent = "clrk.agent";
 inline constexpr std::string_view kClrkExecutionId = "clrk.execution_id";
 inline constexpr std::string_view kClrkRequestId = "clrk.request_id";
 inline constexpr std::string_view kClrkSandboxId = "clrk.sandbox_id";
+// string: name of the worker that produced the record (an OTLP resource attribute; the OTLP
+// receiver copies it onto each record).
+inline constexpr std::string_view kClrkWorker = "clrk.worker";
 
 // --- clrk governance ---
 // string: "allow" or "deny".

@@ -9,7 +9,9 @@
 #include "clrk/sandbox/image/image_store.h"
 #include "clrk/sandbox/net/network.h"
 #include "clrk/sandbox/runtime.h"
+#include "clrk/telemetry/attributes.h"
 #include "clrk/telemetry/local_store.h"
+#include "clrk/telemetry/otlp_exporter.h"
 #include "clrk/telemetry/pipeline.h"
 #include "clrk/worker/certs.h"
 #include "clrk/worker/egress_feed.h"
@@ -19,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -28,6 +31,38 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace image = sandbox::image;
+
+// The OTLP sink of --otlp-endpoint: traces as protobuf, the token (never logged) as a bearer
+// header, the worker's name as a resource attribute.
+Result<std::shared_ptr<telemetry::Sink>> makeOtlpExporter(const DaemonOptions& options) {
+  telemetry::OtlpExporterOptions exporter;
+  exporter.endpoint = options.otlp_endpoint;
+  exporter.signal = telemetry::OtlpSignal::Traces;
+  exporter.encoding = telemetry::OtlpEncoding::Protobuf;
+  exporter.resource_attributes = {
+      {"service.name", std::string("clrk-worker")},
+      {std::string(telemetry::attr::kClrkWorker), options.name},
+  };
+  if (!options.otlp_token_file.empty()) {
+    auto token = readFile(options.otlp_token_file);
+    if (!token.ok()) return token.status().withContext("--otlp-token-file");
+    std::string_view value = token.value();
+    while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
+      value.remove_suffix(1);
+    }
+    while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) {
+      value.remove_prefix(1);
+    }
+    if (value.empty()) return invalidArgument("--otlp-token-file: the file is empty");
+    if (value.find_first_of("\r\n") != std::string_view::npos) {
+      return invalidArgument("--otlp-token-file: the token must be one line");
+    }
+    exporter.headers.emplace_back("authorization", "Bearer " + std::string(value));
+  }
+  auto created = telemetry::OtlpHttpExporter::create(std::move(exporter));
+  if (!created.ok()) return created.status().withContext("--otlp-endpoint");
+  return std::shared_ptr<telemetry::Sink>(std::move(created).value());
+}
 
 Result<kube::RestConfig> loadRestConfig(const std::string& kubeconfig) {
   if (!kubeconfig.empty()) return kube::loadKubeconfigFiles({fs::path(kubeconfig)});
@@ -124,6 +159,11 @@ Status DaemonImpl::init() {
   auto store = telemetry::LocalStore::open(options_.state_dir / "records.db");
   if (!store.ok()) return store.status().withContext("local record store");
   pipeline_options.sinks.push_back(std::shared_ptr<telemetry::Sink>(std::move(store).value()));
+  if (!options_.otlp_endpoint.empty()) {
+    CLRK_ASSIGN_OR_RETURN(auto exporter, makeOtlpExporter(options_));
+    pipeline_options.sinks.push_back(std::move(exporter));
+    log->info("exporting egress records to {}", options_.otlp_endpoint);
+  }
   auto pipeline = telemetry::Pipeline::start(pipeline_options);
   if (!pipeline.ok()) return pipeline.status().withContext("telemetry pipeline");
   pipeline_ = std::move(pipeline).value();

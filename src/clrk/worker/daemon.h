@@ -1,6 +1,7 @@
 // The clrk-worker daemon: wires the sandbox runtime, per-sandbox networking, the image store, the
 // in-process egress data plane (config from the API, CA from the clrk-ca Secret, telemetry to
-// the state dir), the execution manager, the worker API server and the Lease registration.
+// the state dir and optionally an OTLP collector), the execution manager, the worker API server and
+// the Lease registration.
 //
 // Start-up order (nothing is registered before the host is clean):
 //   runtime.cleanupLeftovers() -> API bootstrap (namespace, CA, token) -> egress config synced
@@ -43,6 +44,11 @@ struct DaemonOptions {
   std::vector<std::string> shares;  // HOST_DIR:SANDBOX_PATH[:rw] (see parseShare)
   std::chrono::seconds drain_timeout{30};
   int egress_threads = 2;
+  // Collector base URL (http(s)://host[:port][/prefix]) the records are also exported to (OTLP
+  // traces, protobuf), next to the local store; empty: local store only.
+  std::string otlp_endpoint;
+  // File holding the collector's bearer token (surrounding whitespace ignored); empty: none.
+  std::string otlp_token_file;
 };
 
 class Daemon {
