@@ -10,6 +10,8 @@
 #include "clrk/controller/leader_election.h"
 #include "clrk/controller/manager.h"
 #include "clrk/kube/config.h"
+#include "clrk/telemetry/local_store.h"
+#include "clrk/telemetry/otlp_receiver.h"
 
 #include <CLI/CLI.hpp>
 
@@ -25,6 +27,38 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Opens <state>/traces.db and starts the OTLP receiver feeding it; the bearer token is read from
+// (or created in) <state>/otlp.token, 0600.
+clrk::Status startTraceIntake(const std::string& listen, const std::string& state_dir,
+                              std::unique_ptr<clrk::telemetry::LocalStore>& store,
+                              std::unique_ptr<clrk::telemetry::OtlpReceiver>& receiver) {
+  fs::path token_file = fs::path(state_dir) / "otlp.token";
+  std::string token;
+  if (auto existing = clrk::readFile(token_file); existing.ok()) {
+    token = *existing;
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  }
+  if (token.empty()) {
+    token = clrk::randomHex(32);
+    CLRK_RETURN_IF_ERROR(clrk::writeFileAtomic(token_file, token + "\n", 0600));
+  }
+  CLRK_ASSIGN_OR_RETURN(store, clrk::telemetry::LocalStore::open(fs::path(state_dir) / "traces.db"));
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return clrk::invalidArgument("--otlp-listen " + listen + ": want ip:port");
+  clrk::telemetry::OtlpReceiverOptions options;
+  options.bind = listen.substr(0, colon);
+  try {
+    int port = std::stoi(listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    options.port = static_cast<uint16_t>(port);
+  } catch (const std::exception&) {
+    return clrk::invalidArgument("--otlp-listen " + listen + ": bad port");
+  }
+  options.token = token;
+  CLRK_ASSIGN_OR_RETURN(receiver, clrk::telemetry::OtlpReceiver::create(options, *store));
+  return receiver->start();
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"clrk-controller-manager: embedded API server and controllers",
                "clrk-controller-manager"};
@@ -38,6 +72,7 @@ int run(int argc, char** argv) {
   std::string system_namespace = "clrk-system";
   bool controllers = true;
   std::string leader_elect = "auto";
+  std::string otlp_listen = "127.0.0.1:0";
   app.add_option("--state-dir", state_dir,
                  "Directory for the database, PKI and token (default $CLRK_HOME/state)");
   app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
@@ -53,6 +88,10 @@ int run(int argc, char** argv) {
   app.add_option("--system-namespace", system_namespace,
                  "Namespace of worker Leases and Secrets (default clrk-system)");
   app.add_flag("!--no-controllers", controllers, "Serve the API only (no controllers)");
+  app.add_option("--otlp-listen", otlp_listen,
+                 "OTLP/HTTP intake for the workers' egress records, ip:port (default "
+                 "127.0.0.1:0; empty disables). Records go to <state-dir>/traces.db for `clrk "
+                 "traces`; the bearer token is <state-dir>/otlp.token");
   app.add_option("--leader-elect", leader_elect,
                  "Run the controllers only while holding the Lease clrk-controller-manager in the "
                  "system namespace: true|false|auto (auto: true in cluster mode)")
@@ -129,6 +168,27 @@ int run(int argc, char** argv) {
     log->info("cluster mode: controllers against {} ({})", rest.server, rest.source);
   }
 
+  // The trace intake: workers export their egress records here (OTLP/HTTP, bearer token).
+  std::unique_ptr<clrk::telemetry::LocalStore> trace_store;
+  std::unique_ptr<clrk::telemetry::OtlpReceiver> otlp;
+  fs::path otlp_file = fs::path(state_dir) / "otlp.url";
+  fs::remove(otlp_file, ec);
+  if (!otlp_listen.empty()) {
+    clrk::Status intake = startTraceIntake(otlp_listen, state_dir, trace_store, otlp);
+    if (intake.ok()) {
+      intake = clrk::writeFileAtomic(
+          otlp_file, "http://" + otlp_listen.substr(0, otlp_listen.rfind(':')) + ":" +
+                         std::to_string(otlp->port()) + "\n",
+          0644);
+    }
+    if (!intake.ok()) {
+      std::cerr << "error: trace intake: " << intake.message() << "\n";
+      if (server) server->stop();
+      return 1;
+    }
+    log->info("OTLP intake on port {} (records in {}/traces.db)", otlp->port(), state_dir);
+  }
+
   std::unique_ptr<clrk::controller::Manager> manager;
   std::unique_ptr<clrk::controller::LeaderElector> elector;
   std::thread manager_starter;
@@ -196,6 +256,8 @@ int run(int argc, char** argv) {
   if (manager) manager->stop();  // controllers stop before the API server they talk to
   if (elector) elector->stop();  // releases the Lease for the next leader
   fs::remove(trigger_file, ec);
+  if (otlp) otlp->stop();
+  fs::remove(otlp_file, ec);
   if (server) server->stop();
   fs::remove(url_file, ec);
   log->info("stopped");
