@@ -31,6 +31,9 @@ inline constexpr std::string_view kAnnotationEndpoint = "clrk.apoxy.dev/endpoint
 inline constexpr std::string_view kAnnotationFingerprint = "clrk.apoxy.dev/tls-sha256";
 inline constexpr std::string_view kAnnotationCapacity = "clrk.apoxy.dev/capacity";
 inline constexpr std::string_view kAnnotationState = "clrk.apoxy.dev/state";
+// "true" on a local dev worker (`clrk-worker --any-pool`) that may run executions of every pool in
+// every namespace; absent otherwise.
+inline constexpr std::string_view kAnnotationAnyPool = "clrk.apoxy.dev/any-pool";
 
 // Creates namespace `ns` unless it exists.
 Status ensureNamespace(kube::Client& client, const std::string& ns);
@@ -56,6 +59,7 @@ struct LeaseOptions {
   std::string pool_namespace = "default";
   std::string endpoint;     // https://host:port
   std::string fingerprint;  // sha256 hex
+  bool any_pool = false;    // adds the kAnnotationAnyPool annotation
   int lease_duration_seconds = 15;
   std::chrono::milliseconds renew_interval{5000};
 };
