@@ -1,9 +1,10 @@
 // The whole local stack with the real binaries: `clrk dev up --workers 2 --runtime namespaces
 // --mock-providers` starts clrk-controller-manager, two `--any-pool` workers registered by their
 // Leases and clrk-mock-providers serving the provider hosts with a certificate from the dev mock
-// upstream CA; `dev status` lists them all; `dev down` leaves no process and no netns of the dev
-// net tags. Needs root (the workers create netns, veths and nftables tables). The fixture kills
-// by PID whatever is still running when a test fails midway, and removes the tags' leftovers.
+// upstream CA; `dev status` lists them all; `dev down` leaves no process, no netns and no
+// nftables table of the dev net tags. Needs root (the workers create netns, veths and nftables
+// tables). The fixture kills by PID whatever is still running when a test fails midway, and removes
+// the tags' leftovers.
 #include "harness.h"
 
 #include "clrk/base/files.h"
@@ -210,10 +211,11 @@ TEST_F(DevStackTest, UpStatusDown) {
     EXPECT_NE(wrong_host.exit_code, 0) << wrong_host.output;
   }
 
-  // The workers hold network namespaces of their tags (spares kept ready).
+  // Each worker holds the nftables table of its tag (sandbox netns only exist while executions
+  // run: spares are anonymous).
   for (const std::string& tag : kTags) {
-    EXPECT_TRUE(awaitCondition([&] { return !netnsOfTag(tag).empty(); }))
-        << "no netns clrk-" << tag << "-* while the worker runs";
+    CommandResult table = runCommand("nft list table ip clrk_" + tag);
+    EXPECT_EQ(table.exit_code, 0) << "no nft table clrk_" << tag << ": " << table.output;
   }
 
   // dev up again reports the running stack.
@@ -243,6 +245,10 @@ TEST_F(DevStackTest, UpStatusDown) {
   }
   for (const std::string& tag : kTags) {
     EXPECT_EQ(netnsOfTag(tag), std::vector<std::string>{}) << "netns left by tag " << tag;
+  }
+  for (const std::string& tag : kTags) {
+    CommandResult table = runCommand("nft list table ip clrk_" + tag);
+    EXPECT_NE(table.exit_code, 0) << "nft table clrk_" << tag << " left: " << table.output;
   }
   CommandResult netns = runCommand("ip netns list");
   EXPECT_FALSE(contains(netns.output, "clrk-d1-") || contains(netns.output, "clrk-d2-"))
