@@ -557,6 +557,7 @@ int devUp(const DevFlags& flags) {
   auto deadline = std::chrono::steady_clock::now() + *timeout;
   Status started = startStack(*paths, flags, deadline, config);
   if (!started.ok()) {
+    std::cout.flush();
     printError(started);
     std::cerr << "stopping what was started\n";
     stopStack(*paths);
