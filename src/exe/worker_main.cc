@@ -41,6 +41,9 @@ int run(int argc, char** argv) {
   app.add_option("--pool", options.pool, "WorkerPool this worker belongs to")->required();
   app.add_option("--namespace", options.pool_namespace, "Namespace of the WorkerPool")
       ->capture_default_str();
+  app.add_flag("--any-pool", options.any_pool,
+               "Local dev worker: may run executions of every pool in every namespace (Lease "
+               "annotation clrk.apoxy.dev/any-pool: \"true\")");
   app.add_option("--system-namespace", options.system_namespace,
                  "Namespace of the Lease, CA and token Secrets (created if missing)")
       ->capture_default_str();

@@ -70,11 +70,7 @@ class Background {
   pid_t pid_ = -1;
 };
 
-std::string mockBinary() {
-  const char* build_dir = std::getenv("CLRK_BUILD_DIR");
-  return std::string(build_dir != nullptr ? build_dir : "build/dev") +
-         "/src/clrk/mockprovider/clrk-mock-providers";
-}
+std::string mockBinary() { return clrk::testing::binaryPath("clrk-mock-providers"); }
 
 class EgressCliTest : public ::testing::Test {
  protected:

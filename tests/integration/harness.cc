@@ -35,10 +35,10 @@ std::string sourcePath(const std::string& relative) {
   return std::string(source_dir != nullptr ? source_dir : ".") + "/" + relative;
 }
 
-DevStack::DevStack() {
+DevStack::DevStack(const std::string& up_args) {
   home_ = (std::filesystem::temp_directory_path() / ("clrk-it-" + randomHex(6))).string();
   std::filesystem::create_directories(home_);
-  CommandResult started = runCommand(envPrefix() + binaryPath("clrk") + " dev up");
+  CommandResult started = runCommand(envPrefix() + binaryPath("clrk") + " dev up " + up_args);
   up_ = started.exit_code == 0;
   if (!up_) start_error_ = started.output;
 }

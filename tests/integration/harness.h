@@ -21,9 +21,10 @@ std::string binaryPath(const std::string& name);
 std::string sourcePath(const std::string& relative);
 
 // A `clrk dev` stack in a private temporary CLRK_HOME, torn down (dev down + rm) on destruction.
+// By default only the controller-manager runs (`dev up --workers 0`, no root needed).
 class DevStack {
  public:
-  DevStack();
+  explicit DevStack(const std::string& up_args = "--workers 0");
   ~DevStack();
   DevStack(const DevStack&) = delete;
   DevStack& operator=(const DevStack&) = delete;

@@ -221,9 +221,9 @@ class WorkerEnv : public ::testing::Environment {
       return;
     }
     mock = std::make_unique<Process>(
-        std::vector<std::string>{
-            buildDir() + "/src/clrk/mockprovider/clrk-mock-providers", "--listen", "127.0.0.1:0",
-            "--tls-cert", (dir / "leaf.pem").string(), "--tls-key", (dir / "leaf.key").string()},
+        std::vector<std::string>{buildDir() + "/src/exe/clrk-mock-providers", "--listen",
+                                 "127.0.0.1:0", "--tls-cert", (dir / "leaf.pem").string(),
+                                 "--tls-key", (dir / "leaf.key").string()},
         dir / "mock.log");
     auto port = mock->waitFor(R"(listening on https://127\.0\.0\.1:(\d+))", 20s);
     if (port.empty()) {

@@ -1,16 +1,23 @@
-// `clrk dev [up|down|status]`: the local stack (clrk-controller-manager with the embedded API
-// server) as a managed background process under $CLRK_HOME (default ~/.clrk).
+// `clrk dev [up|down|status]`: the local stack as managed background processes under $CLRK_HOME
+// (default ~/.clrk): clrk-controller-manager (the embedded API server), N clrk-worker daemons
+// (`--any-pool` dev workers) and optionally clrk-mock-providers answering for the real provider
+// hosts with TLS from a dev "mock upstream CA". The options of the running stack are kept in
+// $CLRK_HOME/dev.json.
 #include "clrk/base/files.h"
 #include "clrk/base/time.h"
 #include "clrk/cli/common.h"
+#include "clrk/cli/managed_process.h"
+#include "clrk/egress/tls/authority.h"
+#include "clrk/egress/tls/leaf_cache.h"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
-#include <cstring>
-#include <fcntl.h>
-#include <fstream>
+#include <cstdlib>
+#include <functional>
+#include <iomanip>
 #include <iostream>
-#include <signal.h>
-#include <sys/wait.h>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -19,15 +26,37 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using kube::Json;
 
-constexpr char kBinaryName[] = "clrk-controller-manager";
+constexpr char kControllerManager[] = "clrk-controller-manager";
+constexpr char kWorker[] = "clrk-worker";
+constexpr char kMockProviders[] = "clrk-mock-providers";
+constexpr char kSystemNamespace[] = "clrk-system";
+constexpr int kMaxWorkers = 40;  // pool CIDRs 10.211.0.0/16 .. 10.250.0.0/16
+// Hosts the mock providers answer for; each gets an --upstream-override on every worker.
+constexpr std::array<const char*, 4> kMockHosts = {"api.openai.com", "api.anthropic.com",
+                                                   "generativelanguage.googleapis.com",
+                                                   "mcp.mock.clrk.dev"};
 
 struct DevFlags {
   std::string timeout = "60s";
+  int workers = 1;
+  std::string runtime = "gvisor";
+  int max_executions = 4;
+  bool mock_providers = false;
+};
+
+// What `dev up` started, as kept in dev.json.
+struct DevConfig {
+  int workers = 0;
+  std::string runtime;
+  int max_executions = 0;
+  bool mock_providers = false;
+  int mock_port = 0;
 };
 
 struct DevPaths {
-  fs::path home, state, log, pid, kubeconfig, url;
+  fs::path home, state, kubeconfig, url, config, mock_dir;
 };
 
 Result<DevPaths> devPaths() {
@@ -35,11 +64,29 @@ Result<DevPaths> devPaths() {
   DevPaths p;
   p.home = home;
   p.state = home / "state";
-  p.log = home / "logs" / "controller-manager.log";
-  p.pid = home / "controller-manager.pid";
   p.kubeconfig = home / "kubeconfig.host";
   p.url = p.state / "apiserver.url";
+  p.config = home / "dev.json";
+  p.mock_dir = home / "mock-providers";
   return p;
+}
+
+ManagedProcess controllerManagerProcess(const DevPaths& paths) {
+  return {kControllerManager, kControllerManager, paths.home / "controller-manager.pid",
+          paths.home / "logs" / "controller-manager.log"};
+}
+
+std::string workerName(int index) { return "dev-" + std::to_string(index); }
+
+ManagedProcess workerProcess(const DevPaths& paths, int index) {
+  std::string name = workerName(index);
+  return {std::string(kWorker) + " " + name, kWorker, paths.home / ("worker-" + name + ".pid"),
+          paths.home / "logs" / ("worker-" + name + ".log")};
+}
+
+ManagedProcess mockProcess(const DevPaths& paths) {
+  return {kMockProviders, kMockProviders, paths.home / "mock-providers.pid",
+          paths.home / "logs" / "mock-providers.log"};
 }
 
 std::string trim(std::string text) {
@@ -49,47 +96,52 @@ std::string trim(std::string text) {
   return text.substr(start);
 }
 
-// True when `pid` is alive and runs clrk-controller-manager.
-bool isControllerManager(pid_t pid) {
-  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+Status writeConfig(const DevPaths& paths, const DevConfig& config) {
+  Json doc = {{"workers", config.workers},
+              {"runtime", config.runtime},
+              {"maxExecutions", config.max_executions},
+              {"mockProviders", config.mock_providers},
+              {"mockProvidersPort", config.mock_port}};
+  return writeFileAtomic(paths.config, doc.dump(2) + "\n", 0600);
+}
+
+// dev.json, or (a controller-manager started before dev.json existed) no workers and no mocks.
+DevConfig readConfig(const DevPaths& paths) {
+  DevConfig config;
+  auto text = readFile(paths.config);
+  if (!text.ok()) return config;
+  Json doc = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return config;
+  config.workers = doc.value("workers", 0);
+  config.runtime = doc.value("runtime", "");
+  config.max_executions = doc.value("maxExecutions", 0);
+  config.mock_providers = doc.value("mockProviders", false);
+  config.mock_port = doc.value("mockProvidersPort", 0);
+  return config;
+}
+
+// Worker indexes recorded in dev.json or by a pid file worker-dev-<i>.pid, ascending.
+std::vector<int> recordedWorkers(const DevPaths& paths) {
+  std::vector<int> indexes;
+  for (int index = 1; index <= readConfig(paths).workers; ++index) indexes.push_back(index);
   std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-  if (ec) return false;
-  std::string name = exe.filename().string();
-  return name == kBinaryName || name == std::string(kBinaryName) + " (deleted)";
-}
-
-// The PID from the pid file when it names a running controller-manager; 0 otherwise.
-pid_t runningPid(const DevPaths& paths) {
-  auto text = readFile(paths.pid);
-  if (!text.ok()) return 0;
-  try {
-    pid_t pid = static_cast<pid_t>(std::stol(trim(*text)));
-    return isControllerManager(pid) ? pid : 0;
-  } catch (const std::exception&) {
-    return 0;
-  }
-}
-
-std::string logTail(const fs::path& log, size_t lines) {
-  auto text = readFile(log);
-  if (!text.ok()) return "(no log at " + log.string() + ")";
-  std::vector<std::string> all;
-  std::string line;
-  for (char c : *text) {
-    if (c == '\n') {
-      all.push_back(line);
-      line.clear();
-    } else {
-      line += c;
+  for (const auto& entry : fs::directory_iterator(paths.home, ec)) {
+    std::string name = entry.path().filename().string();
+    constexpr std::string_view kPrefix = "worker-dev-";
+    if (name.rfind(kPrefix, 0) != 0 || name.size() <= kPrefix.size() + 4 ||
+        name.substr(name.size() - 4) != ".pid") {
+      continue;
     }
+    std::string digits = name.substr(kPrefix.size(), name.size() - kPrefix.size() - 4);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+        digits.size() > 4) {
+      continue;
+    }
+    indexes.push_back(std::stoi(digits));
   }
-  if (!line.empty()) all.push_back(line);
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
-    out += "  " + all[i] + "\n";
-  }
-  return out;
+  std::sort(indexes.begin(), indexes.end());
+  indexes.erase(std::unique(indexes.begin(), indexes.end()), indexes.end());
+  return indexes;
 }
 
 struct Endpoint {
@@ -105,19 +157,48 @@ Result<Endpoint> readEndpoint(const DevPaths& paths) {
   return e;
 }
 
-// GET /readyz; ok when the server answers 200.
-Status readyz(const Endpoint& endpoint) {
+Result<kube::ClientPtr> apiClient(const Endpoint& endpoint) {
   kube::RestConfig config;
   config.server = endpoint.url;
   config.ca_pem = endpoint.ca;
   config.token = endpoint.token;
-  CLRK_ASSIGN_OR_RETURN(auto client, kube::Client::create(config));
+  return kube::Client::create(config);
+}
+
+// GET /readyz; ok when the server answers 200.
+Status readyz(const Endpoint& endpoint) {
+  CLRK_ASSIGN_OR_RETURN(auto client, apiClient(endpoint));
   CLRK_ASSIGN_OR_RETURN(auto response, client->request("GET", "/readyz", {}, {}, 2s));
   if (response.status != 200) {
     return Status(Code::Unavailable, "/readyz answered HTTP " + std::to_string(response.status) +
                                          ": " + trim(response.body));
   }
   return {};
+}
+
+// The Lease worker-<name> in clrk-system.
+Result<Json> workerLease(kube::Client& client, const std::string& name) {
+  CLRK_ASSIGN_OR_RETURN(auto response,
+                        client.request("GET",
+                                       std::string("/apis/coordination.k8s.io/v1/namespaces/") +
+                                           kSystemNamespace + "/leases/worker-" + name,
+                                       {}, {}, 2s));
+  if (response.status != 200) {
+    return Status(Code::Unavailable,
+                  "Lease worker-" + name + ": HTTP " + std::to_string(response.status));
+  }
+  Json lease = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (!lease.is_object()) return internalError("Lease worker-" + name + ": not JSON");
+  return lease;
+}
+
+std::string annotation(const Json& object, const std::string& key) {
+  const Json* annotations = nullptr;
+  if (object.contains("metadata") && object["metadata"].contains("annotations")) {
+    annotations = &object["metadata"]["annotations"];
+  }
+  if (annotations == nullptr || !annotations->is_object()) return "";
+  return annotations->value(key, "");
 }
 
 Status writeKubeconfig(const DevPaths& paths, const Endpoint& endpoint) {
@@ -153,21 +234,273 @@ void printNextSteps(const DevPaths& paths) {
   std::cout << "\nNext steps:\n"
             << "  export KUBECONFIG=" << paths.kubeconfig.string() << "\n"
             << "  kubectl get ns\n"
+            << "  kubectl -n clrk-system get leases\n"
             << "  clrk --local apply -f examples/hello/manifests.yaml\n"
             << "  clrk --local get taskagents\n"
             << "  clrk dev status | clrk dev down\n";
 }
 
-Result<fs::path> controllerManagerBinary() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) return internalError("cannot read /proc/self/exe: " + ec.message());
-  fs::path binary = self.parent_path() / kBinaryName;
-  if (!fs::exists(binary, ec)) {
-    return notFound(std::string(kBinaryName) + " not found next to clrk (looked at " +
-                    binary.string() + ")");
+bool inPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (!dir.empty() && ::access((fs::path(dir) / name).c_str(), X_OK) == 0) return true;
   }
-  return binary;
+  return false;
+}
+
+// The dev mock upstream CA under mock_dir (generated once: ca.crt, ca.key) and a fresh leaf for
+// kMockHosts, localhost and 127.0.0.1 (tls.crt, tls.key).
+Status prepareMockTls(const DevPaths& paths) {
+  std::error_code ec;
+  fs::create_directories(paths.mock_dir, ec);
+  fs::permissions(paths.mock_dir, fs::perms::owner_all, ec);
+  fs::path ca_cert = paths.mock_dir / "ca.crt";
+  fs::path ca_key = paths.mock_dir / "ca.key";
+  std::shared_ptr<const egress::tls::CertificateAuthority> ca;
+  auto cert_pem = readFile(ca_cert);
+  auto key_pem = readFile(ca_key);
+  if (cert_pem.ok() && key_pem.ok()) {
+    auto loaded = egress::tls::CertificateAuthority::fromPem(*cert_pem, *key_pem);
+    if (!loaded.ok())
+      return loaded.status().withContext("the mock upstream CA in " + ca_cert.string());
+    ca = *loaded;
+  } else {
+    auto generated = egress::tls::CertificateAuthority::generate("clrk dev mock upstream CA",
+                                                                 std::chrono::hours(24 * 3650));
+    if (!generated.ok()) return generated.status();
+    ca = *generated;
+    CLRK_RETURN_IF_ERROR(writeFileAtomic(ca_key, ca->keyPem(), 0600));
+    CLRK_RETURN_IF_ERROR(writeFileAtomic(ca_cert, ca->certPem(), 0644));
+  }
+  std::vector<std::string> hosts(kMockHosts.begin(), kMockHosts.end());
+  hosts.push_back("localhost");
+  hosts.push_back("127.0.0.1");
+  CLRK_ASSIGN_OR_RETURN(egress::tls::MintedLeaf leaf, egress::tls::mintLeafPem(*ca, hosts));
+  CLRK_RETURN_IF_ERROR(writeFileAtomic(paths.mock_dir / "tls.key", leaf.key_pem, 0600));
+  return writeFileAtomic(paths.mock_dir / "tls.crt", leaf.cert_pem, 0644);
+}
+
+// A row of `dev status`.
+void printRow(const std::string& label, pid_t pid, bool alive, const std::string& endpoint) {
+  std::cout << std::left << std::setw(26) << label << " pid " << std::setw(8)
+            << (pid > 0 ? std::to_string(pid) : "-") << " " << std::setw(12)
+            << (alive ? "running" : "not running") << " " << endpoint << "\n";
+}
+
+// Prints every process of the stack; true iff all of them run (and the API server is ready).
+bool printStack(const DevPaths& paths) {
+  DevConfig config = readConfig(paths);
+  ManagedProcess cm = controllerManagerProcess(paths);
+  pid_t cm_pid = runningPid(cm);
+  bool all_ok = cm_pid != 0;
+  std::string cm_endpoint = "-";
+  kube::ClientPtr client;
+  if (auto endpoint = readEndpoint(paths); endpoint.ok() && cm_pid != 0) {
+    Status ready = readyz(*endpoint);
+    cm_endpoint = endpoint->url + " (readyz: " + (ready.ok() ? "ok" : ready.message()) + ")";
+    all_ok = all_ok && ready.ok();
+    if (auto created = apiClient(*endpoint); created.ok()) client = *created;
+  }
+  printRow(kControllerManager, cm_pid != 0 ? cm_pid : recordedPid(cm), cm_pid != 0, cm_endpoint);
+  for (int index : recordedWorkers(paths)) {
+    ManagedProcess worker = workerProcess(paths, index);
+    pid_t pid = runningPid(worker);
+    std::string endpoint = "-";
+    if (client != nullptr && pid != 0) {
+      auto lease = workerLease(*client, workerName(index));
+      endpoint = lease.ok() ? annotation(*lease, "clrk.apoxy.dev/endpoint") + " (Lease " +
+                                  annotation(*lease, "clrk.apoxy.dev/state") + ")"
+                            : "(" + lease.status().message() + ")";
+    }
+    all_ok = all_ok && pid != 0;
+    printRow(worker.label, pid != 0 ? pid : recordedPid(worker), pid != 0, endpoint);
+  }
+  ManagedProcess mock = mockProcess(paths);
+  if (config.mock_providers || recordedPid(mock) != 0) {
+    pid_t pid = runningPid(mock);
+    all_ok = all_ok && pid != 0;
+    printRow(mock.label, pid != 0 ? pid : recordedPid(mock), pid != 0,
+             config.mock_port > 0 ? "https://127.0.0.1:" + std::to_string(config.mock_port) : "-");
+  }
+  std::cout << "options: workers " << config.workers
+            << (config.workers > 0 ? ", runtime " + config.runtime + ", max executions " +
+                                         std::to_string(config.max_executions)
+                                   : "")
+            << ", mock providers " << (config.mock_providers ? "on" : "off") << "\n"
+            << "kubeconfig: " << paths.kubeconfig.string() << "\n"
+            << "logs: " << (paths.home / "logs").string() << "\n";
+  return all_ok;
+}
+
+// Stops workers, then the mocks, then the controller-manager; prints one line per process that
+// ran. Returns how many ran.
+int stopStack(const DevPaths& paths) {
+  int stopped = 0;
+  auto report = [&](const std::vector<ManagedProcess>& processes,
+                    const std::vector<StopOutcome>& outcomes, std::chrono::milliseconds grace) {
+    for (size_t process_idx = 0; process_idx < processes.size(); ++process_idx) {
+      const StopOutcome& outcome = outcomes[process_idx];
+      if (outcome.pid == 0) continue;
+      ++stopped;
+      std::cout << "stopped " << processes[process_idx].label << " (pid " << outcome.pid << ")"
+                << (outcome.killed
+                        ? " with SIGKILL after " + std::to_string(grace.count() / 1000) + "s"
+                        : "")
+                << "\n";
+    }
+  };
+  std::vector<ManagedProcess> workers;
+  for (int index : recordedWorkers(paths)) workers.push_back(workerProcess(paths, index));
+  // Workers drain (--drain-timeout 10) before they exit.
+  report(workers, stopAll(workers, 20s), 20s);
+  std::vector<ManagedProcess> mocks = {mockProcess(paths)};
+  report(mocks, stopAll(mocks, 5s), 5s);
+  std::vector<ManagedProcess> cms = {controllerManagerProcess(paths)};
+  report(cms, stopAll(cms, 15s), 15s);
+  std::error_code ec;
+  fs::remove(paths.config, ec);
+  return stopped;
+}
+
+// Polls `ready` every 100 ms until it succeeds, the child `pid` ends or `deadline` passes. The
+// error names the process and carries its log tail.
+Status awaitReady(const ManagedProcess& process, pid_t pid,
+                  std::chrono::steady_clock::time_point deadline,
+                  const std::function<Status()>& ready) {
+  Status last = Status(Code::Unavailable, "not ready");
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto ended = reapIfEnded(pid)) {
+      return Status(Code::Unavailable, process.label + " " + *ended + "; last lines of " +
+                                           process.log.string() + ":\n" + logTail(process.log, 20));
+    }
+    last = ready();
+    if (last.ok()) return {};
+    std::this_thread::sleep_for(100ms);
+  }
+  return Status(Code::Timeout, process.label + " (pid " + std::to_string(pid) +
+                                   ") not ready in time (" + last.message() + "); last lines of " +
+                                   process.log.string() + ":\n" + logTail(process.log, 20));
+}
+
+std::vector<std::string> workerArgs(const DevPaths& paths, const DevFlags& flags, int index,
+                                    int mock_port) {
+  std::vector<std::string> args = {"--name",
+                                   workerName(index),
+                                   "--pool",
+                                   "default-workers",
+                                   "--namespace",
+                                   "default",
+                                   "--any-pool",
+                                   "--kubeconfig",
+                                   paths.kubeconfig.string(),
+                                   "--state-dir",
+                                   (paths.home / "workers" / workerName(index)).string(),
+                                   "--runtime",
+                                   flags.runtime,
+                                   "--max-executions",
+                                   std::to_string(flags.max_executions),
+                                   "--net-tag",
+                                   "d" + std::to_string(index),
+                                   "--pool-cidr",
+                                   "10." + std::to_string(210 + index) + ".0.0/16",
+                                   "--egress-port",
+                                   "0",
+                                   "--dns-port",
+                                   "0",
+                                   "--drain-timeout",
+                                   "10"};
+  if (mock_port > 0) {
+    for (const char* host : kMockHosts) {
+      args.push_back("--upstream-override");
+      args.push_back(std::string(host) + ":443=127.0.0.1:" + std::to_string(mock_port));
+    }
+    args.push_back("--upstream-ca");
+    args.push_back((paths.mock_dir / "ca.crt").string());
+  }
+  return args;
+}
+
+// Starts everything after the checks of devUp(). On error the caller stops the stack.
+Status startStack(const DevPaths& paths, const DevFlags& flags,
+                  std::chrono::steady_clock::time_point deadline, DevConfig& config) {
+  // 1. The controller-manager and its API server.
+  CLRK_ASSIGN_OR_RETURN(fs::path cm_binary, siblingBinary(kControllerManager));
+  std::error_code ec;
+  fs::create_directories(paths.state, ec);
+  fs::permissions(paths.state, fs::perms::owner_all, ec);
+  fs::remove(paths.url, ec);
+  ManagedProcess cm = controllerManagerProcess(paths);
+  CLRK_ASSIGN_OR_RETURN(pid_t cm_pid,
+                        startDetached(cm, cm_binary, {"--state-dir", paths.state.string()}));
+  Endpoint endpoint;
+  auto api_ready = [&]() -> Status {
+    auto read = readEndpoint(paths);
+    if (!read.ok()) return Status(Code::Unavailable, "no " + paths.url.string() + " yet");
+    CLRK_RETURN_IF_ERROR(readyz(*read));
+    endpoint = *read;
+    return {};
+  };
+  CLRK_RETURN_IF_ERROR(awaitReady(cm, cm_pid, deadline, api_ready));
+  CLRK_RETURN_IF_ERROR(writeKubeconfig(paths, endpoint));
+  std::cout << "clrk-controller-manager (pid " << cm_pid << ") serving " << endpoint.url << "\n";
+
+  // 2. The mock providers, whose port the workers need.
+  if (flags.mock_providers) {
+    CLRK_ASSIGN_OR_RETURN(fs::path mock_binary, siblingBinary(kMockProviders));
+    CLRK_RETURN_IF_ERROR(prepareMockTls(paths));
+    fs::path port_file = paths.mock_dir / "port";
+    fs::remove(port_file, ec);
+    ManagedProcess mock = mockProcess(paths);
+    CLRK_ASSIGN_OR_RETURN(pid_t mock_pid,
+                          startDetached(mock, mock_binary,
+                                        {"--listen", "127.0.0.1:0", "--tls-cert",
+                                         (paths.mock_dir / "tls.crt").string(), "--tls-key",
+                                         (paths.mock_dir / "tls.key").string(), "--port-file",
+                                         port_file.string(), "--name", "clrk-dev"}));
+    auto mock_ready = [&]() -> Status {
+      auto text = readFile(port_file);
+      if (!text.ok()) return Status(Code::Unavailable, "no " + port_file.string() + " yet");
+      config.mock_port = std::atoi(trim(*text).c_str());
+      return config.mock_port > 0 ? Status() : Status(Code::Unavailable, "bad port file");
+    };
+    CLRK_RETURN_IF_ERROR(awaitReady(mock, mock_pid, deadline, mock_ready));
+
+    std::cout << "clrk-mock-providers (pid " << mock_pid
+              << ") serving https://127.0.0.1:" << config.mock_port << " for";
+    for (const char* host : kMockHosts) std::cout << " " << host;
+    std::cout << " (CA " << (paths.mock_dir / "ca.crt").string() << ")\n";
+  }
+  CLRK_RETURN_IF_ERROR(writeConfig(paths, config));
+
+  // 3. The workers, all started before waiting for any.
+  if (flags.workers == 0) return {};
+  CLRK_ASSIGN_OR_RETURN(fs::path worker_binary, siblingBinary(kWorker));
+  std::vector<pid_t> pids;
+  for (int index = 1; index <= flags.workers; ++index) {
+    CLRK_ASSIGN_OR_RETURN(pid_t pid,
+                          startDetached(workerProcess(paths, index), worker_binary,
+                                        workerArgs(paths, flags, index, config.mock_port)));
+    pids.push_back(pid);
+  }
+  CLRK_ASSIGN_OR_RETURN(kube::ClientPtr client, apiClient(endpoint));
+  for (int index = 1; index <= flags.workers; ++index) {
+    ManagedProcess worker = workerProcess(paths, index);
+    std::string endpoint_url;
+    auto registered = [&]() -> Status {
+      CLRK_ASSIGN_OR_RETURN(Json lease, workerLease(*client, workerName(index)));
+      endpoint_url = annotation(lease, "clrk.apoxy.dev/endpoint");
+      return {};
+    };
+    CLRK_RETURN_IF_ERROR(
+        awaitReady(worker, pids[static_cast<size_t>(index - 1)], deadline, registered));
+
+    std::cout << worker.label << " (pid " << pids[static_cast<size_t>(index - 1)]
+              << ") registered: Lease " << kSystemNamespace << "/worker-" << workerName(index)
+              << ", API " << endpoint_url << "\n";
+  }
+  return {};
 }
 
 int devUp(const DevFlags& flags) {
@@ -181,100 +514,59 @@ int devUp(const DevFlags& flags) {
     printError(paths.status());
     return kExitError;
   }
-  if (pid_t pid = runningPid(*paths); pid != 0) {
+  if (pid_t pid = runningPid(controllerManagerProcess(*paths)); pid != 0) {
     auto endpoint = readEndpoint(*paths);
-    if (endpoint.ok() && readyz(*endpoint).ok()) {
-      Status written = writeKubeconfig(*paths, *endpoint);
-      if (!written.ok()) {
-        printError(written);
-        return kExitError;
-      }
-      std::cout << "clrk dev is already running (pid " << pid << ", " << endpoint->url << ")\n"
-                << "kubeconfig: " << paths->kubeconfig.string() << "\n";
-      printNextSteps(*paths);
-      return kExitOk;
-    }
-    printError("clrk-controller-manager (pid " + std::to_string(pid) +
-               ") is running but not ready; see " + paths->log.string() +
-               " or run `clrk dev down`");
-    return kExitError;
-  }
-  auto binary = controllerManagerBinary();
-  if (!binary.ok()) {
-    printError(binary.status());
-    return kExitError;
-  }
-  std::error_code ec;
-  fs::create_directories(paths->state, ec);
-  fs::permissions(paths->state, fs::perms::owner_all, ec);
-  fs::create_directories(paths->log.parent_path(), ec);
-  fs::remove(paths->url, ec);
-  int log_fd = ::open(paths->log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (log_fd < 0) {
-    printError("cannot open " + paths->log.string() + ": " + std::strerror(errno));
-    return kExitError;
-  }
-  std::string binary_path = binary->string();
-  std::string state_arg = paths->state.string();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    printError(std::string("fork: ") + std::strerror(errno));
-    return kExitError;
-  }
-  if (pid == 0) {
-    ::setsid();
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execl(binary_path.c_str(), binary_path.c_str(), "--state-dir", state_arg.c_str(),
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  Status pid_written = writeFileAtomic(paths->pid, std::to_string(pid) + "\n", 0600);
-  if (!pid_written.ok()) {
-    ::kill(pid, SIGTERM);
-    printError(pid_written);
-    return kExitError;
-  }
-  auto deadline = std::chrono::steady_clock::now() + *timeout;
-  Status last = Status(Code::Unavailable, "the API server did not write " + paths->url.string());
-  while (std::chrono::steady_clock::now() < deadline) {
-    int wstatus = 0;
-    if (::waitpid(pid, &wstatus, WNOHANG) == pid) {
-      fs::remove(paths->pid, ec);
-      std::string how = WIFEXITED(wstatus)
-                            ? "exited with status " + std::to_string(WEXITSTATUS(wstatus))
-                            : "was killed by signal " + std::to_string(WTERMSIG(wstatus));
-      printError("clrk-controller-manager " + how + "; last lines of " + paths->log.string() +
-                 ":\n" + logTail(paths->log, 20));
+    if (!endpoint.ok() || !readyz(*endpoint).ok()) {
+      printError("clrk-controller-manager (pid " + std::to_string(pid) +
+                 ") is running but not ready; see " +
+                 controllerManagerProcess(*paths).log.string() + " or run `clrk dev down`");
       return kExitError;
     }
-    auto endpoint = readEndpoint(*paths);
-    if (endpoint.ok()) {
-      last = readyz(*endpoint);
-      if (last.ok()) {
-        Status written = writeKubeconfig(*paths, *endpoint);
-        if (!written.ok()) {
-          printError(written);
-          return kExitError;
-        }
-        std::cout << "clrk dev is up: clrk-controller-manager (pid " << pid << ") serving "
-                  << endpoint->url << "\n"
-                  << "kubeconfig: " << paths->kubeconfig.string() << "\n"
-                  << "logs: " << paths->log.string() << "\n";
-        printNextSteps(*paths);
-        return kExitOk;
-      }
+    Status written = writeKubeconfig(*paths, *endpoint);
+    if (!written.ok()) {
+      printError(written);
+      return kExitError;
     }
-    std::this_thread::sleep_for(100ms);
+    std::cout << "clrk dev is already running (pid " << pid << ", " << endpoint->url
+              << "); `clrk dev down` first to change its options\n";
+    bool all_ok = printStack(*paths);
+    printNextSteps(*paths);
+    return all_ok ? kExitOk : kExitError;
   }
-  printError("clrk-controller-manager (pid " + std::to_string(pid) + ") not ready after " +
-             flags.timeout + " (" + last.message() + "); last lines of " + paths->log.string() +
-             ":\n" + logTail(paths->log, 20));
-  return kExitError;
+  if (flags.workers > 0 && ::geteuid() != 0) {
+    printError(
+        "clrk-worker needs root (network namespaces, nftables, cgroups); run as root or "
+        "pass --workers 0");
+    return kExitError;
+  }
+  if (flags.workers > 0 && flags.runtime == "gvisor" && !inPath("runsc")) {
+    printError(
+        "runtime gvisor needs runsc, which is not in PATH (Debian: apt-get install runsc); "
+        "or use --runtime namespaces");
+    return kExitError;
+  }
+  // Leftovers of a stack whose controller-manager died (workers, mocks) go first.
+  if (int leftovers = stopStack(*paths); leftovers > 0) {
+    std::cout << "stopped " << leftovers << " leftover process(es) of a previous `clrk dev up`\n";
+  }
+  DevConfig config;
+  config.workers = flags.workers;
+  config.runtime = flags.runtime;
+  config.max_executions = flags.max_executions;
+  config.mock_providers = flags.mock_providers;
+  auto deadline = std::chrono::steady_clock::now() + *timeout;
+  Status started = startStack(*paths, flags, deadline, config);
+  if (!started.ok()) {
+    std::cout.flush();
+    printError(started);
+    std::cerr << "stopping what was started\n";
+    stopStack(*paths);
+    return kExitError;
+  }
+  std::cout << "clrk dev is up\n";
+  printStack(*paths);
+  printNextSteps(*paths);
+  return kExitOk;
 }
 
 int devDown() {
@@ -283,28 +575,7 @@ int devDown() {
     printError(paths.status());
     return kExitError;
   }
-  std::error_code ec;
-  pid_t pid = runningPid(*paths);
-  if (pid == 0) {
-    fs::remove(paths->pid, ec);
-    std::cout << "clrk dev is not running\n";
-    return kExitOk;
-  }
-  ::kill(pid, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + 15s;
-  bool killed = false;
-  while (isControllerManager(pid)) {
-    int wstatus;
-    ::waitpid(pid, &wstatus, WNOHANG);  // reaps it when it is our child
-    if (!killed && std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  fs::remove(paths->pid, ec);
-  std::cout << "stopped clrk-controller-manager (pid " << pid << ")"
-            << (killed ? " with SIGKILL after 15s" : "") << "\n";
+  if (stopStack(*paths) == 0) std::cout << "clrk dev is not running\n";
   return kExitOk;
 }
 
@@ -314,23 +585,12 @@ int devStatus() {
     printError(paths.status());
     return kExitError;
   }
-  pid_t pid = runningPid(*paths);
-  if (pid == 0) {
+  if (runningPid(controllerManagerProcess(*paths)) == 0 && recordedWorkers(*paths).empty() &&
+      recordedPid(mockProcess(*paths)) == 0) {
     std::cout << "clrk-controller-manager: not running\n";
     return kExitError;
   }
-  std::cout << "clrk-controller-manager: running (pid " << pid << ")\n";
-  auto endpoint = readEndpoint(*paths);
-  if (!endpoint.ok()) {
-    std::cout << "API server: unknown (" << paths->url.string() << " missing)\n";
-    return kExitError;
-  }
-  std::cout << "API server: " << endpoint->url << "\n";
-  Status ready = readyz(*endpoint);
-  std::cout << "readyz: " << (ready.ok() ? "ok" : ready.message()) << "\n"
-            << "kubeconfig: " << paths->kubeconfig.string() << "\n"
-            << "logs: " << paths->log.string() << "\n";
-  return ready.ok() ? kExitOk : kExitError;
+  return printStack(*paths) ? kExitOk : kExitError;
 }
 
 }  // namespace
@@ -339,10 +599,23 @@ void addDevCommand(CLI::App& app, Globals& globals) {
   auto flags = std::make_shared<DevFlags>();
   CLI::App* dev = app.add_subcommand("dev", "Run the local stack (`clrk dev` = `clrk dev up`)");
   dev->require_subcommand(0, 1);
-  CLI::App* up = dev->add_subcommand("up", "Start clrk-controller-manager in the background");
+  CLI::App* up = dev->add_subcommand(
+      "up", "Start clrk-controller-manager, the workers and the mock providers in the background");
   up->add_option("--timeout", flags->timeout, "How long to wait for readiness (default 60s)");
+  up->add_option("--workers", flags->workers, "clrk-worker processes dev-1..dev-N (0: none)")
+      ->check(CLI::Range(0, kMaxWorkers))
+      ->capture_default_str();
+  up->add_option("--runtime", flags->runtime, "Sandbox runtime of the workers")
+      ->check(CLI::IsMember({"gvisor", "namespaces"}))
+      ->capture_default_str();
+  up->add_option("--max-executions", flags->max_executions, "Concurrent executions per worker")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  up->add_flag("--mock-providers", flags->mock_providers,
+               "Answer api.openai.com, api.anthropic.com, generativelanguage.googleapis.com and "
+               "mcp.mock.clrk.dev from clrk-mock-providers (TLS from a dev CA the workers trust)");
   CLI::App* down = dev->add_subcommand("down", "Stop the local stack");
-  CLI::App* status = dev->add_subcommand("status", "Show whether the local stack runs");
+  CLI::App* status = dev->add_subcommand("status", "Show every process of the local stack");
   up->callback([&globals, flags] { globals.exit_code = devUp(*flags); });
   down->callback([&globals] { globals.exit_code = devDown(); });
   status->callback([&globals] { globals.exit_code = devStatus(); });

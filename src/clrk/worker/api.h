@@ -40,6 +40,8 @@ inline constexpr std::string_view kAnnotationEndpoint = "clrk.apoxy.dev/endpoint
 inline constexpr std::string_view kAnnotationFingerprint = "clrk.apoxy.dev/tls-sha256";
 inline constexpr std::string_view kAnnotationCapacity = "clrk.apoxy.dev/capacity";
 inline constexpr std::string_view kAnnotationState = "clrk.apoxy.dev/state";
+// "true" on a local dev worker (`clrk-worker --any-pool`) that may run executions of every pool in
+// every namespace; absent otherwise.
 inline constexpr std::string_view kAnnotationAnyPool = "clrk.apoxy.dev/any-pool";
 
 // Bounds on what a request may carry.

@@ -258,6 +258,7 @@ Status DaemonImpl::init() {
   lease_options.pool_namespace = options_.pool_namespace;
   lease_options.endpoint = endpoint_;
   lease_options.fingerprint = certificate_.fingerprint;
+  lease_options.any_pool = options_.any_pool;
   lease_ = std::make_unique<LeaseKeeper>(client_, lease_options,
                                          [this] { return executions_->capacity(); });
   CLRK_RETURN_IF_ERROR(lease_->start());

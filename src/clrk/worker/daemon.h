@@ -28,6 +28,9 @@ struct DaemonOptions {
   std::string name;        // worker name (Lease worker-<name>)
   std::string pool;        // WorkerPool name
   std::string pool_namespace = "default";
+  // A local dev worker that may run executions of every pool in every namespace (Lease annotation
+  // clrk.apoxy.dev/any-pool: "true"); `pool` stays its own pool.
+  bool any_pool = false;
   std::string system_namespace = "clrk-system";
   std::string listen = "127.0.0.1:0";  // worker API
   std::string advertise;               // host:port the controller uses; default: the bound one

@@ -164,6 +164,11 @@ Json LeaseKeeper::desired(const Json* current) const {
   metadata["annotations"][std::string(kAnnotationFingerprint)] = options_.fingerprint;
   metadata["annotations"][std::string(kAnnotationCapacity)] = toJson(capacity).dump();
   metadata["annotations"][std::string(kAnnotationState)] = state;
+  if (options_.any_pool) {
+    metadata["annotations"][std::string(kAnnotationAnyPool)] = "true";
+  } else if (metadata["annotations"].contains(std::string(kAnnotationAnyPool))) {
+    metadata["annotations"].erase(std::string(kAnnotationAnyPool));
+  }
   Json& spec = lease["spec"];
   bool same_holder = current != nullptr && current->contains("spec") &&
                      (*current)["spec"].value("holderIdentity", "") == options_.worker_name;

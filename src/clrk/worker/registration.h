@@ -46,6 +46,7 @@ struct LeaseOptions {
   std::string pool_namespace = "default";
   std::string endpoint;     // https://host:port
   std::string fingerprint;  // sha256 hex
+  bool any_pool = false;    // adds the kAnnotationAnyPool annotation
   int lease_duration_seconds = 15;
   std::chrono::milliseconds renew_interval{5000};
 };

@@ -38,7 +38,9 @@ struct Leaf {
   PkeyPtr key;
 };
 
-Result<Leaf> mintLeaf(const CertificateAuthority& ca, const HostName& host) {
+// `hosts` is not empty; the first one is the subject CN, all of them are SANs.
+Result<Leaf> mintLeaf(const CertificateAuthority& ca, const std::vector<HostName>& hosts) {
+  const HostName& host = hosts.front();
   ERR_clear_error();
   CLRK_ASSIGN_OR_RETURN(PkeyPtr key, generateP256Key());
   X509Ptr cert(X509_new());
@@ -65,8 +67,12 @@ Result<Leaf> mintLeaf(const CertificateAuthority& ca, const HostName& host) {
     return internalError(opensslError("leaf validity"));
   }
   if (X509_set_pubkey(cert.get(), key.get()) != 1) return internalError(opensslError("pubkey"));
-  // host.name was validated: only [a-z0-9._-] or an IP literal, so no ',' can inject entries.
-  const std::string san = (host.is_ip ? "IP:" : "DNS:") + host.name;
+  // Names were validated: only [a-z0-9._-] or IP literals, so no ',' can inject entries.
+  std::string san;
+  for (const HostName& each : hosts) {
+    if (!san.empty()) san += ",";
+    san += (each.is_ip ? "IP:" : "DNS:") + each.name;
+  }
   CLRK_RETURN_IF_ERROR(addCertExtension(cert.get(), ca.cert(), NID_subject_alt_name, san.c_str()));
   CLRK_RETURN_IF_ERROR(
       addCertExtension(cert.get(), ca.cert(), NID_basic_constraints, "critical,CA:FALSE"));
@@ -193,7 +199,7 @@ Result<std::shared_ptr<boost::asio::ssl::context>> LeafCache::serverContext(std:
 
   // This thread mints; concurrent callers for the same host wait on the shared future.
   ContextResult result = internalError("minting did not run");
-  Result<Leaf> leaf = mintLeaf(*ca_, name);
+  Result<Leaf> leaf = mintLeaf(*ca_, {name});
   if (leaf.ok()) {
     result = makeServerContext(*ca_, leaf.value(), options_.offer_h2);
   } else {
@@ -228,8 +234,18 @@ size_t LeafCache::size() const {
 uint64_t LeafCache::mints() const { return mints_.load(std::memory_order_relaxed); }
 
 Result<MintedLeaf> mintLeafPem(const CertificateAuthority& ca, std::string_view host) {
-  CLRK_ASSIGN_OR_RETURN(HostName name, normalizeHost(host));
-  CLRK_ASSIGN_OR_RETURN(Leaf leaf, mintLeaf(ca, name));
+  return mintLeafPem(ca, std::vector<std::string>{std::string(host)});
+}
+
+Result<MintedLeaf> mintLeafPem(const CertificateAuthority& ca,
+                               const std::vector<std::string>& hosts) {
+  if (hosts.empty()) return invalidArgument("a leaf needs at least one host name");
+  std::vector<HostName> names;
+  for (const std::string& host : hosts) {
+    CLRK_ASSIGN_OR_RETURN(HostName name, normalizeHost(host));
+    names.push_back(std::move(name));
+  }
+  CLRK_ASSIGN_OR_RETURN(Leaf leaf, mintLeaf(ca, names));
   BioPtr cert_bio(BIO_new(BIO_s_mem()));
   BioPtr key_bio(BIO_new(BIO_s_mem()));
   if (!cert_bio || !key_bio || PEM_write_bio_X509(cert_bio.get(), leaf.cert.get()) != 1 ||

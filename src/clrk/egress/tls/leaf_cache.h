@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace boost::asio::ssl {
 class context;
@@ -68,5 +69,10 @@ struct MintedLeaf {
   std::string key_pem;
 };
 Result<MintedLeaf> mintLeafPem(const CertificateAuthority& ca, std::string_view host);
+// One leaf valid for every name in `hosts` (SANs; the first is also the CN), for servers that
+// answer several hosts on one port (`clrk dev up --mock-providers`). InvalidArgument when `hosts`
+// is empty or a name is not a valid host.
+Result<MintedLeaf> mintLeafPem(const CertificateAuthority& ca,
+                               const std::vector<std::string>& hosts);
 
 }  // namespace clrk::egress::tls

@@ -191,6 +191,25 @@ TEST(LeafCacheTest, LeafNeverOutlivesTheCa) {
   EXPECT_NE(minted->key_pem, second->key_pem);
 }
 
+TEST(LeafCacheTest, OneLeafForSeveralHosts) {
+  auto ca = makeCa();
+  ASSERT_NE(ca, nullptr);
+  auto minted =
+      mintLeafPem(*ca, std::vector<std::string>{"API.openai.com.", "mcp.mock.test", "127.0.0.1"});
+  ASSERT_TRUE(minted.ok()) << minted.status().toString();
+  auto leaf = parseCert(minted->cert_pem);
+  ASSERT_NE(leaf, nullptr);
+  EXPECT_EQ(sanNames(leaf.get(), GEN_DNS),
+            (std::vector<std::string>{"api.openai.com", "mcp.mock.test"}));
+  EXPECT_EQ(verifyLeaf(leaf.get(), *ca, "api.openai.com"), X509_V_OK);
+  EXPECT_EQ(verifyLeaf(leaf.get(), *ca, "mcp.mock.test"), X509_V_OK);
+  EXPECT_EQ(verifyLeaf(leaf.get(), *ca, "127.0.0.1", /*ip=*/true), X509_V_OK);
+  EXPECT_NE(verifyLeaf(leaf.get(), *ca, "api.anthropic.com"), X509_V_OK);
+
+  EXPECT_FALSE(mintLeafPem(*ca, std::vector<std::string>{}).ok());
+  EXPECT_FALSE(mintLeafPem(*ca, std::vector<std::string>{"ok.test", "bad,DNS:evil.test"}).ok());
+}
+
 TEST(LeafCacheTest, LruEviction) {
   LeafCache cache(makeCa(), 3);
   ASSERT_TRUE(cache.serverContext("a.test").ok());
