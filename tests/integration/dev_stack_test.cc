@@ -73,7 +73,7 @@ bool awaitCondition(const std::function<bool()>& done, std::chrono::seconds limi
 }
 
 class DevStackTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (workers: netns, veth, nftables)";
     for (const std::string& tag : kTags) {
@@ -262,6 +262,103 @@ TEST_F(DevStackTest, UpStatusDown) {
 }
 
 // Workers need root; the check comes before anything starts, so nothing is left behind.
+// The product path (architecture.md §5): a real Node `openai` SDK agent in a sandbox calls
+// https://api.openai.com, answered by the mock provider through the egress with the key injected
+// from a Secret it never saw; a second agent is denied; both show in `clrk traces`. Triggered by
+// `clrk run-task` and by the HTTP trigger (whose X-Request-Id reaches the egress record).
+void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
+  std::string examples = sourcePath("examples");
+  if (!fs::exists(examples + "/openai-bot/node_modules/openai")) {
+    GTEST_SKIP() << "examples/openai-bot/node_modules is missing (scripts/setup runs npm ci)";
+  }
+  CommandResult up = test.clrk("dev up --workers 1 --runtime " + runtime +
+                               " --mock-providers --share " + examples + ":/opt/clrk/examples");
+  test.record("controller-manager.pid", "clrk-controller-manager");
+  test.record("worker-dev-1.pid", "clrk-worker");
+  test.record("mock-providers.pid", "clrk-mock-providers");
+  ASSERT_EQ(up.exit_code, 0) << up.output;
+
+  const std::string secret = "sk-e2e-secret-" + randomHex(4);
+  CommandResult created = runCommand("OPENAI_API_KEY=" + secret + " CLRK_HOME='" +
+                                     test.home().string() + "' " + binaryPath("clrk") +
+                                     " --local secret create openai --from-env OPENAI_API_KEY=token");
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  CommandResult applied = test.clrk("--local apply -f " + examples + "/openai-bot/manifests.yaml -f " +
+                                    examples + "/denied-egress/manifests.yaml");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+
+  // clrk run-task: an Invocation created through the API, dispatched, its output printed.
+  CommandResult ran =
+      test.clrk("--local run-task openai-bot --timeout 120s --input '{\"prompt\": \"name three rivers\"}'");
+  ASSERT_EQ(ran.exit_code, 0) << ran.output << "\n" << test.clrk("--local logs openai-bot").output;
+  json answer = json::parse(ran.output.substr(ran.output.find('{')), nullptr, false);
+  ASSERT_FALSE(answer.is_discarded()) << ran.output;
+  EXPECT_FALSE(answer.value("answer", "").empty()) << ran.output;
+  EXPECT_GT(answer["usage"].value("total_tokens", 0), 0) << ran.output;
+
+  // The HTTP trigger: the response is the agent's stdout; the request id is carried through.
+  auto trigger = readFile(test.home() / "state" / "trigger.url");
+  ASSERT_TRUE(trigger.ok());
+  std::string url = trigger->substr(0, trigger->find('\n'));
+  CommandResult http = runCommand(
+      "curl -sS --max-time 120 -w '\\nHTTP %{http_code}' -XPOST -H 'content-type: application/json' "
+      "-H 'X-Request-Id: e2e-req-1' -d '{\"prompt\": \"hi\"}' " +
+      url + "/v1/namespaces/default/taskagents/openai-bot/invoke");
+  EXPECT_TRUE(contains(http.output, "HTTP 200")) << http.output;
+  EXPECT_TRUE(contains(http.output, "\"answer\"")) << http.output;
+
+  // The provider saw the Secret's key, never the agent's placeholder.
+  auto dev_text = readFile(test.home() / "dev.json");
+  ASSERT_TRUE(dev_text.ok());
+  json dev = json::parse(*dev_text, nullptr, false);
+  std::string port = std::to_string(dev.value("mockProvidersPort", 0));
+  CommandResult seen = runCommand(
+      "curl -sS --cacert '" + (test.home() / "mock-providers" / "ca.crt").string() +
+      "' --resolve api.openai.com:" + port + ":127.0.0.1 https://api.openai.com:" + port +
+      "/__mock/requests");
+  EXPECT_TRUE(contains(seen.output, secret)) << seen.output;
+  EXPECT_FALSE(contains(seen.output, "placeholder-the-egress-replaces-this")) << seen.output;
+
+  // The denied agent fails with a connection error.
+  CommandResult denied = test.clrk("--local run-task denied-egress --timeout 60s");
+  EXPECT_NE(denied.exit_code, 0) << denied.output;
+  EXPECT_TRUE(contains(denied.output, "curl exit")) << denied.output;
+
+  // clrk traces: the calls arrive from the worker over OTLP (asynchronously).
+  std::string traces_json;
+  bool found = awaitCondition(
+      [&] {
+        traces_json = test.clrk("--local traces openai-bot -o json").output;
+        return contains(traces_json, "e2e-req-1") && contains(traces_json, "gen_ai.usage.input_tokens");
+      },
+      60s);
+  EXPECT_TRUE(found) << traces_json;
+  EXPECT_FALSE(contains(traces_json, secret)) << "the Secret leaked into telemetry";
+  CommandResult tree = test.clrk("--local traces openai-bot");
+  EXPECT_TRUE(contains(tree.output, "POST https://api.openai.com/v1/chat/completions  200  openai"))
+      << tree.output;
+  std::string denied_tree;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        denied_tree = test.clrk("--local traces denied-egress").output;
+        return contains(denied_tree, "denied");
+      },
+      60s))
+      << denied_tree;
+
+  CommandResult logs = test.clrk("--local logs denied-egress");
+  EXPECT_TRUE(contains(logs.output, "curl exit")) << logs.output;
+  CommandResult down = test.clrk("dev down");
+  EXPECT_EQ(down.exit_code, 0) << down.output;
+}
+
+TEST_F(DevStackTest, AgentsEndToEndNamespaces) { agentsEndToEnd(*this, "namespaces"); }
+
+TEST_F(DevStackTest, AgentsEndToEndGvisor) {
+  if (runCommand("command -v runsc").exit_code != 0) GTEST_SKIP() << "runsc is not installed";
+  agentsEndToEnd(*this, "gvisor");
+}
+
 TEST(DevStackChecks, BadOptionsStartNothing) {
   fs::path home = fs::temp_directory_path() / ("clrk-devstack-" + randomHex(6));
   fs::create_directories(home);

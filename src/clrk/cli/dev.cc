@@ -44,6 +44,7 @@ struct DevFlags {
   std::string runtime = "gvisor";
   int max_executions = 4;
   bool mock_providers = false;
+  std::vector<std::string> shares;  // HOST_DIR:SANDBOX_PATH[:rw], passed to every worker
 };
 
 // What `dev up` started, as kept in dev.json.
@@ -411,6 +412,22 @@ std::vector<std::string> workerArgs(const DevPaths& paths, const DevFlags& flags
                                    "0",
                                    "--drain-timeout",
                                    "10"};
+  for (const auto& share : flags.shares) {
+    // The worker wants absolute host paths; accept paths relative to where clrk runs.
+    size_t colon = share.find(':');
+    std::error_code ec;
+    std::string host = share.substr(0, colon);
+    std::string absolute = host.empty() ? host : fs::absolute(host, ec).lexically_normal().string();
+    args.push_back("--share");
+    args.push_back(colon == std::string::npos ? absolute : absolute + share.substr(colon));
+  }
+  // The workers' egress records go to the controller-manager's trace intake (clrk traces).
+  if (auto otlp = readFile(paths.state / "otlp.url"); otlp.ok() && !trim(*otlp).empty()) {
+    args.push_back("--otlp-endpoint");
+    args.push_back(trim(*otlp));
+    args.push_back("--otlp-token-file");
+    args.push_back((paths.state / "otlp.token").string());
+  }
   if (mock_port > 0) {
     for (const char* host : kMockHosts) {
       args.push_back("--upstream-override");
@@ -611,6 +628,9 @@ void addDevCommand(CLI::App& app, Globals& globals) {
   up->add_option("--max-executions", flags->max_executions, "Concurrent executions per worker")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  up->add_option("--share", flags->shares,
+                 "HOST_DIR:SANDBOX_PATH[:rw]: a host directory every sandbox sees (read-only "
+                 "unless :rw), e.g. examples:/opt/clrk/examples; repeatable");
   up->add_flag("--mock-providers", flags->mock_providers,
                "Answer api.openai.com, api.anthropic.com, generativelanguage.googleapis.com and "
                "mcp.mock.clrk.dev from clrk-mock-providers (TLS from a dev CA the workers trust)");
