@@ -286,6 +286,17 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   CommandResult applied = test.clrk("--local apply -f " + examples + "/openai-bot/manifests.yaml -f " +
                                     examples + "/denied-egress/manifests.yaml");
   ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  // clrk status: exit 0 once the worker is alive and both agents are Ready.
+  CommandResult status;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        status = test.clrk("--local status");
+        return status.exit_code == 0;
+      },
+      60s))
+      << status.output;
+  EXPECT_TRUE(contains(status.output, "dev-1")) << status.output;
+  EXPECT_TRUE(contains(status.output, "openai-bot")) << status.output;
 
   // clrk run-task: an Invocation created through the API, dispatched, its output printed.
   CommandResult ran =

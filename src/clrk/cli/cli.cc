@@ -33,6 +33,7 @@ int run(int argc, char** argv) {
   addRunTaskCommand(app, globals);
   addLogsCommand(app, globals);
   addTracesCommand(app, globals);
+  addStatusCommand(app, globals);
 
   try {
     app.parse(argc, argv);

@@ -62,5 +62,6 @@ void addEgressCommand(CLI::App& app, Globals& globals);
 void addRunTaskCommand(CLI::App& app, Globals& globals);
 void addLogsCommand(CLI::App& app, Globals& globals);
 void addTracesCommand(CLI::App& app, Globals& globals);
+void addStatusCommand(CLI::App& app, Globals& globals);
 
 }  // namespace clrk::cli

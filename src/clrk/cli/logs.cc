@@ -3,6 +3,7 @@
 // ran the execution (its API, located through its Lease and authenticated with the worker
 // token); agent stdout goes to stdout and agent stderr to stderr. When that worker is gone, the
 // output recorded in the Invocation's status is printed instead, with a note.
+#include "clrk/api/builtin_types.h"
 #include "clrk/cli/common.h"
 #include "clrk/worker/api.h"
 #include "clrk/worker/client.h"
@@ -19,12 +20,6 @@ struct LogsFlags {
   std::string system_namespace = "clrk-system";
 };
 
-const api::ResourceType& typeOf(std::string_view api_version, std::string_view kind) {
-  const api::ResourceType* type = api::Registry::builtin().byKind(api_version, kind);
-  if (type == nullptr) std::abort();  // the builtin registry always has these kinds
-  return *type;
-}
-
 std::string annotation(const api::Json& object, std::string_view key) {
   const api::Json annotations =
       object.value("metadata", api::Json::object()).value("annotations", api::Json::object());
@@ -35,7 +30,7 @@ std::string annotation(const api::Json& object, std::string_view key) {
 // The Invocation named `name`, else the newest Invocation of TaskAgent `name`.
 Result<api::Json> findInvocation(kube::Client& client, const std::string& ns,
                                  const std::string& name) {
-  const auto& type = typeOf("clrk.apoxy.dev/v1alpha1", "Invocation");
+  const auto& type = api::builtinType("clrk.apoxy.dev/v1alpha1", "Invocation");
   auto direct = client.get(type, ns, name);
   if (direct.ok() || direct.status().code() != Code::NotFound) return direct;
   kube::ListOptions options;
@@ -86,10 +81,10 @@ int runLogs(const Globals& globals, const LogsFlags& flags) {
     }
     return fallback("invocation/" + invocation_name + " never ran (" + phase + ")");
   }
-  auto lease = session->client->get(typeOf("coordination.k8s.io/v1", "Lease"),
+  auto lease = session->client->get(api::builtinType("coordination.k8s.io/v1", "Lease"),
                                     flags.system_namespace, "worker-" + worker_name);
   if (!lease.ok()) return fallback("worker " + worker_name + " is gone");
-  auto secret = session->client->get(typeOf("v1", "Secret"), flags.system_namespace,
+  auto secret = session->client->get(api::builtinType("v1", "Secret"), flags.system_namespace,
                                      std::string(worker::kTokenSecretName));
   if (!secret.ok()) {
     printError(secret.status().withContext("reading the worker token"));

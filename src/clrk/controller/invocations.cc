@@ -1,5 +1,6 @@
 #include "clrk/controller/invocations.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
@@ -20,13 +21,6 @@ constexpr auto kPollWait = std::chrono::seconds(10);
 // How long a worker may stay unreachable (while its Lease still looks alive) before the
 // invocation is failed as WorkerLost.
 constexpr auto kUnreachableLimit = std::chrono::seconds(45);
-
-const api::ResourceType& invocationType() {
-  const api::ResourceType* type =
-      api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", "Invocation");
-  if (type == nullptr) std::abort();  // the builtin registry always has the clrk kinds
-  return *type;
-}
 
 // Structural UTF-8 check (lead and continuation bytes), enough to decide how to embed a body.
 bool isUtf8(std::string_view text) {
@@ -247,7 +241,7 @@ void InvocationManager::track(const std::string& invocation, Running running, bo
 }
 
 Status InvocationManager::writeStatus(Json& invocation, const Json& status) {
-  const auto& type = invocationType();
+  const auto& type = api::clrkType("Invocation");
   for (int attempt = 0; attempt < 5; ++attempt) {
     Json desired = invocation;
     for (const auto& [key, value] : status.items()) {
@@ -297,7 +291,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
   auto log = logger("controller");
   if (request.content_type.empty()) request.content_type = "application/json";
   const std::string agent_key = request.namespace_name + "/" + request.agent;
-  const auto& type = invocationType();
+  const auto& type = api::clrkType("Invocation");
 
   // The Invocation object: taken over (CLI) or created here.
   Json invocation;

@@ -1,5 +1,6 @@
 #include "clrk/controller/leader_election.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/base/log.h"
 #include "clrk/base/time.h"
 
@@ -14,12 +15,7 @@ namespace {
 using api::Json;
 using std::chrono::milliseconds;
 
-const api::ResourceType& leaseType() {
-  static const api::ResourceType* type =
-      api::Registry::builtin().byKind("coordination.k8s.io/v1", "Lease");
-  if (type == nullptr) std::abort();  // the builtin registry always has Lease
-  return *type;
-}
+const api::ResourceType& leaseType() { return api::builtinType("coordination.k8s.io/v1", "Lease"); }
 
 // Field readers that tolerate a missing or mistyped field.
 std::string stringField(const Json& object, const char* key) {

@@ -1,5 +1,6 @@
 #include "clrk/controller/manager.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
 #include "clrk/base/log.h"
 #include "clrk/controller/reconcilers.h"
@@ -10,12 +11,6 @@ namespace {
 
 using Json = kube::Json;
 using namespace std::chrono_literals;
-
-const api::ResourceType& kindType(std::string_view kind) {
-  const api::ResourceType* type = api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", kind);
-  if (type == nullptr) std::abort();  // the builtin registry always has the clrk kinds
-  return *type;
-}
 
 // Enqueues the informer key of every object an informer reports.
 void enqueueOnChange(kube::Informer& informer, Controller& controller) {
@@ -35,9 +30,9 @@ class ManagerImpl : public Manager {
   ManagerImpl(kube::ClientPtr client, ManagerOptions options)
       : client_(std::move(client)),
         options_(std::move(options)),
-        task_agents_(client_, kindType("TaskAgent")),
-        worker_pools_(client_, kindType("WorkerPool")),
-        invocations_(client_, kindType("Invocation")),
+        task_agents_(client_, api::clrkType("TaskAgent")),
+        worker_pools_(client_, api::clrkType("WorkerPool")),
+        invocations_(client_, api::clrkType("Invocation")),
         registry_(client_, options_.system_namespace),
         invocation_manager_(client_, registry_,
                             [this](const std::string& ns, const std::string& name) {

@@ -1,5 +1,6 @@
 #include "clrk/controller/reconcilers.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
 #include "clrk/base/log.h"
 #include "clrk/base/time.h"
@@ -12,12 +13,6 @@ namespace {
 
 using Json = kube::Json;
 using namespace std::chrono_literals;
-
-const api::ResourceType& kindType(std::string_view kind) {
-  const api::ResourceType* type = api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", kind);
-  if (type == nullptr) std::abort();  // the builtin registry always has the clrk kinds
-  return *type;
-}
 
 // A copy of `status` without condition timestamps, for change detection.
 Json comparable(Json status) {
@@ -98,7 +93,7 @@ Status updateStatusIfChanged(kube::Client& client, const api::ResourceType& type
 // ---- TaskAgent ------------------------------------------------------------------------------
 
 Result<std::string> TaskAgentReconciler::ensureRevision(const Json& agent) {
-  const auto& type = kindType("AgentSandboxRevision");
+  const auto& type = api::clrkType("AgentSandboxRevision");
   const Json& metadata = agent["metadata"];
   std::string ns = metadata.value("namespace", "default");
   std::string name = metadata.value("name", "");
@@ -136,7 +131,7 @@ Result<std::string> TaskAgentReconciler::ensureRevision(const Json& agent) {
 }
 
 Result<ReconcileResult> TaskAgentReconciler::reconcile(const Request& request) {
-  const auto& type = kindType("TaskAgent");
+  const auto& type = api::clrkType("TaskAgent");
   auto cached = context_.task_agents.get(request.key());
   if (!cached) return ReconcileResult{};  // deleted; Invocations go with owner references
   Json agent = std::move(*cached);
@@ -265,7 +260,7 @@ std::optional<InvokeRequest> TaskAgentReconciler::schedule(const Json& agent, Js
 // ---- WorkerPool -----------------------------------------------------------------------------
 
 Result<ReconcileResult> WorkerPoolReconciler::reconcile(const Request& request) {
-  const auto& type = kindType("WorkerPool");
+  const auto& type = api::clrkType("WorkerPool");
   auto cached = context_.worker_pools.get(request.key());
   if (!cached) return ReconcileResult{};
   Json pool = std::move(*cached);

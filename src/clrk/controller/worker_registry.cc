@@ -1,5 +1,6 @@
 #include "clrk/controller/worker_registry.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/time.h"
@@ -8,12 +9,6 @@
 
 namespace clrk::controller {
 namespace {
-
-const api::ResourceType& typeOf(std::string_view api_version, std::string_view kind) {
-  const api::ResourceType* type = api::Registry::builtin().byKind(api_version, kind);
-  if (type == nullptr) std::abort();  // the builtin registry always has the core kinds
-  return *type;
-}
 
 std::string stringAt(const kube::Json& object, std::string_view section, std::string_view key) {
   auto outer = object.find(section);
@@ -107,7 +102,7 @@ kube::WatchOptions workerLeaseWatch(const std::string& system_namespace) {
 WorkerRegistry::WorkerRegistry(kube::ClientPtr client, std::string system_namespace)
     : client_(client),
       system_namespace_(system_namespace),
-      leases_(std::move(client), typeOf("coordination.k8s.io/v1", "Lease"),
+      leases_(std::move(client), api::builtinType("coordination.k8s.io/v1", "Lease"),
               workerLeaseWatch(system_namespace)) {}
 
 WorkerRegistry::~WorkerRegistry() { stop(); }
@@ -147,7 +142,7 @@ Result<std::string> WorkerRegistry::token() {
     std::lock_guard lock(mutex_);
     if (!token_.empty()) return token_;
   }
-  auto secret = client_->get(typeOf("v1", "Secret"), system_namespace_,
+  auto secret = client_->get(api::builtinType("v1", "Secret"), system_namespace_,
                              std::string(worker::kTokenSecretName));
   if (!secret.ok()) return secret.status().withContext("reading the worker token");
   std::string encoded = stringAt(*secret, "data", "token");

@@ -1,5 +1,6 @@
 #include "clrk/worker/registration.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
@@ -14,14 +15,8 @@
 namespace clrk::worker {
 namespace {
 
-const api::ResourceType& typeOf(std::string_view api_version, std::string_view kind) {
-  const api::ResourceType* type = api::Registry::builtin().byKind(api_version, kind);
-  if (type == nullptr) std::abort();  // the builtin registry always has the core kinds
-  return *type;
-}
-
-const api::ResourceType& secretType() { return typeOf("v1", "Secret"); }
-const api::ResourceType& leaseType() { return typeOf("coordination.k8s.io/v1", "Lease"); }
+const api::ResourceType& secretType() { return api::builtinType("v1", "Secret"); }
+const api::ResourceType& leaseType() { return api::builtinType("coordination.k8s.io/v1", "Lease"); }
 
 // Creates `object` unless it exists; returns the stored object either way.
 Result<Json> createOrGet(kube::Client& client, const api::ResourceType& type, const std::string& ns,
@@ -65,7 +60,7 @@ Result<std::string> secretValue(const Json& secret, const std::string& key) {
 
 Status ensureNamespace(kube::Client& client, const std::string& ns) {
   Json object = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}};
-  auto result = createOrGet(client, typeOf("v1", "Namespace"), "", ns, object);
+  auto result = createOrGet(client, api::builtinType("v1", "Namespace"), "", ns, object);
   return result.ok() ? Status() : result.status().withContext("namespace " + ns);
 }
 
