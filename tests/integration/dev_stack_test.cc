@@ -280,7 +280,7 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
 
   const std::string secret = "sk-e2e-secret-" + randomHex(4);
   CommandResult created = runCommand("OPENAI_API_KEY=" + secret + " CLRK_HOME='" +
-                                     test.home().string() + "' " + binaryPath("clrk") +
+                                     test.home_.string() + "' " + binaryPath("clrk") +
                                      " --local secret create openai --from-env OPENAI_API_KEY=token");
   ASSERT_EQ(created.exit_code, 0) << created.output;
   CommandResult applied = test.clrk("--local apply -f " + examples + "/openai-bot/manifests.yaml -f " +
@@ -308,7 +308,7 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   EXPECT_GT(answer["usage"].value("total_tokens", 0), 0) << ran.output;
 
   // The HTTP trigger: the response is the agent's stdout; the request id is carried through.
-  auto trigger = readFile(test.home() / "state" / "trigger.url");
+  auto trigger = readFile(test.home_ / "state" / "trigger.url");
   ASSERT_TRUE(trigger.ok());
   std::string url = trigger->substr(0, trigger->find('\n'));
   CommandResult http = runCommand(
@@ -319,12 +319,12 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   EXPECT_TRUE(contains(http.output, "\"answer\"")) << http.output;
 
   // The provider saw the Secret's key, never the agent's placeholder.
-  auto dev_text = readFile(test.home() / "dev.json");
+  auto dev_text = readFile(test.home_ / "dev.json");
   ASSERT_TRUE(dev_text.ok());
   json dev = json::parse(*dev_text, nullptr, false);
   std::string port = std::to_string(dev.value("mockProvidersPort", 0));
   CommandResult seen = runCommand(
-      "curl -sS --cacert '" + (test.home() / "mock-providers" / "ca.crt").string() +
+      "curl -sS --cacert '" + (test.home_ / "mock-providers" / "ca.crt").string() +
       "' --resolve api.openai.com:" + port + ":127.0.0.1 https://api.openai.com:" + port +
       "/__mock/requests");
   EXPECT_TRUE(contains(seen.output, secret)) << seen.output;

@@ -99,6 +99,14 @@ Reply replyForResult(const InvokeResult& result) {
   return reply;
 }
 
+// Where an invocation's result meets the coroutine waiting for it: the manager's thread posts
+// the result to the I/O thread, which stores it and cancels the timer the coroutine waits on.
+struct InvocationWait {
+  explicit InvocationWait(const net::any_io_executor& executor) : timer(executor) {}
+  net::steady_timer timer;
+  std::optional<InvokeResult> result;
+};
+
 class TriggerServerImpl : public TriggerServer {
  public:
   TriggerServerImpl(TriggerServerOptions options, InvocationManager& invocations)
@@ -183,22 +191,19 @@ class TriggerServerImpl : public TriggerServer {
   // Runs the invocation on the manager's thread and resumes here with its result (nullopt when
   // the manager refused to start it).
   net::awaitable<std::optional<InvokeResult>> invoke(InvokeRequest request) {
-    auto executor = co_await net::this_coro::executor;
-    co_return co_await net::async_initiate<const net::use_awaitable_t<>&,
-                                           void(std::optional<InvokeResult>)>(
-        [this, executor, request = std::move(request)](auto handler) mutable {
-          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          Status started =
-              invocations_.runAsync(std::move(request), [executor, shared](InvokeResult result) {
-                net::post(executor, [shared, result = std::move(result)]() mutable {
-                  (*shared)(std::optional<InvokeResult>(std::move(result)));
-                });
-              });
-          if (!started.ok()) {
-            net::post(executor, [shared] { (*shared)(std::optional<InvokeResult>()); });
-          }
-        },
-        net::use_awaitable);
+    auto wait = std::make_shared<InvocationWait>(co_await net::this_coro::executor);
+    wait->timer.expires_at(std::chrono::steady_clock::time_point::max());
+    Status started = invocations_.runAsync(std::move(request), [wait](InvokeResult result) {
+      net::post(wait->timer.get_executor(), [wait, result = std::move(result)]() mutable {
+        wait->result = std::move(result);
+        wait->timer.cancel();
+      });
+    });
+    if (!started.ok()) co_return std::nullopt;
+    // Nothing runs on this thread between runAsync and here, so the post cannot come first.
+    error_code ec;
+    co_await wait->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    co_return std::move(wait->result);
   }
 
   net::awaitable<Reply> handle(const http::request<http::string_body>& request) {

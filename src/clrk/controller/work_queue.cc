@@ -73,7 +73,9 @@ std::optional<std::string> WorkQueue::get() {
     if (delayed_.empty()) {
       cv_.wait(lock);
     } else {
-      cv_.wait_until(lock, delayed_.begin()->first);
+      // A copy: another thread may erase the node while this one waits.
+      Clock::time_point next_due = delayed_.begin()->first;
+      cv_.wait_until(lock, next_due);
     }
   }
 }
