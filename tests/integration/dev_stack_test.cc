@@ -333,7 +333,7 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   // The denied agent fails with a connection error.
   CommandResult denied = test.clrk("--local run-task denied-egress --timeout 60s");
   EXPECT_NE(denied.exit_code, 0) << denied.output;
-  EXPECT_TRUE(contains(denied.output, "curl exit")) << denied.output;
+  EXPECT_TRUE(contains(denied.output, "curl exit 22")) << denied.output;  // the egress's 403
 
   // clrk traces: the calls arrive from the worker over OTLP (asynchronously).
   std::string traces_json;
