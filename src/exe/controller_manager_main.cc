@@ -36,15 +36,18 @@ clrk::Status startTraceIntake(const std::string& listen, const std::string& stat
   std::string token;
   if (auto existing = clrk::readFile(token_file); existing.ok()) {
     token = *existing;
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
   }
   if (token.empty()) {
     token = clrk::randomHex(32);
     CLRK_RETURN_IF_ERROR(clrk::writeFileAtomic(token_file, token + "\n", 0600));
   }
-  CLRK_ASSIGN_OR_RETURN(store, clrk::telemetry::LocalStore::open(fs::path(state_dir) / "traces.db"));
+  CLRK_ASSIGN_OR_RETURN(store,
+                        clrk::telemetry::LocalStore::open(fs::path(state_dir) / "traces.db"));
   size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return clrk::invalidArgument("--otlp-listen " + listen + ": want ip:port");
+  if (colon == std::string::npos)
+    return clrk::invalidArgument("--otlp-listen " + listen + ": want ip:port");
   clrk::telemetry::OtlpReceiverOptions options;
   options.bind = listen.substr(0, colon);
   try {
@@ -176,10 +179,10 @@ int run(int argc, char** argv) {
   if (!otlp_listen.empty()) {
     clrk::Status intake = startTraceIntake(otlp_listen, state_dir, trace_store, otlp);
     if (intake.ok()) {
-      intake = clrk::writeFileAtomic(
-          otlp_file, "http://" + otlp_listen.substr(0, otlp_listen.rfind(':')) + ":" +
-                         std::to_string(otlp->port()) + "\n",
-          0644);
+      intake = clrk::writeFileAtomic(otlp_file,
+                                     "http://" + otlp_listen.substr(0, otlp_listen.rfind(':')) +
+                                         ":" + std::to_string(otlp->port()) + "\n",
+                                     0644);
     }
     if (!intake.ok()) {
       std::cerr << "error: trace intake: " << intake.message() << "\n";

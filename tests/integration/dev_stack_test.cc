@@ -279,12 +279,13 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   ASSERT_EQ(up.exit_code, 0) << up.output;
 
   const std::string secret = "sk-e2e-secret-" + randomHex(4);
-  CommandResult created = runCommand("OPENAI_API_KEY=" + secret + " CLRK_HOME='" +
-                                     test.home_.string() + "' " + binaryPath("clrk") +
-                                     " --local secret create openai --from-env OPENAI_API_KEY=token");
+  CommandResult created = runCommand(
+      "OPENAI_API_KEY=" + secret + " CLRK_HOME='" + test.home_.string() + "' " +
+      binaryPath("clrk") + " --local secret create openai --from-env OPENAI_API_KEY=token");
   ASSERT_EQ(created.exit_code, 0) << created.output;
-  CommandResult applied = test.clrk("--local apply -f " + examples + "/openai-bot/manifests.yaml -f " +
-                                    examples + "/denied-egress/manifests.yaml");
+  CommandResult applied =
+      test.clrk("--local apply -f " + examples + "/openai-bot/manifests.yaml -f " + examples +
+                "/denied-egress/manifests.yaml");
   ASSERT_EQ(applied.exit_code, 0) << applied.output;
   // clrk status: exit 0 once the worker is alive and both agents are Ready.
   CommandResult status;
@@ -299,8 +300,8 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   EXPECT_TRUE(contains(status.output, "openai-bot")) << status.output;
 
   // clrk run-task: an Invocation created through the API, dispatched, its output printed.
-  CommandResult ran =
-      test.clrk("--local run-task openai-bot --timeout 120s --input '{\"prompt\": \"name three rivers\"}'");
+  CommandResult ran = test.clrk(
+      "--local run-task openai-bot --timeout 120s --input '{\"prompt\": \"name three rivers\"}'");
   ASSERT_EQ(ran.exit_code, 0) << ran.output << "\n" << test.clrk("--local logs openai-bot").output;
   json answer = json::parse(ran.output.substr(ran.output.find('{')), nullptr, false);
   ASSERT_FALSE(answer.is_discarded()) << ran.output;
@@ -312,7 +313,8 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   ASSERT_TRUE(trigger.ok());
   std::string url = trigger->substr(0, trigger->find('\n'));
   CommandResult http = runCommand(
-      "curl -sS --max-time 120 -w '\\nHTTP %{http_code}' -XPOST -H 'content-type: application/json' "
+      "curl -sS --max-time 120 -w '\\nHTTP %{http_code}' -XPOST -H 'content-type: "
+      "application/json' "
       "-H 'X-Request-Id: e2e-req-1' -d '{\"prompt\": \"hi\"}' " +
       url + "/v1/namespaces/default/taskagents/openai-bot/invoke");
   EXPECT_TRUE(contains(http.output, "HTTP 200")) << http.output;
@@ -323,10 +325,10 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   ASSERT_TRUE(dev_text.ok());
   json dev = json::parse(*dev_text, nullptr, false);
   std::string port = std::to_string(dev.value("mockProvidersPort", 0));
-  CommandResult seen = runCommand(
-      "curl -sS --cacert '" + (test.home_ / "mock-providers" / "ca.crt").string() +
-      "' --resolve api.openai.com:" + port + ":127.0.0.1 https://api.openai.com:" + port +
-      "/__mock/requests");
+  CommandResult seen =
+      runCommand("curl -sS --cacert '" + (test.home_ / "mock-providers" / "ca.crt").string() +
+                 "' --resolve api.openai.com:" + port +
+                 ":127.0.0.1 https://api.openai.com:" + port + "/__mock/requests");
   EXPECT_TRUE(contains(seen.output, secret)) << seen.output;
   EXPECT_FALSE(contains(seen.output, "placeholder-the-egress-replaces-this")) << seen.output;
 
@@ -340,7 +342,8 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   bool found = awaitCondition(
       [&] {
         traces_json = test.clrk("--local traces openai-bot -o json").output;
-        return contains(traces_json, "e2e-req-1") && contains(traces_json, "gen_ai.usage.input_tokens");
+        return contains(traces_json, "e2e-req-1") &&
+               contains(traces_json, "gen_ai.usage.input_tokens");
       },
       60s);
   EXPECT_TRUE(found) << traces_json;

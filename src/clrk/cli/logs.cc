@@ -36,7 +36,8 @@ Result<api::Json> findInvocation(kube::Client& client, const std::string& ns,
   kube::ListOptions options;
   options.label_selector = "clrk.apoxy.dev/agent=" + name;
   CLRK_ASSIGN_OR_RETURN(api::Json list, client.list(type, ns, options));
-  if (!list.contains("items") || !list["items"].is_array()) return internalError("list without items");
+  if (!list.contains("items") || !list["items"].is_array())
+    return internalError("list without items");
   const api::Json* newest = nullptr;
   for (const auto& item : list["items"]) {
     // RFC 3339 UTC timestamps order as strings; the name breaks ties.

@@ -23,17 +23,19 @@ struct StatusFlags {
 };
 
 std::string annotation(const Json& object, std::string_view key) {
-  const Json annotations = object.value("metadata", Json::object()).value("annotations", Json::object());
+  const Json annotations =
+      object.value("metadata", Json::object()).value("annotations", Json::object());
   auto it = annotations.find(key);
   return it != annotations.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 std::string readyOf(const Json& object) {
-  for (const auto& cond : object.value("status", Json::object()).value("conditions", Json::array())) {
+  for (const auto& cond :
+       object.value("status", Json::object()).value("conditions", Json::array())) {
     if (cond.value("type", "") == "Ready") {
-      return cond.value("status", "") == "True" ? "Ready"
-                                                : "NotReady (" + cond.value("reason", "") + ": " +
-                                                      cond.value("message", "") + ")";
+      return cond.value("status", "") == "True"
+                 ? "Ready"
+                 : "NotReady (" + cond.value("reason", "") + ": " + cond.value("message", "") + ")";
     }
   }
   return "Unknown (not reconciled yet)";
@@ -66,14 +68,15 @@ int runStatus(const Globals& globals, const StatusFlags& flags) {
   for (const auto& lease : (*leases)["items"]) {
     const Json spec = lease.value("spec", Json::object());
     auto renewed = parseRfc3339(spec.value("renewTime", ""));
-    bool is_alive = renewed && now <= *renewed + std::chrono::seconds(
-                                                     spec.value("leaseDurationSeconds", 15));
+    bool is_alive =
+        renewed && now <= *renewed + std::chrono::seconds(spec.value("leaseDurationSeconds", 15));
     alive += is_alive ? 1 : 0;
     Json capacity = Json::parse(annotation(lease, worker::kAnnotationCapacity), nullptr, false);
     if (!capacity.is_object()) capacity = Json::object();
     std::string pool = annotation(lease, worker::kAnnotationAnyPool) == "true"
                            ? "(any pool)"
-                           : lease["metadata"].value("labels", Json::object())
+                           : lease["metadata"]
+                                 .value("labels", Json::object())
                                  .value(std::string(worker::kLabelPool), "");
     std::cout << fmt::format("{:<20} {:<8} {:<9} {:<10} {:<11} {}\n",
                              spec.value("holderIdentity", "?"), is_alive ? "yes" : "NO",
@@ -114,7 +117,8 @@ int runStatus(const Globals& globals, const StatusFlags& flags) {
     }
   }
   std::sort(failed.begin(), failed.end(), [](const Json& a, const Json& b) {
-    return a["metadata"].value("creationTimestamp", "") > b["metadata"].value("creationTimestamp", "");
+    return a["metadata"].value("creationTimestamp", "") >
+           b["metadata"].value("creationTimestamp", "");
   });
   std::cout << "\nRECENT FAILURES (" << failed.size() << " in all)\n";
   for (size_t i = 0; i < failed.size() && i < static_cast<size_t>(flags.failures); ++i) {

@@ -354,21 +354,23 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     return reject(request, std::move(invocation), "AgentNotReady", exec.status().message());
 
   int max_concurrent = (*agent)["spec"].value("maxConcurrent", 0);
+  // Admission under the lock (check and count together); the rejection is written after it.
+  std::string refusal, refusal_reason;
   {
     std::lock_guard lock(mutex_);
+    int current = active_.count(agent_key) > 0 ? active_[agent_key] : 0;
     if (stopping_) {
-      return reject(request, std::move(invocation), "ControllerStopping",
-                    "the controller-manager is shutting down");
+      refusal_reason = "ControllerStopping";
+      refusal = "the controller-manager is shutting down";
+    } else if (max_concurrent > 0 && current >= max_concurrent) {
+      refusal_reason = "ConcurrencyLimit";
+      refusal = "TaskAgent " + agent_key + " already runs " + std::to_string(current) +
+                " executions (spec.maxConcurrent " + std::to_string(max_concurrent) + ")";
+    } else {
+      ++active_[agent_key];
     }
-    int& count = active_[agent_key];
-    if (max_concurrent > 0 && count >= max_concurrent) {
-      if (count == 0) active_.erase(agent_key);
-      return reject(request, std::move(invocation), "ConcurrencyLimit",
-                    "TaskAgent " + agent_key + " already runs " + std::to_string(count) +
-                        " executions (spec.maxConcurrent " + std::to_string(max_concurrent) + ")");
-    }
-    ++count;
   }
+  if (!refusal.empty()) return reject(request, std::move(invocation), refusal_reason, refusal);
   if (on_active_changed_) on_active_changed_(agent_key);
   struct ActiveGuard {
     InvocationManager& manager;

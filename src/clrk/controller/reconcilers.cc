@@ -324,7 +324,13 @@ Result<ReconcileResult> InvocationReconciler::reconcile(const Request& request) 
   const Json input = spec.value("input", Json::object());
   invoke.content_type = input.value("contentType", "application/json");
   invoke.body = input.value("data", "");
-  Status started = context_.invocation_manager.runAsync(std::move(invoke), nullptr);
+  // The claim ends with the run: by then the Invocation is terminal and is not dispatched again.
+  std::string key = request.key();
+  Status started =
+      context_.invocation_manager.runAsync(std::move(invoke), [this, key](InvokeResult) {
+        std::lock_guard lock(mutex_);
+        claimed_.erase(key);
+      });
   if (!started.ok()) {
     std::lock_guard lock(mutex_);
     claimed_.erase(request.key());
