@@ -48,6 +48,11 @@ std::pair<std::string, std::string> describe(const telemetry::Record& record) {
     std::string reason = text(record, attr::kClrkReason);
     line += "  denied";
     if (!rule.empty()) line += " by " + rule;
+    // The egress's reason often repeats the rule ("... by R: R: no route ..."): keep what follows.
+    if (size_t at = rule.empty() ? std::string::npos : reason.rfind(rule + ": ");
+        at != std::string::npos) {
+      reason = reason.substr(at + rule.size() + 2);
+    }
     if (!reason.empty()) line += ": " + reason;
     return {line, ""};
   }
@@ -98,9 +103,11 @@ std::string renderInvocationTrace(const api::Json& invocation,
   if (!request_id.empty()) out += "  request " + shortId(request_id);
   std::string worker = status.value("worker", "");
   if (!worker.empty()) out += "  worker " + worker;
-  auto started = parseRfc3339(metadata.value("creationTimestamp", ""));
+  // How long the agent ran (worker start to completion), else since the invocation was created.
+  auto started = parseRfc3339(status.value("startTime", ""));
+  if (!started) started = parseRfc3339(metadata.value("creationTimestamp", ""));
   auto completed = parseRfc3339(status.value("completionTime", ""));
-  if (started && completed) out += "  " + millis(*completed - *started);
+  if (started && completed && *completed >= *started) out += "  " + millis(*completed - *started);
   out += "\n";
   std::string execution = status.value("executionId", "");
   if (execution.empty()) {

@@ -47,7 +47,10 @@ TEST(TracesRenderTest, TreeOfInvocationExecutionAndCalls) {
   denied.end = denied.start;
   telemetry::set(denied, attr::kClrkDecision, std::string(attr::kDecisionDeny));
   telemetry::set(denied, attr::kClrkRule, std::string("default-deny"));
-  telemetry::set(denied, attr::kClrkReason, std::string("no route allows evil.example.com"));
+  // The egress repeats the rule in its reason; the tree shows it once.
+  telemetry::set(denied, attr::kClrkReason,
+                 std::string("egress denied by default-deny: default-deny: no route allows "
+                             "evil.example.com"));
   // Given newest first (as the store returns them); printed oldest first.
   std::string text = renderInvocationTrace(invocation(), {denied, call(0)});
   EXPECT_THAT(text, HasSubstr("invocation/bot-0123456789  Succeeded  HTTP  request 6b1f2c3d…  "

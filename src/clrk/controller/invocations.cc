@@ -276,7 +276,7 @@ InvokeResult InvocationManager::reject(const InvokeRequest& request, Json invoca
   if (invocation.is_object()) {
     Json status = {{"phase", "Rejected"},
                    {"message", result.message},
-                   {"completionTime", formatRfc3339(SystemClock::now())},
+                   {"completionTime", formatRfc3339Micro(SystemClock::now())},
                    {"conditions",
                     Json::array({condition("Completed", false, result.reason, result.message)})}};
     Status written = writeStatus(invocation, status);
@@ -506,7 +506,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     return result;
   }
   Json terminal;
-  terminal["completionTime"] = formatRfc3339(SystemClock::now());
+  terminal["completionTime"] = formatRfc3339Micro(SystemClock::now());
   if (!final_status) {
     result.phase = "Failed";
     result.reason = "WorkerLost";
