@@ -298,11 +298,9 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
   if (!request.invocation_name.empty()) {
     auto existing = client_->get(type, request.namespace_name, request.invocation_name);
     if (!existing.ok()) {
-      InvokeResult result;
+      InvokeResult result =
+          reject(request, Json(), "InvocationNotFound", existing.status().message());
       result.invocation_name = request.invocation_name;
-      result.phase = "Rejected";
-      result.reason = "InvocationNotFound";
-      result.message = existing.status().message();
       return result;
     }
     invocation = std::move(existing).value();
@@ -338,12 +336,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     };
     auto created = client_->create(type, request.namespace_name, object);
     if (!created.ok()) {
-      InvokeResult result;
-      result.request_id = request.request_id;
-      result.phase = "Rejected";
-      result.reason = "InvocationNotRecorded";
-      result.message = created.status().message();
-      return result;
+      return reject(request, Json(), "InvocationNotRecorded", created.status().message());
     }
     invocation = std::move(created).value();
   }
