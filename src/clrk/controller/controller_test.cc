@@ -456,5 +456,31 @@ TEST_F(ControllerTest, CronScheduleRunsTheAgentWithScheduleInput) {
   EXPECT_FALSE(bad["status"].contains("nextScheduleTime"));
 }
 
+TEST_F(ControllerTest, RestartedControllerResumesARunningInvocation) {
+  apply(taskAgent("survivor", "sleep 3; echo resumed"));
+  waitReady("survivor");
+  auto pending = std::async(std::launch::async, [&] { return invoke("survivor", "{}"); });
+  Json agent = waitFor("TaskAgent", "survivor",
+                       [](const Json& a) { return a["status"].value("activeExecutions", 0) == 1; });
+  // The controller-manager goes away mid-run: the caller gets 503, the Invocation stays Running.
+  manager_->stop();
+  HttpResult cut = pending.get();
+  EXPECT_EQ(cut.status, 503) << cut.body;
+  std::string name = cut.headers["X-Clrk-Invocation"];
+  ASSERT_FALSE(name.empty());
+  auto during = client_->get(kind("Invocation"), "default", name);
+  ASSERT_TRUE(during.ok());
+  std::string phase = (*during)["status"].value("phase", "");
+  EXPECT_TRUE(phase == "Running" || phase == "Dispatched") << phase;
+  // A new one finds it, waits for the execution on its worker and records the outcome.
+  manager_ = Manager::create(client_, ManagerOptions{});
+  ASSERT_TRUE(manager_->start().ok());
+  Json done = waitFor("Invocation", name, [](const Json& inv) {
+    return inv["status"].value("phase", "") == "Succeeded";
+  });
+  EXPECT_EQ(done["status"]["output"], "resumed\n");
+  EXPECT_EQ(done["status"]["exitCode"], 0);
+}
+
 }  // namespace
 }  // namespace clrk::controller

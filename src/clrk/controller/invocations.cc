@@ -452,8 +452,16 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     log->warn("Invocation {}: {}", name, s.toString());
   }
 
+  return awaitAndRecord(invocation, *worker_client, placed->name, false, std::move(result));
+}
+
+InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
+                                               worker::WorkerClient& worker_client,
+                                               const std::string& worker_name,
+                                               bool reported_running, InvokeResult result) {
+  auto log = logger("controller");
+  const std::string name = result.invocation_name;
   // Wait for the result.
-  bool reported_running = false;
   auto unreachable_since = std::optional<std::chrono::steady_clock::time_point>();
   std::optional<worker::ExecutionStatus> final_status;
   std::string lost_reason;
@@ -462,7 +470,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
       lost_reason = "the controller-manager stopped while waiting";
       break;
     }
-    auto polled = worker_client->get(name, kPollWait);
+    auto polled = worker_client.get(result.execution_id, kPollWait);
     if (polled.ok()) {
       unreachable_since.reset();
       if (!reported_running && polled->phase != worker::Phase::Pending) {
@@ -477,11 +485,11 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     }
     auto now_steady = std::chrono::steady_clock::now();
     if (!unreachable_since) unreachable_since = now_steady;
-    auto info = workers_.find(placed->name);
+    auto info = workers_.find(worker_name);
     bool lease_gone = !info || !info->alive(SystemClock::now());
     if (polled.status().code() == Code::NotFound || lease_gone ||
         now_steady - *unreachable_since > kUnreachableLimit) {
-      lost_reason = "worker " + placed->name +
+      lost_reason = "worker " + worker_name +
                     (lease_gone ? " stopped renewing its Lease"
                                 : " lost the execution or stayed unreachable") +
                     ": " + polled.status().message();
@@ -532,7 +540,73 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
   return result;
 }
 
+InvokeResult InvocationManager::resume(Json invocation) {
+  const Json metadata = invocation.value("metadata", Json::object());
+  const Json status = invocation.value("status", Json::object());
+  const Json spec = invocation.value("spec", Json::object());
+  InvokeResult result;
+  result.invocation_name = metadata.value("name", "");
+  result.request_id = spec.value("requestId", "");
+  result.execution_id = status.value("executionId", "");
+  result.worker = status.value("worker", "");
+  std::string agent_key = metadata.value("namespace", "") + "/" +
+                          spec.value("parentRef", Json::object()).value("name", "");
+  auto fail = [&](const std::string& why) {
+    Json terminal = {
+        {"phase", "Failed"},
+        {"message", why},
+        {"completionTime", formatRfc3339Micro(SystemClock::now())},
+        {"conditions", Json::array({condition("Completed", false, "WorkerLost", why)})}};
+    if (Status s = writeStatus(invocation, terminal); !s.ok()) {
+      logger("controller")->warn("Invocation {}: {}", result.invocation_name, s.toString());
+    }
+    result.phase = "Failed";
+    result.reason = "WorkerLost";
+    result.message = why;
+    return result;
+  };
+  auto info = workers_.find(result.worker);
+  if (!info || !info->alive(SystemClock::now())) {
+    return fail("worker " + result.worker + " is gone (noticed after a controller restart)");
+  }
+  auto client = workers_.clientFor(*info);
+  if (!client.ok()) return fail("worker " + result.worker + ": " + client.status().message());
+  {
+    std::lock_guard lock(mutex_);
+    ++active_[agent_key];
+  }
+  track(result.invocation_name, Running{agent_key, result.worker, result.execution_id}, true);
+  InvokeResult done = awaitAndRecord(invocation, **client, result.worker,
+                                     status.value("phase", "") == "Running", result);
+  track(result.invocation_name, {}, false);
+  {
+    std::lock_guard lock(mutex_);
+    if (--active_[agent_key] <= 0) active_.erase(agent_key);
+  }
+  if (on_active_changed_) on_active_changed_(agent_key);
+  return done;
+}
+
+bool InvocationManager::tracking(const std::string& invocation) const {
+  std::lock_guard lock(mutex_);
+  return running_.count(invocation) > 0;
+}
+
 Status InvocationManager::runAsync(InvokeRequest request, std::function<void(InvokeResult)> done) {
+  return spawn([this, request = std::move(request), done = std::move(done)]() mutable {
+    InvokeResult result = run(std::move(request));
+    if (done) done(std::move(result));
+  });
+}
+
+Status InvocationManager::resumeAsync(Json invocation, std::function<void(InvokeResult)> done) {
+  return spawn([this, invocation = std::move(invocation), done = std::move(done)]() mutable {
+    InvokeResult result = resume(std::move(invocation));
+    if (done) done(std::move(result));
+  });
+}
+
+Status InvocationManager::spawn(std::function<void()> work) {
   std::lock_guard lock(mutex_);
   if (stopping_) return Status(Code::Unavailable, "the controller-manager is shutting down");
   reapFinishedThreads();
@@ -541,14 +615,12 @@ Status InvocationManager::runAsync(InvokeRequest request, std::function<void(Inv
                   "too many invocations in flight (" + std::to_string(kMaxInFlight) + ")");
   }
   uint64_t id = next_thread_id_++;
-  threads_.emplace(
-      id, std::thread([this, id, request = std::move(request), done = std::move(done)]() mutable {
-        InvokeResult result = run(std::move(request));
-        if (done) done(std::move(result));
-        std::lock_guard inner(mutex_);
-        finished_threads_.push_back(id);
-        cv_.notify_all();
-      }));
+  threads_.emplace(id, std::thread([this, id, work = std::move(work)] {
+                     work();
+                     std::lock_guard inner(mutex_);
+                     finished_threads_.push_back(id);
+                     cv_.notify_all();
+                   }));
   return {};
 }
 

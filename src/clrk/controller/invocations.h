@@ -86,6 +86,14 @@ class InvocationManager {
   // when kMaxInFlight invocations already run.
   Status runAsync(InvokeRequest request, std::function<void(InvokeResult)> done);
 
+  // Takes over a Dispatched/Running Invocation that no controller is waiting for (this process
+  // restarted): waits for its execution on the worker it names and records the outcome; Failed
+  // (WorkerLost) when that worker is gone.
+  InvokeResult resume(kube::Json invocation);
+  Status resumeAsync(kube::Json invocation, std::function<void(InvokeResult)> done);
+  // Whether this manager is waiting for `invocation` (by name).
+  bool tracking(const std::string& invocation) const;
+
   // Non-terminal invocations of TaskAgent "namespace/name".
   int active(const std::string& agent_key) const;
   // Called with "namespace/name" whenever an agent's active count changes.
@@ -107,8 +115,14 @@ class InvocationManager {
   InvokeResult reject(const InvokeRequest& request, kube::Json invocation, std::string reason,
                       std::string message);
   Status writeStatus(kube::Json& invocation, const kube::Json& status);
+  // Waits for the execution to end (or its worker to be lost) and writes the terminal status.
+  InvokeResult awaitAndRecord(kube::Json& invocation, worker::WorkerClient& worker_client,
+                              const std::string& worker_name, bool reported_running,
+                              InvokeResult result);
   void track(const std::string& invocation, Running running, bool add);
   void reapFinishedThreads();
+  // Runs `work` on a manager-owned thread (bounded by kMaxInFlight).
+  Status spawn(std::function<void()> work);
 
   kube::ClientPtr client_;
   WorkerRegistry& workers_;

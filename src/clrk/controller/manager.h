@@ -11,7 +11,9 @@
 //     the workers serving it (in a cluster the Deployment is created by `clrk install`; local
 //     dev workers are started by `clrk dev`).
 //   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
-//     that are still Pending; invocations that the trigger server creates are dispatched at once.
+//     that are still Pending (the trigger server dispatches its own at once), and resumes
+//     Dispatched/Running ones no controller waits for (after a restart): it waits for their
+//     execution on the worker that has it, or fails them as WorkerLost when that worker is gone.
 // Thread model: start() spawns informer, controller and server threads; stop() joins them.
 #pragma once
 

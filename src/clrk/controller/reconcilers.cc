@@ -299,6 +299,38 @@ Result<ReconcileResult> WorkerPoolReconciler::reconcile(const Request& request) 
 
 // ---- Invocation -----------------------------------------------------------------------------
 
+Result<ReconcileResult> InvocationReconciler::resumeOrphan(const Request& request) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!claimed_.insert(request.key()).second) return ReconcileResult{};
+  }
+  auto release = [this, key = request.key()] {
+    std::lock_guard lock(mutex_);
+    claimed_.erase(key);
+  };
+  // The cache may lag a run of this process that just finished: decide on the stored object.
+  auto fresh =
+      context_.client->get(api::clrkType("Invocation"), request.namespace_name, request.name);
+  std::string phase =
+      fresh.ok() ? fresh->value("status", Json::object()).value("phase", "") : std::string();
+  if (!fresh.ok() || !(phase == "Dispatched" || phase == "Running") ||
+      context_.invocation_manager.tracking(request.name)) {
+    release();
+    return fresh.ok() || fresh.status().code() == Code::NotFound
+               ? Result<ReconcileResult>(ReconcileResult{})
+               : Result<ReconcileResult>(fresh.status());
+  }
+  logger("controller")
+      ->info("Invocation {} is {} with no controller waiting: resuming", request.key(), phase);
+  Status started = context_.invocation_manager.resumeAsync(std::move(fresh).value(),
+                                                           [release](InvokeResult) { release(); });
+  if (!started.ok()) {
+    release();
+    return started;
+  }
+  return ReconcileResult{};
+}
+
 Result<ReconcileResult> InvocationReconciler::reconcile(const Request& request) {
   auto cached = context_.invocations.get(request.key());
   if (!cached) {
@@ -310,6 +342,10 @@ Result<ReconcileResult> InvocationReconciler::reconcile(const Request& request) 
   std::string phase = invocation.value("status", Json::object()).value("phase", "");
   const Json spec = invocation.value("spec", Json::object());
   std::string trigger = spec.value("trigger", Json::object()).value("type", "");
+  if ((phase == "Dispatched" || phase == "Running") &&
+      !context_.invocation_manager.tracking(request.name)) {
+    return resumeOrphan(request);
+  }
   if (!(phase.empty() || phase == "Pending") || trigger != "CLI") return ReconcileResult{};
   {
     std::lock_guard lock(mutex_);

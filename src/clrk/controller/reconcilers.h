@@ -65,6 +65,8 @@ class InvocationReconciler : public Reconciler {
   Result<ReconcileResult> reconcile(const Request& request) override;
 
  private:
+  // A Dispatched/Running Invocation nobody waits for (the controller restarted): resumed.
+  Result<ReconcileResult> resumeOrphan(const Request& request);
   ControllerContext& context_;
   std::mutex mutex_;
   std::set<std::string> claimed_;  // Invocations handed to the InvocationManager
