@@ -360,6 +360,31 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
       60s))
       << denied_tree;
 
+  // curl-bot: a shell agent through the same egress and key policy.
+  CommandResult curl_bot = test.clrk("--local apply -f " + examples + "/curl-bot/manifests.yaml");
+  ASSERT_EQ(curl_bot.exit_code, 0) << curl_bot.output;
+  CommandResult curl_ran =
+      test.clrk("--local run-task curl-bot --timeout 60s --input '{\"prompt\": \"a colour\"}'");
+  EXPECT_EQ(curl_ran.exit_code, 0) << curl_ran.output;
+  EXPECT_TRUE(contains(curl_ran.output, "\"answer\"")) << curl_ran.output;
+
+  // cron-bot, with its schedule shortened to every 2 s: a Cron invocation with scheduleInput.
+  CommandResult cron_bot =
+      runCommand("sed 's/schedule: \"\\* \\* \\* \\* \\*\"/schedule: \"@every 2s\"/' " + examples +
+                 "/cron-bot/manifests.yaml | CLRK_HOME='" + test.home_.string() + "' " +
+                 binaryPath("clrk") + " --local apply -f -");
+  ASSERT_EQ(cron_bot.exit_code, 0) << cron_bot.output;
+  std::string cron_tree;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        cron_tree = test.clrk("--local traces cron-bot").output;
+        return contains(cron_tree, "Succeeded  Cron");
+      },
+      60s))
+      << cron_tree;
+  CommandResult cron_json = test.clrk("--local traces cron-bot -o json");
+  EXPECT_TRUE(contains(cron_json.output, "nightly-report")) << cron_json.output;
+
   CommandResult logs = test.clrk("--local logs denied-egress");
   EXPECT_TRUE(contains(logs.output, "curl exit")) << logs.output;
   CommandResult down = test.clrk("dev down");
