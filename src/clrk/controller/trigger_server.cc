@@ -147,18 +147,25 @@ class TriggerServerImpl : public TriggerServer {
     return {};
   }
 
+  // Stops accepting, lets requests being answered write their reply (the InvocationManager is
+  // stopped first, so their results are on the way) for up to 2 s, then closes every connection.
   void stop() override {
     if (stopped_.exchange(true)) return;
     net::post(ioc_, [this] {
       error_code ec;
       acceptor_.close(ec);
+    });
+    for (int i = 0; i < 200 && busy_.load() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    net::post(ioc_, [this] {
+      error_code ec;
       std::lock_guard lock(sockets_mutex_);
       for (tcp::socket* socket : sockets_) {
         socket->shutdown(tcp::socket::shutdown_both, ec);
         socket->close(ec);
       }
     });
-    // Let replies posted by finishing invocations drain briefly, then stop the loop.
     for (int i = 0; i < 50 && active_.load() > 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -313,8 +320,11 @@ class TriggerServerImpl : public TriggerServer {
         auto request = parser.release();
         bool keep_alive = request.keep_alive();
         stream.expires_never();
+        ++busy_;
         Reply reply = co_await handle(request);
-        if (!co_await write(stream, reply, keep_alive && !stopped_.load())) break;
+        bool written = co_await write(stream, reply, keep_alive && !stopped_.load());
+        --busy_;
+        if (!written) break;
         if (!keep_alive) break;
       }
     } catch (const std::exception& e) {
@@ -346,6 +356,7 @@ class TriggerServerImpl : public TriggerServer {
   std::thread thread_;
   std::atomic<bool> stopped_{false};
   std::atomic<int> active_{0};
+  std::atomic<int> busy_{0};  // requests read and not yet answered
   std::mutex sockets_mutex_;
   std::set<tcp::socket*> sockets_;
 };

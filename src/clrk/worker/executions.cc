@@ -86,13 +86,28 @@ void ExecutionManager::setOnChange(std::function<void()> on_change) {
   on_change_ = std::move(on_change);
 }
 
+uint64_t ExecutionManager::addListener(std::function<void()> listener) {
+  std::lock_guard lock(mutex_);
+  uint64_t id = next_listener_++;
+  listeners_.emplace(id, std::move(listener));
+  return id;
+}
+
+void ExecutionManager::removeListener(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  listeners_.erase(id);
+}
+
 void ExecutionManager::notifyChange() {
   std::function<void()> callback;
+  std::vector<std::function<void()>> listeners;
   {
     std::lock_guard lock(mutex_);
     callback = on_change_;
+    for (const auto& [id, listener] : listeners_) listeners.push_back(listener);
   }
   if (callback) callback();
+  for (const auto& listener : listeners) listener();
 }
 
 Result<ExecutionStatus> ExecutionManager::submit(ExecutionRequest request) {

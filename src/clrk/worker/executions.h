@@ -103,6 +103,9 @@ class ExecutionManager {
   int drain(std::chrono::milliseconds timeout);
   // Called (from an execution thread) whenever an execution changes phase.
   void setOnChange(std::function<void()> on_change);
+  // More such listeners (the worker API's long polls); removeListener() before the callee dies.
+  uint64_t addListener(std::function<void()> listener);
+  void removeListener(uint64_t id);
 
   struct Execution;
 
@@ -127,6 +130,8 @@ class ExecutionManager {
   bool draining_ = false;
   bool stopping_ = false;
   std::function<void()> on_change_;
+  std::map<uint64_t, std::function<void()>> listeners_;
+  uint64_t next_listener_ = 0;
 
   // Identity removals due later (janitor thread).
   struct PendingRemoval {

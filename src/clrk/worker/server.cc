@@ -184,12 +184,29 @@ class ServerImpl : public ApiServer {
       return Status(Code::Unavailable,
                     "worker API listen on " + options_.listen + ": " + ec.message());
     bound_ = acceptor_.local_endpoint(ec);
+    listener_ = executions_.addListener([this] { wakeWaiters(); });
     net::co_spawn(ioc_, acceptLoop(), net::detached);
     int threads = std::max(1, options_.threads);
     for (int i = 0; i < threads; ++i) {
       threads_.emplace_back([this] { ioc_.run(); });
     }
     return {};
+  }
+
+  uint64_t addWaiter(std::function<void()> wake) {
+    std::lock_guard lock(waiters_mutex_);
+    uint64_t id = next_waiter_++;
+    waiters_.emplace(id, std::move(wake));
+    return id;
+  }
+  void removeWaiter(uint64_t id) {
+    std::lock_guard lock(waiters_mutex_);
+    waiters_.erase(id);
+  }
+  // Wakes every long poll (each re-reads its execution). Called from execution threads.
+  void wakeWaiters() {
+    std::lock_guard lock(waiters_mutex_);
+    for (const auto& [id, wake] : waiters_) wake();
   }
 
   uint16_t port() const override { return bound_.port(); }
@@ -200,6 +217,8 @@ class ServerImpl : public ApiServer {
       joinThreads();
       return;
     }
+    if (listener_) executions_.removeListener(*listener_);
+    wakeWaiters();  // long polls answer at once when stopped
     // Idle keep-alive connections close now; a request being answered (a long poll sees
     // stopped_ and replies at once, a log stream ends) finishes its reply first.
     auto close_streams = [this](bool busy_too) {
@@ -247,7 +266,8 @@ class ServerImpl : public ApiServer {
       }
       if (stopped_.load()) co_return;
       if (active_.load() >= 1024) continue;  // connection cap: drop
-      net::co_spawn(ioc_, session(std::move(socket)), net::detached);
+      // A strand per connection: long-poll wake-ups are posted to it (see handle()).
+      net::co_spawn(net::make_strand(ioc_), session(std::move(socket)), net::detached);
     }
   }
 
@@ -467,10 +487,23 @@ class ServerImpl : public ApiServer {
     if (routed.kind == Routed::Kind::kLogs) {
       co_return co_await streamLogs(stream, routed.id, routed.follow);
     }
-    // Long poll: timer-driven, the event loop never blocks.
+    // Long poll, event-driven: a phase change of any execution (or stop()) cancels the timer
+    // through the session's strand; the timer also ends each wait after at most 1 s. The waiter
+    // is registered before the status is read, and a cancel posted while this coroutine runs
+    // executes only once it waits again, so no change is missed.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(routed.wait_seconds);
-    net::steady_timer timer(co_await net::this_coro::executor);
+    auto executor = co_await net::this_coro::executor;
+    auto timer = std::make_shared<net::steady_timer>(executor);
+    uint64_t waiter =
+        addWaiter([executor, timer] { net::post(executor, [timer] { timer->cancel(); }); });
+    struct WaiterGuard {
+      ServerImpl& server;
+      uint64_t id;
+      ~WaiterGuard() { server.removeWaiter(id); }
+    } guard{*this, waiter};
     for (;;) {
+      timer->expires_after(std::min<std::chrono::steady_clock::duration>(
+          std::chrono::seconds(1), deadline - std::chrono::steady_clock::now()));
       auto status = executions_.get(routed.id);
       Reply reply;
       if (!status) {
@@ -479,9 +512,8 @@ class ServerImpl : public ApiServer {
                  stopped_.load()) {
         reply = jsonReply(200, toJson(*status));
       } else {
-        timer.expires_after(std::chrono::milliseconds(50));
         error_code ec;
-        co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+        co_await timer->async_wait(net::redirect_error(net::use_awaitable, ec));
         continue;
       }
       co_return co_await write(stream, reply, keep_alive);
@@ -548,6 +580,10 @@ class ServerImpl : public ApiServer {
   std::mutex join_mutex_;
   std::atomic<bool> stopped_{false};
   std::atomic<int> active_{0};
+  std::mutex waiters_mutex_;
+  std::map<uint64_t, std::function<void()>> waiters_;  // long polls to wake on a change
+  uint64_t next_waiter_ = 0;
+  std::optional<uint64_t> listener_;  // ExecutionManager listener, set by init()
   std::mutex streams_mutex_;
   std::set<beast::tcp_stream*> streams_;
   std::set<beast::tcp_stream*> busy_streams_;  // answering a request: closed last on stop()
