@@ -87,27 +87,27 @@ void ExecutionManager::setOnChange(std::function<void()> on_change) {
 }
 
 uint64_t ExecutionManager::addListener(std::function<void()> listener) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(listeners_mutex_);
   uint64_t id = next_listener_++;
   listeners_.emplace(id, std::move(listener));
   return id;
 }
 
+// Listeners run under listeners_mutex_, so once this returns none of them runs or will run.
 void ExecutionManager::removeListener(uint64_t id) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(listeners_mutex_);
   listeners_.erase(id);
 }
 
 void ExecutionManager::notifyChange() {
   std::function<void()> callback;
-  std::vector<std::function<void()>> listeners;
   {
     std::lock_guard lock(mutex_);
     callback = on_change_;
-    for (const auto& [id, listener] : listeners_) listeners.push_back(listener);
   }
   if (callback) callback();
-  for (const auto& listener : listeners) listener();
+  std::lock_guard lock(listeners_mutex_);
+  for (const auto& [id, listener] : listeners_) listener();
 }
 
 Result<ExecutionStatus> ExecutionManager::submit(ExecutionRequest request) {

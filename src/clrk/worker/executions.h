@@ -103,7 +103,8 @@ class ExecutionManager {
   int drain(std::chrono::milliseconds timeout);
   // Called (from an execution thread) whenever an execution changes phase.
   void setOnChange(std::function<void()> on_change);
-  // More such listeners (the worker API's long polls); removeListener() before the callee dies.
+  // More such listeners (the worker API's long polls). They must not call back into the
+  // manager; after removeListener() returns the listener is never called again.
   uint64_t addListener(std::function<void()> listener);
   void removeListener(uint64_t id);
 
@@ -130,6 +131,7 @@ class ExecutionManager {
   bool draining_ = false;
   bool stopping_ = false;
   std::function<void()> on_change_;
+  std::mutex listeners_mutex_;  // held while listeners run
   std::map<uint64_t, std::function<void()>> listeners_;
   uint64_t next_listener_ = 0;
 
