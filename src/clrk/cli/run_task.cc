@@ -3,6 +3,7 @@
 // controller dispatches to a worker, then waits for it and prints the agent's output (its
 // stdout) to stdout. Exit code: 0 when the invocation Succeeded, 1 otherwise (the reason and the
 // agent's stderr tail go to stderr). Works the same against `clrk dev` and a cluster.
+#include "clrk/api/builtin_types.h"
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/time.h"
@@ -66,14 +67,8 @@ int runTask(const Globals& globals, const RunTaskFlags& flags) {
     return kExitError;
   }
   const std::string& ns = session->namespace_name;
-  const api::ResourceType* agent_type =
-      api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", "TaskAgent");
-  const api::ResourceType* invocation_type =
-      api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", "Invocation");
-  if (agent_type == nullptr || invocation_type == nullptr) {
-    printError("the clrk kinds are not registered");
-    return kExitError;
-  }
+  const api::ResourceType* agent_type = &api::clrkType("TaskAgent");
+  const api::ResourceType* invocation_type = &api::clrkType("Invocation");
   auto agent = session->client->get(*agent_type, ns, flags.name);
   if (!agent.ok()) {
     printError(agent.status());

@@ -4,6 +4,7 @@
 // id.
 #include "clrk/cli/traces.h"
 
+#include "clrk/api/builtin_types.h"
 #include "clrk/base/files.h"
 #include "clrk/base/time.h"
 #include "clrk/cli/common.h"
@@ -164,12 +165,7 @@ int runTraces(const Globals& globals, const TracesFlags& flags) {
     printError(session.status());
     return kExitError;
   }
-  const api::ResourceType* type =
-      api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", "Invocation");
-  if (type == nullptr) {
-    printError("the Invocation kind is not registered");
-    return kExitError;
-  }
+  const api::ResourceType* type = &api::clrkType("Invocation");
   std::vector<api::Json> invocations;
   if (!flags.invocation.empty()) {
     auto one = session->client->get(*type, session->namespace_name, flags.invocation);

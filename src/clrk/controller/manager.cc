@@ -87,7 +87,6 @@ class ManagerImpl : public Manager {
     trigger_ =
         makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
     CLRK_RETURN_IF_ERROR(trigger_->start());
-    started_ = true;
     logger("controller")->info("controllers started; HTTP trigger on {}", trigger_->url());
     return {};
   }
@@ -146,7 +145,6 @@ class ManagerImpl : public Manager {
   Controller worker_pool_controller_;
   Controller invocation_controller_;
   std::unique_ptr<TriggerServer> trigger_;
-  bool started_ = false;
   bool stopped_ = false;
 };
 
