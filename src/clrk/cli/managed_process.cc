@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -66,6 +67,7 @@ Result<pid_t> startDetached(const ManagedProcess& process, const fs::path& binar
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    ::syscall(SYS_close_range, 3U, ~0U, 0);  // no inherited listeners or connections
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }

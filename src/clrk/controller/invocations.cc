@@ -470,7 +470,8 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
       lost_reason = "the controller-manager stopped while waiting";
       break;
     }
-    auto polled = worker_client.get(result.execution_id, kPollWait);
+    auto polled = worker_client.get(result.execution_id, kPollWait, stop_source_.get_token());
+    if (stopping_) continue;
     if (polled.ok()) {
       unreachable_since.reset();
       if (!reported_running && polled->phase != worker::Phase::Pending) {
@@ -658,6 +659,7 @@ void InvocationManager::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    stop_source_.request_stop();
     cv_.notify_all();
     threads.swap(threads_);
     finished_threads_.clear();

@@ -28,6 +28,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 
@@ -138,6 +139,7 @@ class InvocationManager {
   std::vector<uint64_t> finished_threads_;
   uint64_t next_thread_id_ = 0;
   std::atomic<bool> stopping_{false};
+  std::stop_source stop_source_;  // cancels the long polls of stop()ped waits
 };
 
 }  // namespace clrk::controller

@@ -171,6 +171,11 @@ class TriggerServerImpl : public TriggerServer {
     }
     ioc_.stop();
     if (thread_.joinable()) thread_.join();
+    // The posted closes may not have run before ioc_.stop(); nothing else runs now.
+    error_code ec;
+    acceptor_.close(ec);
+    std::lock_guard lock(sockets_mutex_);
+    for (tcp::socket* socket : sockets_) socket->close(ec);
   }
 
   uint16_t port() const override { return bound_.port(); }

@@ -219,6 +219,11 @@ class OtlpReceiver::Impl {
     }
     ioc_.stop();
     joinThreads();
+    // The posted close may not have run before ioc_.stop(); nothing else runs now.
+    error_code ec;
+    acceptor_.close(ec);
+    std::lock_guard lock(streams_mutex_);
+    for (beast::tcp_stream* stream : streams_) stream->socket().close(ec);
   }
 
   uint16_t port() const { return port_.load(); }

@@ -84,9 +84,12 @@ http::request<http::string_body> makeRequest(const std::string& method, const st
   return request;
 }
 
-// Runs `task` (which stores its result in `out`) to completion on `ioc`.
+// Runs `task` (which stores its result in `out`) to completion on `ioc`, or until a stop is
+// requested on `cancel`.
 template <typename T>
-Result<T> runOn(net::io_context& ioc, net::awaitable<void> task, std::optional<Result<T>>& out) {
+Result<T> runOn(net::io_context& ioc, net::awaitable<void> task, std::optional<Result<T>>& out,
+                std::stop_token cancel = {}) {
+  std::stop_callback on_cancel(cancel, [&ioc] { ioc.stop(); });
   std::string failure;
   net::co_spawn(ioc, std::move(task), [&](std::exception_ptr error) {
     if (!error) return;
@@ -97,6 +100,9 @@ Result<T> runOn(net::io_context& ioc, net::awaitable<void> task, std::optional<R
     }
   });
   ioc.run();
+  if (!out && cancel.stop_requested()) {
+    return Status(Code::Unavailable, "worker client: request cancelled");
+  }
   if (!failure.empty()) return Status(Code::Internal, "worker client: " + failure);
   if (!out) return Status(Code::Internal, "worker client: request did not complete");
   return std::move(*out);
@@ -266,22 +272,25 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::create(WorkerEndpoint endpoi
 
 Result<HttpReply> WorkerClient::request(const std::string& method, const std::string& target,
                                         const std::string& body,
-                                        std::chrono::milliseconds extra_timeout) const {
-  net::io_context ioc;
+                                        std::chrono::milliseconds extra_timeout,
+                                        std::stop_token cancel) const {
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_verify_mode(ssl::verify_none);  // pinned by fingerprint after the handshake
+  // Declared after `ctx`: a cancelled exchange's coroutine frame is destroyed with `ioc`.
+  net::io_context ioc;
   auto timeout = endpoint_.timeout + extra_timeout;
   std::optional<Result<HttpReply>> out;
   auto task = [&]() -> net::awaitable<void> {
     out.emplace(co_await exchange(ctx, endpoint_, host_, port_, method, target, body, timeout));
   };
-  return runOn<HttpReply>(ioc, task(), out);
+  return runOn<HttpReply>(ioc, task(), out, std::move(cancel));
 }
 
 Result<Json> WorkerClient::call(const std::string& method, const std::string& target,
-                                const std::string& body,
-                                std::chrono::milliseconds extra_timeout) const {
-  CLRK_ASSIGN_OR_RETURN(HttpReply reply, request(method, target, body, extra_timeout));
+                                const std::string& body, std::chrono::milliseconds extra_timeout,
+                                std::stop_token cancel) const {
+  CLRK_ASSIGN_OR_RETURN(HttpReply reply,
+                        request(method, target, body, extra_timeout, std::move(cancel)));
   if (reply.status >= 400) return statusFromReply(reply.status, reply.body);
   Json json = Json::parse(reply.body, nullptr, false);
   if (json.is_discarded()) {
@@ -295,11 +304,12 @@ Result<ExecutionStatus> WorkerClient::run(const ExecutionRequest& request) const
   return executionStatusFromJson(json);
 }
 
-Result<ExecutionStatus> WorkerClient::get(const std::string& id, std::chrono::seconds wait) const {
+Result<ExecutionStatus> WorkerClient::get(const std::string& id, std::chrono::seconds wait,
+                                          std::stop_token cancel) const {
   if (!isValidExecutionId(id)) return invalidArgument("execution id \"" + id + "\" is not valid");
   std::string target = "/v1/executions/" + id;
   if (wait.count() > 0) target += "?waitSeconds=" + std::to_string(wait.count());
-  CLRK_ASSIGN_OR_RETURN(Json json, call("GET", target, {}, wait));
+  CLRK_ASSIGN_OR_RETURN(Json json, call("GET", target, {}, wait, std::move(cancel)));
   return executionStatusFromJson(json);
 }
 

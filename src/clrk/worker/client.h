@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,11 @@ class WorkerClient {
   static Result<std::unique_ptr<WorkerClient>> create(WorkerEndpoint endpoint);
 
   Result<ExecutionStatus> run(const ExecutionRequest& request) const;
-  // `wait` > 0 long-polls until the execution is terminal or `wait` passed.
+  // `wait` > 0 long-polls until the execution changes or `wait` passed. A stop requested on
+  // `cancel` ends the call at once with Unavailable.
   Result<ExecutionStatus> get(const std::string& id,
-                              std::chrono::seconds wait = std::chrono::seconds(0)) const;
+                              std::chrono::seconds wait = std::chrono::seconds(0),
+                              std::stop_token cancel = {}) const;
   Result<ExecutionStatus> stop(const std::string& id) const;
   Result<std::vector<ExecutionStatus>> list() const;
   Result<Json> status() const;
@@ -50,15 +53,16 @@ class WorkerClient {
   // Raw request (any status is returned; errors only for transport/TLS/pinning failures).
   Result<HttpReply> request(const std::string& method, const std::string& target,
                             const std::string& body = {},
-                            std::chrono::milliseconds extra_timeout = {}) const;
+                            std::chrono::milliseconds extra_timeout = {},
+                            std::stop_token cancel = {}) const;
 
   const WorkerEndpoint& endpoint() const { return endpoint_; }
 
  private:
   WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port);
   Result<Json> call(const std::string& method, const std::string& target,
-                    const std::string& body = {},
-                    std::chrono::milliseconds extra_timeout = {}) const;
+                    const std::string& body = {}, std::chrono::milliseconds extra_timeout = {},
+                    std::stop_token cancel = {}) const;
 
   WorkerEndpoint endpoint_;
   std::string host_;

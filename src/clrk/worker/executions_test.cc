@@ -264,6 +264,29 @@ TEST_F(WorkerApiTest, OutputIsBoundedAndBadRootsFail) {
   EXPECT_THAT(client_->get("oci1", 10s)->message, HasSubstr("no image store"));
 }
 
+TEST_F(WorkerApiTest, CancelledLongPollAndStopReleaseEverything) {
+  ASSERT_TRUE(client_->run(shell("long", "sleep 30")).ok());
+  // A stop requested from another thread ends a long poll at once.
+  std::stop_source cancel;
+  auto started = std::chrono::steady_clock::now();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(200ms);
+    cancel.request_stop();
+  });
+  auto polled = client_->get("long", 20s, cancel.get_token());
+  canceller.join();
+  EXPECT_EQ(polled.status().code(), Code::Unavailable);
+  EXPECT_THAT(polled.status().message(), HasSubstr("cancelled"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  // The running sandbox (a child process) must not keep the API's listener alive: once the
+  // server stops, a new connection is refused rather than parked in a backlog nobody serves.
+  server_->stop();
+  auto after = client_->get("long", 0s);
+  ASSERT_FALSE(after.ok());
+  EXPECT_THAT(after.status().message(), HasSubstr("refused"));
+  EXPECT_TRUE(manager_->stop("long").ok());
+}
+
 TEST(ParseShareTest, AbsolutePathsReadOnlyByDefault) {
   auto share = parseShare("/usr/share:/opt/examples");
   ASSERT_TRUE(share.ok()) << share.status().toString();

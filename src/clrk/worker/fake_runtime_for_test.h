@@ -11,6 +11,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <mutex>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -46,6 +47,9 @@ class ProcessSandbox : public sandbox::Sandbox {
       dup2(in[0], 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
+      // Like the real runtimes: the child keeps none of the worker's sockets (an inherited
+      // listener would keep accepting into a backlog nobody serves after the worker stops).
+      syscall(SYS_close_range, 3U, ~0U, 0);
       execvpe(argv[0], argv.data(), envp.data());
       _exit(127);
     }

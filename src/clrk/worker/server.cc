@@ -245,6 +245,11 @@ class ServerImpl : public ApiServer {
     wait_idle(std::chrono::milliseconds(500));
     ioc_.stop();
     joinThreads();
+    // The posted closes may not have run before ioc_.stop(); nothing else runs now.
+    error_code ec;
+    acceptor_.close(ec);
+    std::lock_guard lock(streams_mutex_);
+    for (beast::tcp_stream* stream : streams_) stream->socket().close(ec);
   }
 
  private:
@@ -266,7 +271,9 @@ class ServerImpl : public ApiServer {
       }
       if (stopped_.load()) co_return;
       if (active_.load() >= 1024) continue;  // connection cap: drop
-      // A strand per connection: long-poll wake-ups are posted to it (see handle()).
+      // A strand per connection: long-poll wake-ups are posted to it (see handle()). Counted
+      // from here, so stop() waits for a session that has not started yet to see stopped_.
+      ++active_;
       net::co_spawn(net::make_strand(ioc_), session(std::move(socket)), net::detached);
     }
   }
@@ -280,11 +287,11 @@ class ServerImpl : public ApiServer {
     }
   }
 
+  // A session's connection, in streams_ for stop() to close.
   struct Tracked {
     ServerImpl& server;
     beast::tcp_stream* stream;
     Tracked(ServerImpl& s, beast::tcp_stream* st) : server(s), stream(st) {
-      ++server.active_;
       std::lock_guard lock(server.streams_mutex_);
       server.streams_.insert(stream);
     }
@@ -294,14 +301,19 @@ class ServerImpl : public ApiServer {
         server.streams_.erase(stream);
         server.busy_streams_.erase(stream);
       }
-      --server.active_;
     }
   };
 
   net::awaitable<void> session(tcp::socket socket) {
+    struct Counted {  // ends the count acceptLoop began
+      std::atomic<int>& active;
+      ~Counted() { --active; }
+    } counted{active_};
     try {
       TlsStream stream(beast::tcp_stream(std::move(socket)), ssl_);
       Tracked tracked(*this, &beast::get_lowest_layer(stream));
+      // Started after stop() closed the known connections: this one would be left open.
+      if (stopped_.load()) co_return;
       beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
       error_code ec;
       co_await stream.async_handshake(ssl::stream_base::server,
