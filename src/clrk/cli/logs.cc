@@ -1,5 +1,6 @@
 // `clrk logs NAME [-f] [--timestamps]`: the sandbox stdout/stderr of an Invocation (NAME is an
-// Invocation, or a TaskAgent whose newest Invocation is shown). Lines come from the worker that
+// Invocation, a TaskAgent whose newest Invocation is shown, or a DaemonAgent whose current (or
+// last) instance is shown). Lines come from the worker that
 // ran the execution (its API, located through its Lease and authenticated with the worker
 // token); agent stdout goes to stdout and agent stderr to stderr. When that worker is gone, the
 // output recorded in the Invocation's status is printed instead, with a note.
@@ -27,12 +28,15 @@ std::string annotation(const api::Json& object, std::string_view key) {
   return it != annotations.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// The Invocation named `name`, else the newest Invocation of TaskAgent `name`.
+// The Invocation named `name`, else the DaemonAgent `name`, else the newest Invocation of
+// TaskAgent `name`. Both kinds carry status.worker and status.executionId.
 Result<api::Json> findInvocation(kube::Client& client, const std::string& ns,
                                  const std::string& name) {
   const auto& type = api::builtinType("clrk.apoxy.dev/v1alpha1", "Invocation");
   auto direct = client.get(type, ns, name);
   if (direct.ok() || direct.status().code() != Code::NotFound) return direct;
+  auto daemon = client.get(api::builtinType("clrk.apoxy.dev/v1alpha1", "DaemonAgent"), ns, name);
+  if (daemon.ok() || daemon.status().code() != Code::NotFound) return daemon;
   kube::ListOptions options;
   options.label_selector = "clrk.apoxy.dev/agent=" + name;
   CLRK_ASSIGN_OR_RETURN(api::Json list, client.list(type, ns, options));
@@ -65,12 +69,14 @@ int runLogs(const Globals& globals, const LogsFlags& flags) {
     return kExitError;
   }
   const api::Json status = invocation->value("status", api::Json::object());
-  std::string invocation_name = (*invocation)["metadata"].value("name", "");
+  // "invocation/NAME" or "daemonagent/NAME", for messages.
+  std::string invocation_name =
+      (invocation->value("kind", "") == "DaemonAgent" ? "daemonagent/" : "invocation/") +
+      (*invocation)["metadata"].value("name", "");
   std::string worker_name = status.value("worker", "");
   std::string execution_id = status.value("executionId", "");
   auto fallback = [&](const std::string& why) {
-    std::cerr << "note: " << why << "; showing the output recorded in invocation/"
-              << invocation_name << "\n";
+    std::cerr << "note: " << why << "; showing the output recorded in " << invocation_name << "\n";
     std::cout << status.value("output", "");
     std::cerr << status.value("stderrTail", "");
     return kExitOk;
@@ -78,10 +84,10 @@ int runLogs(const Globals& globals, const LogsFlags& flags) {
   if (worker_name.empty() || execution_id.empty()) {
     std::string phase = status.value("phase", "Pending");
     if (phase == "Pending" || phase.empty()) {
-      printError("invocation/" + invocation_name + " has not been placed on a worker yet");
+      printError(invocation_name + " has not been placed on a worker yet");
       return kExitError;
     }
-    return fallback("invocation/" + invocation_name + " never ran (" + phase + ")");
+    return fallback(invocation_name + " never ran (" + phase + ")");
   }
   auto lease = session->client->get(api::builtinType("coordination.k8s.io/v1", "Lease"),
                                     flags.system_namespace, "worker-" + worker_name);
@@ -130,9 +136,9 @@ void addLogsCommand(CLI::App& app, Globals& globals) {
   auto flags = std::make_shared<LogsFlags>();
   CLI::App* command =
       app.add_subcommand("logs",
-                         "Print the sandbox output of an Invocation (or a TaskAgent's "
-                         "newest Invocation)");
-  command->add_option("name", flags->name, "Invocation or TaskAgent name")->required();
+                         "Print the sandbox output of an Invocation, a TaskAgent's newest "
+                         "Invocation or a DaemonAgent's instance");
+  command->add_option("name", flags->name, "Invocation, TaskAgent or DaemonAgent name")->required();
   command->add_flag("-f,--follow", flags->follow, "Stream until the execution ends");
   command->add_flag("--timestamps", flags->timestamps, "Prefix each line with its time");
   command->add_option("--system-namespace", flags->system_namespace,

@@ -104,6 +104,27 @@ int runStatus(const Globals& globals, const StatusFlags& flags) {
                              ready);
   }
 
+  auto daemons = client.list(api::clrkType("DaemonAgent"), session->namespace_name);
+  if (!daemons.ok()) {
+    printError(daemons.status());
+    return kExitError;
+  }
+  if (!(*daemons)["items"].empty()) {
+    std::cout << "\n"
+              << fmt::format("{:<24} {:<17} {:<9} {}\n", "DAEMONAGENT", "PHASE", "RESTARTS",
+                             "READY");
+  }
+  for (const auto& agent : (*daemons)["items"]) {
+    const Json status = agent.value("status", Json::object());
+    std::string ready = readyOf(agent);
+    // A daemon that stopped as its restart policy says is healthy; one failing is not.
+    std::string phase = status.value("phase", "Pending");
+    bool completed = phase == "Stopped" && ready.rfind("NotReady (Completed:", 0) == 0;
+    if (phase != "Running" && !completed) exit_code = kExitError;
+    std::cout << fmt::format("{:<24} {:<17} {:<9} {}\n", agent["metadata"].value("name", ""), phase,
+                             status.value("restartCount", 0), ready);
+  }
+
   auto invocations = client.list(api::clrkType("Invocation"), session->namespace_name);
   if (!invocations.ok()) {
     printError(invocations.status());

@@ -91,6 +91,13 @@ Json workerPool(const std::string& name) {
           {"spec", {{"replicas", 1}, {"template", {{"image", "clrk/worker:dev"}}}}}};
 }
 
+Json daemonAgent(const std::string& name, const std::string& script, Json extra_spec = {}) {
+  Json agent = taskAgent(name, script, std::move(extra_spec));
+  agent["kind"] = "DaemonAgent";
+  agent["spec"].erase("timeout");
+  return agent;
+}
+
 // One worker: the real ExecutionManager and worker API with process sandboxes, registered
 // through a real Lease.
 struct TestWorker {
@@ -216,6 +223,24 @@ class ControllerTest : public ::testing::Test {
   void waitReady(const std::string& agent) {
     waitFor("TaskAgent", agent,
             [](const Json& a) { return conditionReason(a, "Ready") == "True/Ready"; });
+  }
+
+  // Replaces the manager with one using `options` (e.g. a short crash-loop backoff).
+  void restartManager(ManagerOptions options) {
+    manager_->stop();
+    manager_ = Manager::create(client_, std::move(options));
+    ASSERT_TRUE(manager_->start().ok());
+  }
+  static ManagerOptions fastBackoff() {
+    ManagerOptions options;
+    options.daemons.backoff_base = 200ms;
+    options.daemons.backoff_max = 800ms;
+    return options;
+  }
+  static std::string daemonField(const Json& agent, const std::string& field) {
+    const Json status = agent.value("status", Json::object());
+    if (!status.contains(field)) return "";
+    return status[field].is_string() ? status[field].get<std::string>() : status[field].dump();
   }
 
   fs::path dir_;
@@ -480,6 +505,143 @@ TEST_F(ControllerTest, RestartedControllerResumesARunningInvocation) {
   });
   EXPECT_EQ(done["status"]["output"], "resumed\n");
   EXPECT_EQ(done["status"]["exitCode"], 0);
+}
+
+TEST(DaemonRestartTest, PolicyAndBackoff) {
+  DaemonExit clean{0, false, false, ""};
+  DaemonExit crashed{1, true, false, ""};
+  DaemonExit lost{std::nullopt, true, true, ""};
+  EXPECT_TRUE(shouldRestart("Always", clean));
+  EXPECT_TRUE(shouldRestart("Always", crashed));
+  EXPECT_FALSE(shouldRestart("OnFailure", clean));
+  EXPECT_TRUE(shouldRestart("OnFailure", crashed));
+  EXPECT_TRUE(shouldRestart("OnFailure", lost));
+  EXPECT_FALSE(shouldRestart("Never", crashed));
+  EXPECT_FALSE(shouldRestart("Never", lost));
+  DaemonOptions options;  // kubelet-like: 10 s doubling, capped at 5 min
+  EXPECT_EQ(crashLoopDelay(options, 1), 10s);
+  EXPECT_EQ(crashLoopDelay(options, 2), 20s);
+  EXPECT_EQ(crashLoopDelay(options, 5), 160s);
+  EXPECT_EQ(crashLoopDelay(options, 6), 300s);
+  EXPECT_EQ(crashLoopDelay(options, 1000), 300s);
+}
+
+TEST_F(ControllerTest, DaemonAgentCrashLoopsUpToMaxRestarts) {
+  restartManager(fastBackoff());
+  apply(daemonAgent("flaky", "echo up; sleep 0.3; exit 3", {{"maxRestarts", 3}}));
+  Json looping = waitFor("DaemonAgent", "flaky", [](const Json& a) {
+    return daemonField(a, "phase") == "CrashLoopBackOff";
+  });
+  EXPECT_EQ(conditionReason(looping, "Ready"), "False/CrashLoopBackOff");
+  EXPECT_FALSE(daemonField(looping, "nextRestartTime").empty());
+  EXPECT_EQ(daemonField(looping, "lastExitCode"), "3");
+  Json stopped = waitFor("DaemonAgent", "flaky",
+                         [](const Json& a) { return daemonField(a, "phase") == "Stopped"; });
+  EXPECT_EQ(conditionReason(stopped, "Ready"), "False/RestartLimitReached");
+  EXPECT_EQ(daemonField(stopped, "restartCount"), "3");
+  EXPECT_EQ(daemonField(stopped, "lastExitCode"), "3");
+  EXPECT_FALSE(daemonField(stopped, "latestReadyRevisionName").empty());
+  // Four instances ran (the first and three restarts), each a real process on the worker.
+  int runs = 0;
+  for (const auto& exec : worker_.executions->list()) runs += exec.agent == "flaky" ? 1 : 0;
+  EXPECT_EQ(runs, 4);
+}
+
+TEST_F(ControllerTest, DaemonAgentRestartPolicies) {
+  restartManager(fastBackoff());
+  apply(daemonAgent("done-ok", "exit 0", {{"restartPolicy", "OnFailure"}}));
+  apply(daemonAgent("done-bad", "exit 1", {{"restartPolicy", "Never"}}));
+  apply(daemonAgent("again", "sleep 0.2", {{"restartPolicy", "Always"}}));
+  Json ok = waitFor("DaemonAgent", "done-ok",
+                    [](const Json& a) { return daemonField(a, "phase") == "Stopped"; });
+  EXPECT_EQ(conditionReason(ok, "Ready"), "False/Completed");
+  EXPECT_EQ(daemonField(ok, "restartCount"), "0");
+  Json bad = waitFor("DaemonAgent", "done-bad",
+                     [](const Json& a) { return daemonField(a, "phase") == "Stopped"; });
+  EXPECT_EQ(conditionReason(bad, "Ready"), "False/Failed");
+  EXPECT_EQ(daemonField(bad, "lastExitCode"), "1");
+  EXPECT_EQ(daemonField(bad, "restartCount"), "0");
+  // Always restarts even a clean exit.
+  waitFor("DaemonAgent", "again", [](const Json& a) {
+    std::string count = daemonField(a, "restartCount");
+    return !count.empty() && std::stoi(count) >= 2;
+  });
+}
+
+TEST_F(ControllerTest, DaemonAgentAdoptedAfterRestartReplacedOnUpdateStoppedOnDelete) {
+  apply(daemonAgent("keeper", "exec sleep 60"));
+  auto running = [](const Json& a) {
+    return daemonField(a, "phase") == "Running" && !daemonField(a, "executionId").empty();
+  };
+  Json first = waitFor("DaemonAgent", "keeper", running);
+  EXPECT_EQ(conditionReason(first, "Ready"), "True/Running");
+  EXPECT_EQ(daemonField(first, "worker"), "w1");
+  EXPECT_FALSE(daemonField(first, "upSince").empty());
+  std::string id1 = daemonField(first, "executionId");
+  std::string revision1 = daemonField(first, "latestReadyRevisionName");
+  ASSERT_TRUE(worker_.executions->get(id1).has_value());
+  EXPECT_EQ(worker_.executions->get(id1)->phase, worker::Phase::Running);
+
+  // A restarted controller adopts the running instance instead of starting a second one.
+  restartManager(ManagerOptions{});
+  std::this_thread::sleep_for(1s);
+  auto again = client_->get(kind("DaemonAgent"), "default", "keeper");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(daemonField(*again, "executionId"), id1);
+  int live = 0;
+  for (const auto& exec : worker_.executions->list()) {
+    live += exec.agent == "keeper" && !worker::isTerminal(exec.phase) ? 1 : 0;
+  }
+  EXPECT_EQ(live, 1);
+
+  // A template change replaces the instance (not a restart).
+  Json updated = *again;
+  updated["spec"]["template"]["spec"]["env"][0]["value"] = "bye";
+  ASSERT_TRUE(client_->update(kind("DaemonAgent"), updated).ok());
+  Json second = waitFor("DaemonAgent", "keeper", [&](const Json& a) {
+    return daemonField(a, "phase") == "Running" && daemonField(a, "executionId") != id1 &&
+           !daemonField(a, "executionId").empty();
+  });
+  EXPECT_NE(daemonField(second, "latestReadyRevisionName"), revision1);
+  EXPECT_EQ(daemonField(second, "restartCount"), "0");
+  EXPECT_EQ(worker_.executions->get(id1)->phase, worker::Phase::Stopped);
+  std::string id2 = daemonField(second, "executionId");
+
+  // Deletion stops the instance before the object goes.
+  ASSERT_TRUE(client_->remove(kind("DaemonAgent"), "default", "keeper").ok());
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         client_->get(kind("DaemonAgent"), "default", "keeper").ok()) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(client_->get(kind("DaemonAgent"), "default", "keeper").status().code(), Code::NotFound);
+  EXPECT_TRUE(worker::isTerminal(worker_.executions->get(id2)->phase));
+}
+
+TEST_F(ControllerTest, DaemonAgentMovesOffALostWorker) {
+  TestWorker spare;
+  spare.start(client_, "w2", "pool-a", 3);
+  apply(daemonAgent("mover", "exec sleep 60"));
+  Json first = waitFor("DaemonAgent", "mover", [](const Json& a) {
+    return daemonField(a, "phase") == "Running" && !daemonField(a, "worker").empty();
+  });
+  std::string lost_worker = daemonField(first, "worker");
+  TestWorker& doomed = lost_worker == "w1" ? worker_ : spare;
+  doomed.lease->stopAndDelete().ok();
+  doomed.server->stop();
+  Json moved = waitFor("DaemonAgent", "mover", [&](const Json& a) {
+    return daemonField(a, "phase") == "Running" && daemonField(a, "worker") != lost_worker &&
+           !daemonField(a, "worker").empty();
+  });
+  EXPECT_EQ(daemonField(moved, "restartCount"), "1");
+  EXPECT_NE(daemonField(moved, "executionId"), daemonField(first, "executionId"));
+  ASSERT_TRUE(client_->remove(kind("DaemonAgent"), "default", "mover").ok());
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         client_->get(kind("DaemonAgent"), "default", "mover").ok()) {
+    std::this_thread::sleep_for(50ms);
+  }
+  doomed.stop();
 }
 
 }  // namespace

@@ -63,13 +63,6 @@ std::string utf8Suffix(const std::string& text, size_t limit) {
   return text.substr(start);
 }
 
-std::string invocationNameFor(const std::string& agent) {
-  // Names are DNS subdomains (<= 253); keep them short and readable: <agent>-<10 hex>.
-  std::string prefix = agent.substr(0, 48);
-  while (!prefix.empty() && (prefix.back() == '-' || prefix.back() == '.')) prefix.pop_back();
-  return prefix + "-" + randomHex(5);
-}
-
 Json condition(const std::string& type, bool value, const std::string& reason,
                const std::string& message) {
   return {{"type", type},
@@ -152,12 +145,20 @@ std::string cloudEventEnvelope(const InvokeRequest& request, const std::string& 
   return event.dump();
 }
 
-Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
+std::string runNameFor(const std::string& agent) {
+  // Names are DNS subdomains (<= 253); keep them short and readable: <agent>-<10 hex>.
+  std::string prefix = agent.substr(0, 48);
+  while (!prefix.empty() && (prefix.back() == '-' || prefix.back() == '.')) prefix.pop_back();
+  return prefix + "-" + randomHex(5);
+}
+
+Result<worker::ExecutionRequest> executionFromAgentTemplate(const Json& agent,
+                                                            std::string_view kind) {
   worker::ExecutionRequest exec;
   const Json& metadata = agent.at("metadata");
   exec.namespace_name = metadata.value("namespace", "default");
   exec.agent = metadata.value("name", "");
-  exec.agent_kind = "TaskAgent";
+  exec.agent_kind = std::string(kind);
   if (metadata.contains("labels") && metadata["labels"].is_object()) {
     for (const auto& [key, value] : metadata["labels"].items()) {
       if (value.is_string()) exec.agent_labels[key] = value.get<std::string>();
@@ -181,17 +182,6 @@ Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
       exec.env.push_back({entry.value("name", ""), entry.value("value", "")});
     }
   }
-  std::string mode = spec.value("delivery", Json::object()).value("mode", "Stdin");
-  if (mode != "Stdin") {
-    return invalidArgument("spec.delivery.mode " + mode +
-                           " is not supported yet; use Stdin (the CloudEvents envelope on stdin)");
-  }
-  std::string timeout_text = spec.value("timeout", "100s");
-  auto timeout = parseDuration(timeout_text);
-  if (!timeout || timeout->count() <= 0) {
-    return invalidArgument("spec.timeout \"" + timeout_text + "\" is not a positive duration");
-  }
-  exec.timeout_seconds = (timeout->count() + 999) / 1000;
   const Json resources = spec.value("resources", Json::object());
   exec.resources.cpu = resources.value("cpu", "1");
   exec.resources.memory = resources.value("memory", "512Mi");
@@ -203,6 +193,24 @@ Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
   if (spec.contains("egressRefs") && spec["egressRefs"].is_array() && !spec["egressRefs"].empty()) {
     exec.gateway = exec.namespace_name + "/" + spec["egressRefs"][0].value("gatewayRef", "");
   }
+  return exec;
+}
+
+Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
+  CLRK_ASSIGN_OR_RETURN(worker::ExecutionRequest exec,
+                        executionFromAgentTemplate(agent, "TaskAgent"));
+  const Json spec = agent.value("spec", Json::object());
+  std::string mode = spec.value("delivery", Json::object()).value("mode", "Stdin");
+  if (mode != "Stdin") {
+    return invalidArgument("spec.delivery.mode " + mode +
+                           " is not supported yet; use Stdin (the CloudEvents envelope on stdin)");
+  }
+  std::string timeout_text = spec.value("timeout", "100s");
+  auto timeout = parseDuration(timeout_text);
+  if (!timeout || timeout->count() <= 0) {
+    return invalidArgument("spec.timeout \"" + timeout_text + "\" is not a positive duration");
+  }
+  exec.timeout_seconds = (timeout->count() + 999) / 1000;
   return exec;
 }
 
@@ -324,7 +332,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
         {"apiVersion", "clrk.apoxy.dev/v1alpha1"},
         {"kind", "Invocation"},
         {"metadata",
-         {{"name", invocationNameFor(request.agent)},
+         {{"name", runNameFor(request.agent)},
           {"namespace", request.namespace_name},
           {"labels", {{kLabelAgent, request.agent}, {kLabelAgentKind, "TaskAgent"}}},
           {"ownerReferences", Json::array({owner})}}},

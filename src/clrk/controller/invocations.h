@@ -70,8 +70,15 @@ struct InvokeResult {
 std::string cloudEventEnvelope(const InvokeRequest& request, const std::string& invocation_name,
                                std::chrono::system_clock::time_point now);
 
-// Maps a TaskAgent object to the execution a worker runs (image, command, env, limits,
-// timeout, gateway). InvalidArgument naming the field when the template cannot run.
+// A fresh name for one run of `agent` (Invocation and execution id): <agent prefix>-<10 hex>.
+std::string runNameFor(const std::string& agent);
+
+// Maps an agent's template, resources and egressRefs (the parts TaskAgent and DaemonAgent share)
+// to the execution a worker runs; `kind` is the agent's kind. InvalidArgument naming the field
+// when the template cannot run.
+Result<worker::ExecutionRequest> executionFromAgentTemplate(const kube::Json& agent,
+                                                            std::string_view kind);
+// The same for a TaskAgent, with its timeout and delivery mode.
 Result<worker::ExecutionRequest> executionFromTaskAgent(const kube::Json& agent);
 
 class InvocationManager {

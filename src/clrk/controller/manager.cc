@@ -3,6 +3,7 @@
 #include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
 #include "clrk/base/log.h"
+#include "clrk/controller/daemons.h"
 #include "clrk/controller/reconcilers.h"
 #include "clrk/controller/trigger_server.h"
 
@@ -31,6 +32,7 @@ class ManagerImpl : public Manager {
       : client_(std::move(client)),
         options_(std::move(options)),
         task_agents_(client_, api::clrkType("TaskAgent")),
+        daemon_agents_(client_, api::clrkType("DaemonAgent")),
         worker_pools_(client_, api::clrkType("WorkerPool")),
         invocations_(client_, api::clrkType("Invocation")),
         registry_(client_, options_.system_namespace),
@@ -43,9 +45,14 @@ class ManagerImpl : public Manager {
         task_agent_reconciler_(context_),
         worker_pool_reconciler_(context_),
         invocation_reconciler_(context_),
+        daemon_agent_reconciler_(
+            context_, daemon_agents_, options_.daemons,
+            [this](const std::string& key) { daemon_agent_controller_.enqueue(key); }),
         task_agent_controller_("taskagent", task_agent_reconciler_, options_.reconcile_workers),
         worker_pool_controller_("workerpool", worker_pool_reconciler_, 1),
-        invocation_controller_("invocation", invocation_reconciler_, 1) {}
+        invocation_controller_("invocation", invocation_reconciler_, 1),
+        daemon_agent_controller_("daemonagent", daemon_agent_reconciler_,
+                                 options_.reconcile_workers) {}
 
   ~ManagerImpl() override { stop(); }
 
@@ -53,6 +60,7 @@ class ManagerImpl : public Manager {
     enqueueOnChange(task_agents_, task_agent_controller_);
     enqueueOnChange(worker_pools_, worker_pool_controller_);
     enqueueOnChange(invocations_, invocation_controller_);
+    enqueueOnChange(daemon_agents_, daemon_agent_controller_);
     // A pool change affects the agents that use it; a worker change affects every pool and
     // agent (O(agents) per Lease renewal is fine at dev and small-cluster scale).
     worker_pools_.addHandlers(kube::InformerHandlers{
@@ -70,10 +78,11 @@ class ManagerImpl : public Manager {
     });
 
     task_agents_.start();
+    daemon_agents_.start();
     worker_pools_.start();
     invocations_.start();
     registry_.start();
-    for (auto* informer : {&task_agents_, &worker_pools_, &invocations_}) {
+    for (auto* informer : {&task_agents_, &daemon_agents_, &worker_pools_, &invocations_}) {
       if (!informer->waitForSync(30s)) {
         return Status(Code::Unavailable, "controller caches did not sync within 30 s");
       }
@@ -84,6 +93,7 @@ class ManagerImpl : public Manager {
     task_agent_controller_.start();
     worker_pool_controller_.start();
     invocation_controller_.start();
+    daemon_agent_controller_.start();
     trigger_ =
         makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
     CLRK_RETURN_IF_ERROR(trigger_->start());
@@ -100,9 +110,12 @@ class ManagerImpl : public Manager {
     task_agent_controller_.stop();
     worker_pool_controller_.stop();
     invocation_controller_.stop();
+    daemon_agent_controller_.stop();
+    daemon_agent_reconciler_.stop();
     registry_.stop();
     invocations_.stop();
     worker_pools_.stop();
+    daemon_agents_.stop();
     task_agents_.stop();
   }
 
@@ -119,6 +132,12 @@ class ManagerImpl : public Manager {
         task_agent_controller_.enqueue(kube::Informer::keyOf(agent));
       }
     }
+    for (const auto& agent : daemon_agents_.list()) {
+      if (agent["metadata"].value("namespace", "") == ns &&
+          agent["spec"].value("workerPoolRef", "") == name) {
+        daemon_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+      }
+    }
   }
 
   void enqueueAll() {
@@ -128,11 +147,15 @@ class ManagerImpl : public Manager {
     for (const auto& agent : task_agents_.list()) {
       task_agent_controller_.enqueue(kube::Informer::keyOf(agent));
     }
+    for (const auto& agent : daemon_agents_.list()) {
+      daemon_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+    }
   }
 
   kube::ClientPtr client_;
   ManagerOptions options_;
   kube::Informer task_agents_;
+  kube::Informer daemon_agents_;
   kube::Informer worker_pools_;
   kube::Informer invocations_;
   WorkerRegistry registry_;
@@ -141,9 +164,11 @@ class ManagerImpl : public Manager {
   TaskAgentReconciler task_agent_reconciler_;
   WorkerPoolReconciler worker_pool_reconciler_;
   InvocationReconciler invocation_reconciler_;
+  DaemonAgentReconciler daemon_agent_reconciler_;
   Controller task_agent_controller_;
   Controller worker_pool_controller_;
   Controller invocation_controller_;
+  Controller daemon_agent_controller_;
   std::unique_ptr<TriggerServer> trigger_;
   bool stopped_ = false;
 };

@@ -1,6 +1,6 @@
 // Manager: owns the controllers of clrk-controller-manager and what they share: the API client,
-// the informer caches (TaskAgent, WorkerPool, Invocation, worker Leases), the worker registry,
-// the InvocationManager and the HTTP trigger server.
+// the informer caches (TaskAgent, DaemonAgent, WorkerPool, Invocation, worker Leases), the worker
+// registry, the InvocationManager and the HTTP trigger server.
 //
 // Reconcilers (level-based, see controller.h):
 //   * TaskAgent: finalizer clrk.apoxy.dev/executions (deleting an agent stops its executions);
@@ -10,6 +10,8 @@
 //   * WorkerPool: status readyReplicas, capacity, activeExecutions and Ready from the Leases of
 //     the workers serving it (in a cluster the Deployment is created by `clrk install`; local
 //     dev workers are started by `clrk dev`).
+//   * DaemonAgent: keeps one instance running with restart policy and crash-loop backoff
+//     (semantics in daemons.h).
 //   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
 //     that are still Pending (the trigger server dispatches its own at once), and resumes
 //     Dispatched/Running ones no controller waits for (after a restart): it waits for their
@@ -18,6 +20,7 @@
 #pragma once
 
 #include "clrk/base/status.h"
+#include "clrk/controller/daemons.h"
 #include "clrk/kube/client.h"
 
 #include <memory>
@@ -29,6 +32,7 @@ struct ManagerOptions {
   std::string system_namespace = "clrk-system";
   std::string trigger_listen = "127.0.0.1:0";
   int reconcile_workers = 2;
+  DaemonOptions daemons;  // crash-loop backoff of DaemonAgents
 };
 
 class Manager {

@@ -22,6 +22,8 @@ Json comparable(Json status) {
   return status;
 }
 
+}  // namespace
+
 bool hasFinalizer(const Json& object, std::string_view finalizer) {
   const Json& metadata = object["metadata"];
   if (!metadata.contains("finalizers") || !metadata["finalizers"].is_array()) return false;
@@ -31,7 +33,6 @@ bool hasFinalizer(const Json& object, std::string_view finalizer) {
   return false;
 }
 
-// Adds or removes a finalizer with an optimistic-concurrency update of the object.
 Status setFinalizer(kube::Client& client, const api::ResourceType& type, Json object,
                     std::string_view finalizer, bool present) {
   Json& list = object["metadata"]["finalizers"];
@@ -46,7 +47,6 @@ Status setFinalizer(kube::Client& client, const api::ResourceType& type, Json ob
   return updated.ok() ? Status() : updated.status();
 }
 
-// Workers alive and serving `ns/pool`.
 std::vector<WorkerInfo> poolWorkers(WorkerRegistry& registry, const std::string& ns,
                                     const std::string& pool) {
   std::vector<WorkerInfo> out;
@@ -56,8 +56,6 @@ std::vector<WorkerInfo> poolWorkers(WorkerRegistry& registry, const std::string&
   }
   return out;
 }
-
-}  // namespace
 
 void setStatusCondition(Json& status, const std::string& type, bool value,
                         const std::string& reason, const std::string& message) {
@@ -90,9 +88,7 @@ Status updateStatusIfChanged(kube::Client& client, const api::ResourceType& type
   return written.ok() ? Status() : written.status();
 }
 
-// ---- TaskAgent ------------------------------------------------------------------------------
-
-Result<std::string> TaskAgentReconciler::ensureRevision(const Json& agent) {
+Result<std::string> ensureRevision(kube::Client& client, const Json& agent, std::string_view kind) {
   const auto& type = api::clrkType("AgentSandboxRevision");
   const Json& metadata = agent["metadata"];
   std::string ns = metadata.value("namespace", "default");
@@ -100,7 +96,7 @@ Result<std::string> TaskAgentReconciler::ensureRevision(const Json& agent) {
   Json sandbox = agent["spec"].value("template", Json::object()).value("spec", Json::object());
   std::string latest = agent.value("status", Json::object()).value("latestCreatedRevisionName", "");
   if (!latest.empty()) {
-    auto existing = context_.client->get(type, ns, latest);
+    auto existing = client.get(type, ns, latest);
     if (existing.ok() && existing->value("spec", Json::object()) == sandbox) return latest;
     if (!existing.ok() && existing.status().code() != Code::NotFound) return existing.status();
   }
@@ -118,17 +114,19 @@ Result<std::string> TaskAgentReconciler::ensureRevision(const Json& agent) {
         {"namespace", ns},
         {"labels", labels},
         {"ownerReferences", Json::array({{{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
-                                          {"kind", "TaskAgent"},
+                                          {"kind", std::string(kind)},
                                           {"name", name},
                                           {"uid", metadata.value("uid", "")},
                                           {"controller", true},
                                           {"blockOwnerDeletion", true}}})}}},
       {"spec", sandbox},
   };
-  auto created = context_.client->create(type, ns, object);
+  auto created = client.create(type, ns, object);
   if (!created.ok() && created.status().code() != Code::AlreadyExists) return created.status();
   return revision;
 }
+
+// ---- TaskAgent ------------------------------------------------------------------------------
 
 Result<ReconcileResult> TaskAgentReconciler::reconcile(const Request& request) {
   const auto& type = api::clrkType("TaskAgent");
@@ -164,7 +162,8 @@ Result<ReconcileResult> TaskAgentReconciler::reconcile(const Request& request) {
   if (!execution.ok()) {
     setStatusCondition(status, "Ready", false, "InvalidTemplate", execution.status().message());
   } else {
-    CLRK_ASSIGN_OR_RETURN(std::string revision, ensureRevision(agent));
+    CLRK_ASSIGN_OR_RETURN(std::string revision,
+                          ensureRevision(*context_.client, agent, "TaskAgent"));
     status["latestCreatedRevisionName"] = revision;
     status["latestReadyRevisionName"] = revision;
     if (!context_.worker_pools.get(request.namespace_name + "/" + pool)) {

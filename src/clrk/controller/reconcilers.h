@@ -33,13 +33,24 @@ void setStatusCondition(kube::Json& status, const std::string& type, bool value,
 Status updateStatusIfChanged(kube::Client& client, const api::ResourceType& type,
                              const kube::Json& object, kube::Json status);
 
+bool hasFinalizer(const kube::Json& object, std::string_view finalizer);
+// Adds or removes a finalizer with an optimistic-concurrency update of the object.
+Status setFinalizer(kube::Client& client, const api::ResourceType& type, kube::Json object,
+                    std::string_view finalizer, bool present);
+// Workers alive and serving WorkerPool `ns/pool`.
+std::vector<WorkerInfo> poolWorkers(WorkerRegistry& registry, const std::string& ns,
+                                    const std::string& pool);
+// The AgentSandboxRevision for the agent's current template: the latest one when its spec still
+// matches, else a new `<agent>-<generation>` owned by the agent (TaskAgent or DaemonAgent).
+Result<std::string> ensureRevision(kube::Client& client, const kube::Json& agent,
+                                   std::string_view kind);
+
 class TaskAgentReconciler : public Reconciler {
  public:
   explicit TaskAgentReconciler(ControllerContext& context) : context_(context) {}
   Result<ReconcileResult> reconcile(const Request& request) override;
 
  private:
-  Result<std::string> ensureRevision(const kube::Json& agent);
   // Cron trigger: updates lastScheduleTime/nextScheduleTime and the Scheduled condition in
   // `status`, lowers result.requeue_after to the next firing time, and returns the run to start
   // when a scheduled time has come (missed times older than kMissedRunWindow are skipped).

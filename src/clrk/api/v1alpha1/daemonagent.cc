@@ -36,10 +36,18 @@ SchemaBuilder spec() {
 SchemaBuilder status() {
   return obj({
                  field("conditions", conditions()),
-                 field("phase",
-                       str().doc("Lifecycle phase: Running, Stopped or CrashLoopBackOff.")),
+                 field("phase", str().doc("Lifecycle phase: Pending, Running, CrashLoopBackOff "
+                                          "or Stopped.")),
                  field("upSince", timestamp().doc("When the current process instance started.")),
                  field("restartCount", i32().doc("Times the daemon has been restarted.")),
+                 field("worker", str().doc("Worker running the current instance.")),
+                 field("executionId",
+                       str().doc("Execution id of the current instance on its worker (for "
+                                 "`clrk logs`).")),
+                 field("lastExitCode", i32().doc("Exit code of the previous instance.")),
+                 field("lastExitTime", timestamp().doc("When the previous instance ended.")),
+                 field("nextRestartTime",
+                       timestamp().doc("When a crash-looping daemon is started again.")),
                  field("latestCreatedRevisionName", str().doc("Newest AgentSandboxRevision "
                                                               "created.")),
                  field("latestReadyRevisionName", str().doc("Newest AgentSandboxRevision that "
