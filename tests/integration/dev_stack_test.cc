@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -70,6 +71,43 @@ bool awaitCondition(const std::function<bool()>& done, std::chrono::seconds limi
     std::this_thread::sleep_for(100ms);
   }
   return true;
+}
+
+// The last line of `output` that parses as a JSON object (an agent's answer after run-task's
+// stderr lines); discarded JSON when there is none.
+json lastJsonObject(const std::string& output) {
+  size_t end = output.size();
+  while (end > 0) {
+    size_t start = output.rfind('\n', end - 1);
+    start = start == std::string::npos ? 0 : start + 1;
+    std::string line = output.substr(start, end - start);
+    if (!line.empty() && line.front() == '{') {
+      json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_object()) return parsed;
+    }
+    end = start == 0 ? 0 : start - 1;
+  }
+  return json(json::value_t::discarded);
+}
+
+// The egress calls of `clrk traces AGENT -o json`, newest invocation's included, each flattened
+// to {"name": span name, attribute key: value, ...}.
+std::vector<json> tracedCalls(const std::string& traces_json) {
+  std::vector<json> calls;
+  json invocations = json::parse(traces_json, nullptr, /*allow_exceptions=*/false);
+  if (!invocations.is_array()) return calls;
+  for (const auto& invocation : invocations) {
+    for (const auto& call : invocation.value("calls", json::array())) {
+      json flat = {{"name", call.value("name", "")}};
+      for (const auto& attribute : call.value("attributes", json::array())) {
+        for (const char* kind : {"s", "i", "d", "b"}) {
+          if (attribute.contains(kind)) flat[attribute.value("k", "")] = attribute[kind];
+        }
+      }
+      calls.push_back(std::move(flat));
+    }
+  }
+  return calls;
 }
 
 class DevStackTest : public ::testing::Test {
@@ -261,15 +299,144 @@ TEST_F(DevStackTest, UpStatusDown) {
   EXPECT_NE(after.exit_code, 0) << after.output;
 }
 
+// Polls `clrk traces AGENT -o json` (records arrive over OTLP, asynchronously) until a call
+// satisfies `match`; returns it, or null after 60 s with the last output in `*last`.
+json awaitTracedCall(const DevStackTest& test, const std::string& agent,
+                     const std::function<bool(const json&)>& match, std::string* last) {
+  json found;
+  awaitCondition(
+      [&] {
+        *last = test.clrk("--local traces " + agent + " -o json").output;
+        for (const auto& call : tracedCalls(*last)) {
+          if (match(call)) {
+            found = call;
+            return true;
+          }
+        }
+        return false;
+      },
+      60s);
+  return found;
+}
+
+// examples/anthropic-bot: the @anthropic-ai/sdk streams the answer (SSE) through the egress,
+// which injects the Secret `anthropic` and records provider, model and the stream's usage.
+void anthropicBotEndToEnd(DevStackTest& test) {
+  CommandResult ran = test.clrk(
+      "--local run-task anthropic-bot --timeout 120s --input '{\"prompt\": \"name three "
+      "rivers\"}'");
+  ASSERT_EQ(ran.exit_code, 0) << ran.output << "\n"
+                              << test.clrk("--local logs anthropic-bot").output;
+  json answer = lastJsonObject(ran.output);
+  ASSERT_FALSE(answer.is_discarded()) << ran.output;
+  // The mock's deterministic answer, assembled from one text delta per word.
+  EXPECT_EQ(answer.value("answer", ""), "hello from clrk-dev: name three rivers") << ran.output;
+  EXPECT_GT(answer.value("chunks", 0), 1) << ran.output;
+  EXPECT_EQ(answer.value("model", ""), "claude-haiku-4-5") << ran.output;
+  EXPECT_EQ(answer.value("stop_reason", ""), "end_turn") << ran.output;
+  int input_tokens = answer["usage"].value("input_tokens", 0);
+  int output_tokens = answer["usage"].value("output_tokens", 0);
+  EXPECT_GT(input_tokens, 0) << ran.output;
+  EXPECT_GT(output_tokens, 0) << ran.output;
+  // The agent's stderr carried the deltas as they arrived.
+  CommandResult logs = test.clrk("--local logs anthropic-bot");
+  EXPECT_TRUE(contains(logs.output, "hello from clrk-dev: name three rivers")) << logs.output;
+
+  std::string traces;
+  json call = awaitTracedCall(
+      test, "anthropic-bot",
+      [](const json& c) {
+        return contains(c.value("name", ""), "/v1/messages") &&
+               c.contains("gen_ai.usage.output_tokens");
+      },
+      &traces);
+  ASSERT_TRUE(call.is_object()) << traces;
+  EXPECT_EQ(call.value("gen_ai.system", ""), "anthropic") << call.dump();
+  EXPECT_EQ(call.value("gen_ai.request.model", ""), "claude-haiku-4-5") << call.dump();
+  EXPECT_EQ(call.value("clrk.streaming", false), true) << call.dump();
+  EXPECT_EQ(call.value("http.response.status_code", 0), 200) << call.dump();
+  EXPECT_EQ(call.value("gen_ai.usage.input_tokens", 0), input_tokens) << call.dump();
+  EXPECT_EQ(call.value("gen_ai.usage.output_tokens", 0), output_tokens) << call.dump();
+  EXPECT_EQ(call.value("clrk.credential_policy", ""), "default/anthropic") << call.dump();
+}
+
+// examples/mcp-bot: the @modelcontextprotocol/sdk client (Streamable HTTP) lists the mock MCP
+// server's tools and calls `add`; the egress records each JSON-RPC method and the tool, and its
+// ToolPolicy refuses a tool it does not allow.
+void mcpBotEndToEnd(DevStackTest& test) {
+  CommandResult ran = test.clrk(
+      "--local run-task mcp-bot --timeout 120s --input '{\"tool\": \"add\", \"arguments\": "
+      "{\"a\": 2, \"b\": 40}}'");
+  ASSERT_EQ(ran.exit_code, 0) << ran.output << "\n" << test.clrk("--local logs mcp-bot").output;
+  json answer = lastJsonObject(ran.output);
+  ASSERT_FALSE(answer.is_discarded()) << ran.output;
+  EXPECT_EQ(answer.value("result", ""), "42") << ran.output;
+  EXPECT_FALSE(answer.value("isError", true)) << ran.output;
+  EXPECT_EQ(answer.value("tools", json::array()), json::array({"echo", "add"})) << ran.output;
+
+  std::string traces;
+  json tool_call = awaitTracedCall(
+      test, "mcp-bot", [](const json& c) { return c.value("mcp.method.name", "") == "tools/call"; },
+      &traces);
+  ASSERT_TRUE(tool_call.is_object()) << traces;
+  EXPECT_EQ(tool_call.value("gen_ai.tool.name", ""), "add") << tool_call.dump();
+  EXPECT_EQ(tool_call.value("server.address", ""), "mcp.mock.clrk.dev") << tool_call.dump();
+  EXPECT_EQ(tool_call.value("clrk.decision", ""), "allow") << tool_call.dump();
+  std::vector<std::string> methods;
+  for (const auto& call : tracedCalls(traces)) {
+    if (call.contains("mcp.method.name")) methods.push_back(call.value("mcp.method.name", ""));
+  }
+  EXPECT_NE(std::find(methods.begin(), methods.end(), "initialize"), methods.end()) << traces;
+  EXPECT_NE(std::find(methods.begin(), methods.end(), "tools/list"), methods.end()) << traces;
+
+  // A tool outside the MCPRoute's allowedTools never reaches the server.
+  CommandResult denied = test.clrk(
+      "--local run-task mcp-bot --timeout 60s --input '{\"tool\": \"delete_everything\"}'");
+  EXPECT_NE(denied.exit_code, 0) << denied.output;
+  EXPECT_TRUE(contains(denied.output, "not in the allowedTools")) << denied.output;
+}
+
+// examples/fallback-routing: the primary Backend refuses every connection, the
+// FallbackRoutingPolicy moves the call to the second Backend, whose model rewrite shows in the
+// answer; the trace names the serving backend and counts the fallback.
+void fallbackRoutingEndToEnd(DevStackTest& test) {
+  CommandResult ran = test.clrk(
+      "--local run-task fallback-routing --timeout 60s --input '{\"prompt\": \"one river\"}'");
+  ASSERT_EQ(ran.exit_code, 0) << ran.output << "\n"
+                              << test.clrk("--local logs fallback-routing").output;
+  json answer = lastJsonObject(ran.output);
+  ASSERT_FALSE(answer.is_discarded()) << ran.output;
+  EXPECT_EQ(answer.value("answer", ""), "hello from clrk-dev: one river") << ran.output;
+  EXPECT_EQ(answer.value("requested", ""), "claude-sonnet-4-5") << ran.output;
+  EXPECT_EQ(answer.value("served", ""), "claude-haiku-4-5") << ran.output;
+
+  std::string traces;
+  json call = awaitTracedCall(
+      test, "fallback-routing", [](const json& c) { return c.contains("clrk.backend"); }, &traces);
+  ASSERT_TRUE(call.is_object()) << traces;
+  EXPECT_EQ(call.value("clrk.backend", ""), "default/anthropic-fallback") << call.dump();
+  EXPECT_EQ(call.value("clrk.fallback_count", 0), 1) << call.dump();
+  EXPECT_EQ(call.value("http.response.status_code", 0), 200) << call.dump();
+  EXPECT_EQ(call.value("gen_ai.system", ""), "anthropic") << call.dump();
+  EXPECT_EQ(call.value("gen_ai.request.model", ""), "claude-sonnet-4-5") << call.dump();
+  EXPECT_EQ(call.value("gen_ai.response.model", ""), "claude-haiku-4-5") << call.dump();
+}
+
 // Workers need root; the check comes before anything starts, so nothing is left behind.
 // The product path (architecture.md §5): a real Node `openai` SDK agent in a sandbox calls
 // https://api.openai.com, answered by the mock provider through the egress with the key injected
 // from a Secret it never saw; a second agent is denied; both show in `clrk traces`. Triggered by
-// `clrk run-task` and by the HTTP trigger (whose X-Request-Id reaches the egress record).
+// `clrk run-task` and by the HTTP trigger (whose X-Request-Id reaches the egress record). Then
+// the shell agents (curl-bot, cron-bot) and the other examples: anthropic-bot (streaming),
+// mcp-bot (MCP tools) and fallback-routing (a dead primary Backend).
 void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   std::string examples = sourcePath("examples");
-  if (!fs::exists(examples + "/openai-bot/node_modules/openai")) {
-    GTEST_SKIP() << "examples/openai-bot/node_modules is missing (scripts/setup runs npm ci)";
+  for (const char* module :
+       {"openai-bot/node_modules/openai", "anthropic-bot/node_modules/@anthropic-ai/sdk",
+        "mcp-bot/node_modules/@modelcontextprotocol/sdk"}) {
+    if (!fs::exists(examples + "/" + module)) {
+      GTEST_SKIP() << "examples/" << module << " is missing (scripts/setup runs npm ci)";
+    }
   }
   CommandResult up = test.clrk("dev up --workers 1 --runtime " + runtime +
                                " --mock-providers --share " + examples + ":/opt/clrk/examples");
@@ -384,6 +551,27 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
       << cron_tree;
   CommandResult cron_json = test.clrk("--local traces cron-bot -o json");
   EXPECT_TRUE(contains(cron_json.output, "nightly-report")) << cron_json.output;
+
+  // anthropic-bot, mcp-bot and fallback-routing; the Secret `anthropic` serves the first and last.
+  const std::string anthropic_secret = "sk-ant-e2e-" + randomHex(4);
+  CommandResult anthropic_created = runCommand(
+      "ANTHROPIC_API_KEY=" + anthropic_secret + " CLRK_HOME='" + test.home_.string() + "' " +
+      binaryPath("clrk") + " --local secret create anthropic --from-env ANTHROPIC_API_KEY=token");
+  ASSERT_EQ(anthropic_created.exit_code, 0) << anthropic_created.output;
+  CommandResult more =
+      test.clrk("--local apply -f " + examples + "/anthropic-bot/manifests.yaml -f " + examples +
+                "/mcp-bot/manifests.yaml -f " + examples + "/fallback-routing/manifests.yaml");
+  ASSERT_EQ(more.exit_code, 0) << more.output;
+  anthropicBotEndToEnd(test);
+  mcpBotEndToEnd(test);
+  fallbackRoutingEndToEnd(test);
+  // Anthropic saw the Secret's key on both agents' calls, never their placeholders.
+  CommandResult anthropic_seen =
+      runCommand("curl -sS --cacert '" + (test.home_ / "mock-providers" / "ca.crt").string() +
+                 "' --resolve api.anthropic.com:" + port +
+                 ":127.0.0.1 https://api.anthropic.com:" + port + "/__mock/requests");
+  EXPECT_TRUE(contains(anthropic_seen.output, anthropic_secret)) << anthropic_seen.output;
+  EXPECT_FALSE(contains(anthropic_seen.output, "placeholder")) << anthropic_seen.output;
 
   CommandResult logs = test.clrk("--local logs denied-egress");
   EXPECT_TRUE(contains(logs.output, "curl exit")) << logs.output;
