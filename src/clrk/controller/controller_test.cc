@@ -2,7 +2,9 @@
 // (ExecutionManager + ApiServer + Lease) whose sandboxes are plain processes: HTTP trigger round
 // trips, Invocation records, TaskAgent and WorkerPool status, failures, timeouts, concurrency
 // limits, CLI-created invocations, agent deletion and a lost worker.
+#include "clrk/api/builtin_types.h"
 #include "clrk/apiserver/server.h"
+#include "clrk/controller/egress_status.h"
 #include "clrk/controller/manager.h"
 #include "clrk/controller/trigger_server.h"
 #include "clrk/worker/certs.h"
@@ -642,6 +644,92 @@ TEST_F(ControllerTest, DaemonAgentMovesOffALostWorker) {
     std::this_thread::sleep_for(50ms);
   }
   doomed.stop();
+}
+
+TEST_F(ControllerTest, EgressObjectsGetStatusFromTheCompiler) {
+  auto object = [](const std::string& kind_name, const std::string& name, Json spec) {
+    return Json{{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+                {"kind", kind_name},
+                {"metadata", {{"name", name}, {"namespace", "default"}}},
+                {"spec", std::move(spec)}};
+  };
+  apply(object("EgressGateway", "gw",
+               {{"listeners",
+                 {{{"name", "https"},
+                   {"protocol", "TLS"},
+                   {"port", 443},
+                   {"tls", {{"mode", "Terminate"}}}}}}}));
+  apply(object("AIProviderRoute", "openai",
+               {{"parentRefs", {{{"name", "gw"}}}},
+                {"rules", {{{"matches", {{{"provider", "openai"}}}}}}}}));
+  apply(object("AIProviderRoute", "orphan",
+               {{"parentRefs", {{{"name", "no-such-gateway"}}}},
+                {"rules", {{{"matches", {{{"provider", "anthropic"}}}}}}}}));
+  apply(object("CredentialInjectionPolicy", "creds",
+               {{"targetRefs",
+                 {{{"group", "clrk.apoxy.dev"}, {"kind", "AIProviderRoute"}, {"name", "openai"}}}},
+                {"secretRef", {{"name", "late-secret"}}},
+                {"target", "Header"},
+                {"headerName", "Authorization"}}));
+
+  auto accepted = [](const Json& entry) {
+    for (const auto& cond : entry.value("conditions", Json::array())) {
+      if (cond.value("type", "") == "Accepted") return cond.value("status", "");
+    }
+    return std::string();
+  };
+  Json gateway = waitFor("EgressGateway", "gw", [&](const Json& g) {
+    return accepted(g.value("status", Json::object())) == "True" &&
+           g["status"].value("listeners", Json::array()).size() == 1 &&
+           g["status"]["listeners"][0].value("attachedRoutes", -1) == 1;
+  });
+  EXPECT_EQ(conditionReason(gateway, "Ready"), "True/Ready");
+  EXPECT_EQ(gateway["status"]["listenerCount"], 1);
+  EXPECT_EQ(gateway["status"]["listeners"][0]["port"], 443);
+
+  Json route = waitFor("AIProviderRoute", "openai", [&](const Json& r) {
+    auto parents = r.value("status", Json::object()).value("parents", Json::array());
+    return parents.size() == 1 && accepted(parents[0]) == "True";
+  });
+  EXPECT_EQ(route["status"]["parents"][0]["controllerName"], kEgressControllerName);
+  EXPECT_EQ(route["status"]["parents"][0]["parentRef"]["name"], "gw");
+  EXPECT_EQ(route["status"]["parents"][0]["conditions"][0]["observedGeneration"], 1);
+
+  Json orphan = waitFor("AIProviderRoute", "orphan", [&](const Json& r) {
+    auto parents = r.value("status", Json::object()).value("parents", Json::array());
+    return parents.size() == 1 && accepted(parents[0]) == "False";
+  });
+  EXPECT_THAT(orphan["status"]["parents"][0]["conditions"][0]["message"].get<std::string>(),
+              HasSubstr("no-such-gateway"));
+
+  // The policy names a Secret that does not exist yet: not accepted, then accepted once it does.
+  Json waiting = waitFor("CredentialInjectionPolicy", "creds", [&](const Json& p) {
+    auto ancestors = p.value("status", Json::object()).value("ancestors", Json::array());
+    return ancestors.size() == 1 && accepted(ancestors[0]) == "False";
+  });
+  EXPECT_THAT(waiting["status"]["ancestors"][0]["conditions"][0]["message"].get<std::string>(),
+              HasSubstr("late-secret"));
+  Json secret = {{"apiVersion", "v1"},
+                 {"kind", "Secret"},
+                 {"metadata", {{"name", "late-secret"}, {"namespace", "default"}}},
+                 {"stringData", {{"token", "sk-test"}}}};
+  ASSERT_TRUE(client_->create(api::builtinType("v1", "Secret"), "default", secret).ok());
+  Json ready = waitFor("CredentialInjectionPolicy", "creds", [&](const Json& p) {
+    auto ancestors = p.value("status", Json::object()).value("ancestors", Json::array());
+    return ancestors.size() == 1 && accepted(ancestors[0]) == "True";
+  });
+  EXPECT_EQ(ready["status"]["ancestors"][0]["ancestorRef"]["name"], "openai");
+  EXPECT_EQ(ready["status"]["ancestors"][0]["ancestorRef"]["namespace"], "default");
+  // Settled: writing a status (itself a change the compiler sees) does not write it again.
+  auto version = [&](const std::string& kind_name, const std::string& name) {
+    auto got = client_->get(kind(kind_name), "default", name);
+    return got.ok() ? (*got)["metadata"].value("resourceVersion", "") : std::string();
+  };
+  std::string gateway_version = version("EgressGateway", "gw");
+  std::string policy_version = version("CredentialInjectionPolicy", "creds");
+  std::this_thread::sleep_for(700ms);
+  EXPECT_EQ(version("EgressGateway", "gw"), gateway_version);
+  EXPECT_EQ(version("CredentialInjectionPolicy", "creds"), policy_version);
 }
 
 }  // namespace

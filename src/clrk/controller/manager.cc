@@ -4,6 +4,7 @@
 #include "clrk/api/registry.h"
 #include "clrk/base/log.h"
 #include "clrk/controller/daemons.h"
+#include "clrk/controller/egress_status.h"
 #include "clrk/controller/reconcilers.h"
 #include "clrk/controller/trigger_server.h"
 
@@ -52,7 +53,8 @@ class ManagerImpl : public Manager {
         worker_pool_controller_("workerpool", worker_pool_reconciler_, 1),
         invocation_controller_("invocation", invocation_reconciler_, 1),
         daemon_agent_controller_("daemonagent", daemon_agent_reconciler_,
-                                 options_.reconcile_workers) {}
+                                 options_.reconcile_workers),
+        egress_status_(client_) {}
 
   ~ManagerImpl() override { stop(); }
 
@@ -94,6 +96,7 @@ class ManagerImpl : public Manager {
     worker_pool_controller_.start();
     invocation_controller_.start();
     daemon_agent_controller_.start();
+    egress_status_.start();
     trigger_ =
         makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
     CLRK_RETURN_IF_ERROR(trigger_->start());
@@ -112,6 +115,7 @@ class ManagerImpl : public Manager {
     invocation_controller_.stop();
     daemon_agent_controller_.stop();
     daemon_agent_reconciler_.stop();
+    egress_status_.stop();
     registry_.stop();
     invocations_.stop();
     worker_pools_.stop();
@@ -169,6 +173,7 @@ class ManagerImpl : public Manager {
   Controller worker_pool_controller_;
   Controller invocation_controller_;
   Controller daemon_agent_controller_;
+  EgressStatusController egress_status_;
   std::unique_ptr<TriggerServer> trigger_;
   bool stopped_ = false;
 };

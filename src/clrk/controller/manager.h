@@ -12,6 +12,7 @@
 //     dev workers are started by `clrk dev`).
 //   * DaemonAgent: keeps one instance running with restart policy and crash-loop backoff
 //     (semantics in daemons.h).
+//   * Egress kinds: statuses from compiling the egress configuration (egress_status.h).
 //   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
 //     that are still Pending (the trigger server dispatches its own at once), and resumes
 //     Dispatched/Running ones no controller waits for (after a restart): it waits for their

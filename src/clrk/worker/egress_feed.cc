@@ -166,6 +166,7 @@ void EgressFeed::compileLoop() {
     log->debug("egress configuration generation {} compiled from {} objects ({} rejected)",
                generation, objects.size(), rejected.size());
     for (const auto& line : rejected) log->info("egress: not accepted: {}", line);
+    if (options_.on_compiled) options_.on_compiled(objects, compiled);
     lock.lock();
     rejected_ = std::move(rejected);
     compiled_change_ = change;

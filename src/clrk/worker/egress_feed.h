@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,11 @@ namespace clrk::worker {
 struct EgressFeedOptions {
   std::chrono::milliseconds debounce{100};
   std::string system_namespace = "clrk-system";  // its clrk-worker-token Secret is skipped
+  // Called on the compile thread after each compile with the objects compiled (kind and
+  // apiVersion filled in) and the result, before the next compile starts.
+  std::function<void(const std::vector<nlohmann::json>& objects,
+                     const egress::config::CompileResult& result)>
+      on_compiled;
 };
 
 class EgressFeed {
