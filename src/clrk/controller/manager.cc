@@ -41,7 +41,7 @@ class ManagerImpl : public Manager {
         context_{client_,      task_agents_, worker_pools_,
                  invocations_, registry_,    invocation_manager_},
         task_agent_reconciler_(context_),
-        worker_pool_reconciler_(context_),
+        worker_pool_reconciler_(context_, options_.worker_deployments),
         invocation_reconciler_(context_),
         task_agent_controller_("taskagent", task_agent_reconciler_, options_.reconcile_workers),
         worker_pool_controller_("workerpool", worker_pool_reconciler_, 1),

@@ -8,8 +8,9 @@
 //     (reasons Ready, InvalidTemplate, WorkerPoolNotFound, NoReadyWorkers), observedGeneration,
 //     activeExecutions, latest{Created,Ready}RevisionName.
 //   * WorkerPool: status readyReplicas, capacity, activeExecutions and Ready from the Leases of
-//     the workers serving it (in a cluster the Deployment is created by `clrk install`; local
-//     dev workers are started by `clrk dev`).
+//     the workers serving it; with ManagerOptions::worker_deployments (cluster mode) also the
+//     pool's clrk-worker Deployment and Service and the Available condition
+//     (worker_pool_deployment.h). Local dev workers are started by `clrk dev` instead.
 //   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
 //     that are still Pending (the trigger server dispatches its own at once), and resumes
 //     Dispatched/Running ones no controller waits for (after a restart): it waits for their
@@ -18,9 +19,11 @@
 #pragma once
 
 #include "clrk/base/status.h"
+#include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/kube/client.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace clrk::controller {
@@ -29,6 +32,8 @@ struct ManagerOptions {
   std::string system_namespace = "clrk-system";
   std::string trigger_listen = "127.0.0.1:0";
   int reconcile_workers = 2;
+  // Set in cluster mode: WorkerPools get worker Deployments and Services.
+  std::optional<WorkerDeploymentOptions> worker_deployments;
 };
 
 class Manager {
