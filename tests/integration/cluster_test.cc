@@ -220,6 +220,12 @@ TEST_F(ClusterTest, InstallUpgradeAndWorkerPoolDeployments) {
   EXPECT_EQ(service["spec"]["clusterIP"], "None");
   EXPECT_EQ(service["metadata"]["ownerReferences"][0]["uid"], uid);
 
+  CommandResult table = kubectl("get deployments,services -n default");
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_TRUE(contains(table.output, "deployment.apps/clrk-worker-default-workers"))
+      << table.output;
+  EXPECT_TRUE(contains(table.output, "service/clrk-worker-default-workers")) << table.output;
+
   // Scaling the pool scales the Deployment.
   ASSERT_EQ(kubectl("patch workerpool -n default default-workers --type merge -p "
                     "'{\"spec\":{\"replicas\":3}}'")
