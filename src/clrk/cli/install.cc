@@ -117,7 +117,8 @@ void addInstallCommand(CLI::App& app, Globals& globals) {
   CLI::App* install = app.add_subcommand(
       "install",
       "Install clrk into the cluster of the kubeconfig (CRDs, clrk-system, RBAC, "
-      "controller-manager, WorkerPool default-workers)");
+      "controller-manager, WorkerPool default-workers); --kubeconfig and --context choose the "
+      "cluster");
   addFlags(install, *flags);
   install->callback(
       [&globals, flags] { globals.exit_code = runInstall(globals, *flags, /*upgrade=*/false); });

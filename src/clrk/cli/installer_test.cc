@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -151,6 +152,24 @@ TEST(InstallerTest, DefaultImageFollowsTheVersion) {
   ASSERT_TRUE(objects.ok());
   EXPECT_EQ(objects->back()["spec"]["template"]["image"], "ghcr.io/apoxy-dev/clrk:v0.3.1");
   EXPECT_NE(renderYaml(*objects).find("image: ghcr.io/apoxy-dev/clrk:v0.3.1"), std::string::npos);
+}
+
+TEST(InstallerTest, ErrorsNameTheObject) {
+  kube::RestConfig config;
+  config.server = "https://127.0.0.1:1";  // nothing listens there
+  auto client = kube::Client::create(config);
+  ASSERT_TRUE(client.ok()) << client.status().message();
+  (*client)->setTimeout(std::chrono::seconds(2));
+  std::vector<Json> bogus = {
+      {{"apiVersion", "v1"}, {"kind", "Bogus"}, {"metadata", {{"name", "x"}}}}};
+  Status unknown = applyObjects(**client, bogus, {}, std::cout);
+  EXPECT_NE(unknown.message().find("Bogus x"), std::string::npos) << unknown.message();
+  std::vector<Json> ns = {
+      {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "clrk-system"}}}}};
+  Status unreachable = applyObjects(**client, ns, {}, std::cout);
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_NE(unreachable.message().find("Namespace clrk-system"), std::string::npos)
+      << unreachable.message();
 }
 
 }  // namespace
