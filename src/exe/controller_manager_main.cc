@@ -76,6 +76,7 @@ int run(int argc, char** argv) {
   bool controllers = true;
   std::string leader_elect = "auto";
   std::string otlp_listen = "127.0.0.1:0";
+  std::string worker_runtime = "gvisor";
   app.add_option("--state-dir", state_dir,
                  "Directory for the database, PKI and token (default $CLRK_HOME/state)");
   app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
@@ -99,6 +100,10 @@ int run(int argc, char** argv) {
                  "Run the controllers only while holding the Lease clrk-controller-manager in the "
                  "system namespace: true|false|auto (auto: true in cluster mode)")
       ->check(CLI::IsMember({"true", "false", "auto"}));
+  app.add_option("--worker-runtime", worker_runtime,
+                 "Cluster mode: sandbox runtime of the WorkerPools' worker pods")
+      ->check(CLI::IsMember({"gvisor", "namespaces"}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -209,6 +214,12 @@ int run(int argc, char** argv) {
     clrk::controller::ManagerOptions manager_options;
     manager_options.trigger_listen = trigger_listen;
     manager_options.system_namespace = system_namespace;
+    if (!kubeconfig.empty()) {
+      // A real cluster runs each WorkerPool as a Deployment of clrk-worker pods; `clrk dev`
+      // (embedded API server) starts its workers as local processes instead.
+      manager_options.worker_deployments =
+          clrk::controller::WorkerDeploymentOptions{system_namespace, worker_runtime};
+    }
     manager = clrk::controller::Manager::create(client, manager_options);
   }
   // Starts the controllers; on failure asks main to shut down (SIGTERM to ourselves).

@@ -1,5 +1,6 @@
 #include "clrk/api/registry.h"
 
+#include "clrk/api/cluster_types.h"
 #include "clrk/api/core_types.h"
 #include "clrk/api/v1alpha1/types.h"
 
@@ -37,6 +38,7 @@ const Registry& Registry::builtin() {
   static const Registry registry = [] {
     std::vector<ResourceType> types = v1alpha1::types();
     for (auto& type : coreTypes()) types.push_back(std::move(type));
+    for (auto& type : clusterTypes()) types.push_back(std::move(type));
     return Registry(std::move(types));
   }();
   return registry;

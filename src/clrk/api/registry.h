@@ -53,7 +53,7 @@ struct ResourceType {
 class Registry {
  public:
   // Every type clrk knows: clrk.apoxy.dev/v1alpha1, core v1 (Namespace, Secret, ConfigMap,
-  // Event), coordination.k8s.io/v1 (Lease).
+  // Event), coordination.k8s.io/v1 (Lease), and the kinds of a cluster install (cluster_types.h).
   static const Registry& builtin();
 
   explicit Registry(std::vector<ResourceType> types);

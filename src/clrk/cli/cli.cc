@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
   addLogsCommand(app, globals);
   addTracesCommand(app, globals);
   addStatusCommand(app, globals);
+  addInstallCommand(app, globals);
 
   try {
     app.parse(argc, argv);

@@ -63,5 +63,6 @@ void addRunTaskCommand(CLI::App& app, Globals& globals);
 void addLogsCommand(CLI::App& app, Globals& globals);
 void addTracesCommand(CLI::App& app, Globals& globals);
 void addStatusCommand(CLI::App& app, Globals& globals);
+void addInstallCommand(CLI::App& app, Globals& globals);
 
 }  // namespace clrk::cli

@@ -44,7 +44,7 @@ class ManagerImpl : public Manager {
         context_{client_,      task_agents_, worker_pools_,
                  invocations_, registry_,    invocation_manager_},
         task_agent_reconciler_(context_),
-        worker_pool_reconciler_(context_),
+        worker_pool_reconciler_(context_, options_.worker_deployments),
         invocation_reconciler_(context_),
         daemon_agent_reconciler_(
             context_, daemon_agents_, options_.daemons,

@@ -8,8 +8,9 @@
 //     (reasons Ready, InvalidTemplate, WorkerPoolNotFound, NoReadyWorkers), observedGeneration,
 //     activeExecutions, latest{Created,Ready}RevisionName.
 //   * WorkerPool: status readyReplicas, capacity, activeExecutions and Ready from the Leases of
-//     the workers serving it (in a cluster the Deployment is created by `clrk install`; local
-//     dev workers are started by `clrk dev`).
+//     the workers serving it; with ManagerOptions::worker_deployments (cluster mode) also the
+//     pool's clrk-worker Deployment and Service and the Available condition
+//     (worker_pool_deployment.h). Local dev workers are started by `clrk dev` instead.
 //   * DaemonAgent: keeps one instance running with restart policy and crash-loop backoff
 //     (semantics in daemons.h).
 //   * Egress kinds: statuses from compiling the egress configuration (egress_status.h).
@@ -22,9 +23,11 @@
 
 #include "clrk/base/status.h"
 #include "clrk/controller/daemons.h"
+#include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/kube/client.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace clrk::controller {
@@ -34,6 +37,8 @@ struct ManagerOptions {
   std::string trigger_listen = "127.0.0.1:0";
   int reconcile_workers = 2;
   DaemonOptions daemons;  // crash-loop backoff of DaemonAgents
+  // Set in cluster mode: WorkerPools get worker Deployments and Services.
+  std::optional<WorkerDeploymentOptions> worker_deployments;
 };
 
 class Manager {

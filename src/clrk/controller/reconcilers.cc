@@ -282,6 +282,15 @@ Result<ReconcileResult> WorkerPoolReconciler::reconcile(const Request& request) 
                                                  metadata.value("name", ""));
   }
   Json status = pool.value("status", Json::object());
+  if (cluster_) {
+    auto deployment = applyWorkerObjects(*context_.client, pool, *cluster_);
+    if (deployment.ok()) {
+      setAvailableCondition(status, *deployment);
+    } else {
+      setStatusCondition(status, "Available", false, "DeploymentFailed",
+                         deployment.status().message());
+    }
+  }
   status["observedGeneration"] = pool["metadata"].value("generation", int64_t{1});
   status["readyReplicas"] = ready;
   status["capacity"] = {{"maxExecutions", max_executions}, {"availableExecutions", available}};

@@ -3,6 +3,7 @@
 
 #include "clrk/controller/controller.h"
 #include "clrk/controller/invocations.h"
+#include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/controller/worker_registry.h"
 #include "clrk/kube/watch.h"
 
@@ -61,13 +62,18 @@ class TaskAgentReconciler : public Reconciler {
 
 inline constexpr std::chrono::minutes kMissedRunWindow{5};
 
+// Status from the workers' Leases; in cluster mode (`cluster` set) it also applies the pool's
+// worker Deployment and Service (worker_pool_deployment.h) and reports their Available condition.
 class WorkerPoolReconciler : public Reconciler {
  public:
-  explicit WorkerPoolReconciler(ControllerContext& context) : context_(context) {}
+  explicit WorkerPoolReconciler(ControllerContext& context,
+                                std::optional<WorkerDeploymentOptions> cluster = std::nullopt)
+      : context_(context), cluster_(std::move(cluster)) {}
   Result<ReconcileResult> reconcile(const Request& request) override;
 
  private:
   ControllerContext& context_;
+  std::optional<WorkerDeploymentOptions> cluster_;
 };
 
 class InvocationReconciler : public Reconciler {
