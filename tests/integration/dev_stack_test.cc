@@ -422,13 +422,57 @@ void fallbackRoutingEndToEnd(DevStackTest& test) {
   EXPECT_EQ(call.value("gen_ai.response.model", ""), "claude-haiku-4-5") << call.dump();
 }
 
+// examples/daemon-bot, made to call every second and exit 1 after two rounds: a DaemonAgent
+// instance runs on a worker, its calls go through the egress with the injected key and show in
+// `clrk logs` and `clrk traces`; the exit puts it in CrashLoopBackOff (restartPolicy Always);
+// deleting the agent stops it.
+void daemonBotEndToEnd(DevStackTest& test, const std::string& examples) {
+  CommandResult applied = runCommand(
+      "sed 's/value: \"5\"}]/value: \"1\"}, {name: CLRK_DAEMON_ROUNDS, value: \"2\"}]/' " +
+      examples + "/daemon-bot/manifests.yaml | CLRK_HOME='" + test.home_.string() + "' " +
+      binaryPath("clrk") + " --local apply -f -");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  auto daemon = [&] {
+    CommandResult got = test.clrk("--local get daemonagent daemon-bot -o json");
+    return json::parse(got.output, nullptr, false);
+  };
+  json looping;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        looping = daemon();
+        return !looping.is_discarded() &&
+               looping.value("status", json::object()).value("phase", "") == "CrashLoopBackOff";
+      },
+      60s))
+      << looping.dump();
+  const json status = looping.value("status", json::object());
+  EXPECT_EQ(status.value("lastExitCode", 0), 1) << looping.dump();
+  EXPECT_FALSE(status.value("nextRestartTime", "").empty()) << looping.dump();
+  EXPECT_FALSE(status.value("executionId", "").empty()) << looping.dump();
+  CommandResult logs = test.clrk("--local logs daemon-bot");
+  EXPECT_TRUE(contains(logs.output, "daemon-bot up (restart 0")) << logs.output;
+  EXPECT_TRUE(contains(logs.output, "\"round\":2")) << logs.output;
+  EXPECT_TRUE(contains(logs.output, "exiting 1 to be restarted")) << logs.output;
+  std::string traces;
+  json call = awaitTracedCall(
+      test, "daemon-bot",
+      [](const json& c) { return c.value("http.response.status_code", 0) == 200; }, &traces);
+  ASSERT_TRUE(call.is_object()) << traces;
+  EXPECT_EQ(call.value("gen_ai.request.model", ""), "gpt-4o-mini") << call.dump();
+  EXPECT_TRUE(contains(test.clrk("--local traces daemon-bot").output, "daemonagent/daemon-bot"));
+  CommandResult deleted = test.clrk("--local delete daemonagent daemon-bot");
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.output;
+  EXPECT_TRUE(awaitCondition(
+      [&] { return test.clrk("--local get daemonagent daemon-bot").exit_code != 0; }, 30s));
+}
+
 // Workers need root; the check comes before anything starts, so nothing is left behind.
 // The product path (architecture.md §5): a real Node `openai` SDK agent in a sandbox calls
 // https://api.openai.com, answered by the mock provider through the egress with the key injected
 // from a Secret it never saw; a second agent is denied; both show in `clrk traces`. Triggered by
 // `clrk run-task` and by the HTTP trigger (whose X-Request-Id reaches the egress record). Then
 // the shell agents (curl-bot, cron-bot) and the other examples: anthropic-bot (streaming),
-// mcp-bot (MCP tools) and fallback-routing (a dead primary Backend).
+// mcp-bot (MCP tools), fallback-routing (a dead primary Backend) and daemon-bot (a DaemonAgent).
 void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   std::string examples = sourcePath("examples");
   for (const char* module :
@@ -565,6 +609,7 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   anthropicBotEndToEnd(test);
   mcpBotEndToEnd(test);
   fallbackRoutingEndToEnd(test);
+  daemonBotEndToEnd(test, examples);
   // Anthropic saw the Secret's key on both agents' calls, never their placeholders.
   CommandResult anthropic_seen =
       runCommand("curl -sS --cacert '" + (test.home_ / "mock-providers" / "ca.crt").string() +

@@ -98,7 +98,9 @@ std::string renderInvocationTrace(const api::Json& invocation,
   const api::Json spec = invocation.value("spec", api::Json::object());
   const api::Json status = invocation.value("status", api::Json::object());
   std::string name = metadata.value("name", "");
-  std::string out = "invocation/" + name + "  " + status.value("phase", "Pending") + "  " +
+  std::string prefix =
+      invocation.value("kind", "") == "DaemonAgent" ? "daemonagent/" : "invocation/";
+  std::string out = prefix + name + "  " + status.value("phase", "Pending") + "  " +
                     spec.value("trigger", api::Json::object()).value("type", "?");
   std::string request_id = spec.value("requestId", "");
   if (!request_id.empty()) out += "  request " + shortId(request_id);
@@ -139,7 +141,8 @@ api::Json invocationTraceJson(const api::Json& invocation,
                               const std::vector<telemetry::Record>& records) {
   api::Json calls = api::Json::array();
   for (const auto& record : records) calls.push_back(api::Json::parse(telemetry::toJson(record)));
-  return {{"invocation", invocation.value("metadata", api::Json::object()).value("name", "")},
+  return {{"kind", invocation.value("kind", "Invocation")},
+          {"invocation", invocation.value("metadata", api::Json::object()).value("name", "")},
           {"spec", invocation.value("spec", api::Json::object())},
           {"status", invocation.value("status", api::Json::object())},
           {"calls", std::move(calls)}};
@@ -193,6 +196,23 @@ int runTraces(const Globals& globals, const TracesFlags& flags) {
     }
     std::reverse(invocations.begin(), invocations.end());  // oldest of the newest N first
   }
+  if (invocations.empty() && !flags.agent.empty()) {
+    // A DaemonAgent: its current (or last) instance stands in for an invocation.
+    auto daemon =
+        session->client->get(api::clrkType("DaemonAgent"), session->namespace_name, flags.agent);
+    if (daemon.ok()) {
+      const api::Json status = daemon->value("status", api::Json::object());
+      api::Json instance = {{"kind", "DaemonAgent"},
+                            {"metadata", daemon->value("metadata", api::Json::object())},
+                            {"spec", {{"trigger", {{"type", "Daemon"}}}}},
+                            {"status",
+                             {{"phase", status.value("phase", "Pending")},
+                              {"worker", status.value("worker", "")},
+                              {"executionId", status.value("executionId", "")},
+                              {"startTime", status.value("upSince", "")}}}};
+      invocations.push_back(std::move(instance));
+    }
+  }
   if (invocations.empty()) {
     std::cerr << "no invocations" << (flags.agent.empty() ? "" : " of TaskAgent " + flags.agent)
               << " in namespace " << session->namespace_name << "\n";
@@ -242,7 +262,8 @@ void addTracesCommand(CLI::App& app, Globals& globals) {
   auto flags = std::make_shared<TracesFlags>();
   CLI::App* command =
       app.add_subcommand("traces", "Show invocations with the LLM, MCP and tool calls they caused");
-  command->add_option("agent", flags->agent, "Only this TaskAgent's invocations");
+  command->add_option("agent", flags->agent,
+                      "Only this TaskAgent's invocations, or this DaemonAgent's instance");
   command->add_option("--invocation", flags->invocation, "One invocation by name");
   command->add_option("--limit", flags->limit, "Newest invocations shown (default 10)");
   command->add_option("-o,--output", flags->output, "Output format: json");
