@@ -482,7 +482,8 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
     if (stopping_) continue;
     if (polled.ok()) {
       unreachable_since.reset();
-      if (!reported_running && polled->phase != worker::Phase::Pending) {
+      // A run that already ended skips the Running write: the terminal write carries startTime.
+      if (!reported_running && polled->phase == worker::Phase::Running) {
         reported_running = true;
         Json running = {{"phase", "Running"}, {"startTime", polled->started_at}};
         if (Status s = writeStatus(invocation, running); !s.ok()) {
