@@ -2,7 +2,8 @@
 // one process (embedded mode), or the controllers alone against the cluster of --kubeconfig /
 // the in-cluster service account (cluster mode). Writes the API server's URL to
 // <state-dir>/apiserver.url and the HTTP trigger's URL to <state-dir>/trigger.url once
-// listening; stops gracefully on SIGTERM/SIGINT.
+// listening; stops gracefully on SIGTERM/SIGINT. With --otlp-traces-endpoint (or the OTel SDK
+// environment variables) it also exports every invocation as an OTLP trace to that collector.
 #include "clrk/apiserver/server.h"
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
@@ -12,6 +13,8 @@
 #include "clrk/kube/config.h"
 #include "clrk/telemetry/local_store.h"
 #include "clrk/telemetry/otlp_receiver.h"
+#include "clrk/telemetry/span_exporter.h"
+#include "clrk/telemetry/trace_spans.h"
 
 #include <CLI/CLI.hpp>
 
@@ -31,7 +34,9 @@ namespace fs = std::filesystem;
 // (or created in) <state>/otlp.token, 0600.
 clrk::Status startTraceIntake(const std::string& listen, const std::string& state_dir,
                               std::unique_ptr<clrk::telemetry::LocalStore>& store,
-                              std::unique_ptr<clrk::telemetry::OtlpReceiver>& receiver) {
+                              std::unique_ptr<clrk::telemetry::OtlpReceiver>& receiver,
+                              std::unique_ptr<clrk::telemetry::EgressSpanTap>& tap,
+                              clrk::telemetry::SpanExporter* traces) {
   fs::path token_file = fs::path(state_dir) / "otlp.token";
   std::string token;
   if (auto existing = clrk::readFile(token_file); existing.ok()) {
@@ -58,7 +63,13 @@ clrk::Status startTraceIntake(const std::string& listen, const std::string& stat
     return clrk::invalidArgument("--otlp-listen " + listen + ": bad port");
   }
   options.token = token;
-  CLRK_ASSIGN_OR_RETURN(receiver, clrk::telemetry::OtlpReceiver::create(options, *store));
+  clrk::telemetry::Sink* sink = store.get();
+  if (traces != nullptr) {
+    // Stored first, then exported as spans (a batch the store refuses is sent again).
+    tap = std::make_unique<clrk::telemetry::EgressSpanTap>(*store, *traces);
+    sink = tap.get();
+  }
+  CLRK_ASSIGN_OR_RETURN(receiver, clrk::telemetry::OtlpReceiver::create(options, *sink));
   return receiver->start();
 }
 
@@ -77,6 +88,9 @@ int run(int argc, char** argv) {
   std::string leader_elect = "auto";
   std::string otlp_listen = "127.0.0.1:0";
   std::string worker_runtime = "gvisor";
+  std::string traces_endpoint;
+  std::vector<std::string> traces_headers;
+  std::string traces_protocol;
   app.add_option("--state-dir", state_dir,
                  "Directory for the database, PKI and token (default $CLRK_HOME/state)");
   app.add_option("--bind-address", bind_address, "Address to listen on (default 127.0.0.1)");
@@ -96,6 +110,19 @@ int run(int argc, char** argv) {
                  "OTLP/HTTP intake for the workers' egress records, ip:port (default "
                  "127.0.0.1:0; empty disables). Records go to <state-dir>/traces.db for `clrk "
                  "traces`; the bearer token is <state-dir>/otlp.token");
+  app.add_option("--otlp-traces-endpoint", traces_endpoint,
+                 "Export every invocation as an OTLP trace to this collector, OTLP/HTTP "
+                 "http(s)://host:port[/v1/traces] (POST /v1/traces): a SERVER span per "
+                 "Invocation, an INTERNAL span per execution and a CLIENT span per egress call "
+                 "the intake receives. Default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else "
+                 "$OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; unset: no export");
+  app.add_option("--otlp-traces-header", traces_headers,
+                 "Header for the traces collector, key=value (repeatable, e.g. "
+                 "\"authorization=Bearer TOKEN\"; default $OTEL_EXPORTER_OTLP_TRACES_HEADERS / "
+                 "$OTEL_EXPORTER_OTLP_HEADERS, k=v,k2=v2)");
+  app.add_option("--otlp-traces-protocol", traces_protocol,
+                 "http/protobuf (default) or http/json (default "
+                 "$OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / $OTEL_EXPORTER_OTLP_PROTOCOL)");
   app.add_option("--leader-elect", leader_elect,
                  "Run the controllers only while holding the Lease clrk-controller-manager in the "
                  "system namespace: true|false|auto (auto: true in cluster mode)")
@@ -138,6 +165,27 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Trace export to the user's collector (best effort: a bounded queue, never blocks).
+  std::unique_ptr<clrk::telemetry::SpanExporter> traces;
+  {
+    auto traces_options =
+        clrk::telemetry::tracesExporterOptions(traces_endpoint, traces_headers, traces_protocol);
+    if (!traces_options.ok()) {
+      std::cerr << "error: " << traces_options.status().message() << "\n";
+      return 2;
+    }
+    if (traces_options->has_value()) {
+      std::string endpoint = (*traces_options)->endpoint;
+      auto otlp_traces = clrk::telemetry::OtlpHttpExporter::create(**traces_options);
+      if (!otlp_traces.ok()) {
+        std::cerr << "error: traces exporter: " << otlp_traces.status().message() << "\n";
+        return 2;
+      }
+      traces = clrk::telemetry::SpanExporter::start(std::move(*otlp_traces));
+      log->info("exporting invocation traces to {}/v1/traces", endpoint);
+    }
+  }
+
   // Embedded mode: the API server in this process; cluster mode: the cluster's.
   clrk::apiserver::ServerPtr server;
   clrk::kube::RestConfig rest;
@@ -179,10 +227,12 @@ int run(int argc, char** argv) {
   // The trace intake: workers export their egress records here (OTLP/HTTP, bearer token).
   std::unique_ptr<clrk::telemetry::LocalStore> trace_store;
   std::unique_ptr<clrk::telemetry::OtlpReceiver> otlp;
+  std::unique_ptr<clrk::telemetry::EgressSpanTap> trace_tap;
   fs::path otlp_file = fs::path(state_dir) / "otlp.url";
   fs::remove(otlp_file, ec);
   if (!otlp_listen.empty()) {
-    clrk::Status intake = startTraceIntake(otlp_listen, state_dir, trace_store, otlp);
+    clrk::Status intake =
+        startTraceIntake(otlp_listen, state_dir, trace_store, otlp, trace_tap, traces.get());
     if (intake.ok()) {
       intake = clrk::writeFileAtomic(otlp_file,
                                      "http://" + otlp_listen.substr(0, otlp_listen.rfind(':')) +
@@ -219,6 +269,16 @@ int run(int argc, char** argv) {
       // (embedded API server) starts its workers as local processes instead.
       manager_options.worker_deployments =
           clrk::controller::WorkerDeploymentOptions{system_namespace, worker_runtime};
+    }
+    if (traces) {
+      manager_options.on_invocation_finished = [&traces, log](const clrk::kube::Json& object) {
+        auto input = clrk::telemetry::invocationSpanInput(object);
+        if (!input.ok()) {
+          log->warn("traces: {}", input.status().message());
+          return;
+        }
+        traces->emit(clrk::telemetry::invocationSpans(*input));
+      };
     }
     manager = clrk::controller::Manager::create(client, manager_options);
   }
@@ -272,6 +332,12 @@ int run(int argc, char** argv) {
   fs::remove(trigger_file, ec);
   if (otlp) otlp->stop();
   fs::remove(otlp_file, ec);
+  if (traces) {
+    traces->stop();  // sends what is queued once more
+    auto stats = traces->stats();
+    log->info("traces: {} spans exported, {} dropped (queue full), {} dropped (collector)",
+              stats.exported, stats.dropped_overflow, stats.dropped_failed);
+  }
   if (server) server->stop();
   fs::remove(url_file, ec);
   log->info("stopped");

@@ -27,6 +27,16 @@ void enqueueOnChange(kube::Informer& informer, Controller& controller) {
   });
 }
 
+std::string phaseOf(const Json& invocation) {
+  auto status = invocation.find("status");
+  if (status == invocation.end() || !status->is_object()) return {};
+  return status->value("phase", "");
+}
+
+bool isTerminalPhase(const std::string& phase) {
+  return phase == "Succeeded" || phase == "Failed" || phase == "Timeout" || phase == "Rejected";
+}
+
 class ManagerImpl : public Manager {
  public:
   ManagerImpl(kube::ClientPtr client, ManagerOptions options)
@@ -70,6 +80,18 @@ class ManagerImpl : public Manager {
         .on_update = [this](const Json&, const Json& pool) { enqueueAgentsOfPool(pool); },
         .on_delete = [this](const Json& pool) { enqueueAgentsOfPool(pool); },
     });
+    if (options_.on_invocation_finished) {
+      invocations_.addHandlers(kube::InformerHandlers{
+          .on_add = nullptr,
+          .on_update =
+              [this](const Json& old_object, const Json& object) {
+                if (!isTerminalPhase(phaseOf(old_object)) && isTerminalPhase(phaseOf(object))) {
+                  options_.on_invocation_finished(object);
+                }
+              },
+          .on_delete = nullptr,
+      });
+    }
     registry_.onChange([this] { enqueueAll(); });
     invocation_manager_.onActiveChanged([this](const std::string& agent_key) {
       task_agent_controller_.enqueue(agent_key);

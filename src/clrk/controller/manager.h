@@ -26,6 +26,7 @@
 #include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/kube/client.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,10 @@ struct ManagerOptions {
   DaemonOptions daemons;  // crash-loop backoff of DaemonAgents
   // Set in cluster mode: WorkerPools get worker Deployments and Services.
   std::optional<WorkerDeploymentOptions> worker_deployments;
+  // Called (on the Invocation informer's thread; must not block) when an Invocation moves into a
+  // terminal phase (Succeeded, Failed, Timeout, Rejected), with the object as updated; the
+  // controller-manager exports its trace spans from here.
+  std::function<void(const kube::Json& invocation)> on_invocation_finished;
 };
 
 class Manager {

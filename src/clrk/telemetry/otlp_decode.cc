@@ -332,6 +332,15 @@ Status readSpanStatus(const Field& parent, const std::string& path, Record& reco
   return status;
 }
 
+// An unknown kind is kept as Unspecified rather than rejected (proto3 open enums).
+Status readSpanKind(const Field& field, const std::string& path, Record& record) {
+  CLRK_RETURN_IF_ERROR(expectWire(field, path, kVarint));
+  record.kind = field.scalar <= static_cast<uint64_t>(SpanKind::Consumer)
+                    ? static_cast<SpanKind>(field.scalar)
+                    : SpanKind::Unspecified;
+  return {};
+}
+
 Status readSpan(const Field& parent, const std::string& path, Record& record,
                 const OtlpDecodeLimits& limits) {
   ProtoReader reader(parent.bytes, parent.value_offset, path);
@@ -351,6 +360,9 @@ Status readSpan(const Field& parent, const std::string& path, Record& record,
         break;
       case 5:
         CLRK_RETURN_IF_ERROR(readString(field, member(path, "name"), record.name));
+        break;
+      case 6:
+        CLRK_RETURN_IF_ERROR(readSpanKind(field, member(path, "kind"), record));
         break;
       case 7:
         CLRK_RETURN_IF_ERROR(readTime(field, member(path, "start_time_unix_nano"), record.start));
@@ -649,6 +661,24 @@ Status jsonSpan(const Json& span, const std::string& path, Record& record,
   CLRK_RETURN_IF_ERROR(jsonId(span, path, "spanId", record.span_id));
   CLRK_RETURN_IF_ERROR(jsonId(span, path, "parentSpanId", record.parent_span_id));
   CLRK_RETURN_IF_ERROR(jsonString(span, path, "name", record.name));
+  if (const Json* kind = jsonMember(span, "kind")) {
+    // OTLP/JSON writes enums as integers; proto3 JSON also allows the value's name.
+    static constexpr std::string_view kNames[] = {"SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL",
+                                                  "SPAN_KIND_SERVER",      "SPAN_KIND_CLIENT",
+                                                  "SPAN_KIND_PRODUCER",    "SPAN_KIND_CONSUMER"};
+    int64_t value = -1;
+    if (kind->is_string()) {
+      for (size_t idx = 0; idx < std::size(kNames); ++idx) {
+        if (kind->get_ref<const std::string&>() == kNames[idx]) value = static_cast<int64_t>(idx);
+      }
+    } else {
+      CLRK_RETURN_IF_ERROR(jsonInteger(*kind, member(path, "kind"), value));
+    }
+    if (value < 0 || value > static_cast<int64_t>(SpanKind::Consumer)) {
+      return jsonError(member(path, "kind"), "unknown span kind " + std::to_string(value));
+    }
+    record.kind = static_cast<SpanKind>(value);
+  }
   CLRK_RETURN_IF_ERROR(jsonTime(span, path, "startTimeUnixNano", record.start));
   CLRK_RETURN_IF_ERROR(jsonTime(span, path, "endTimeUnixNano", record.end));
   CLRK_RETURN_IF_ERROR(jsonAttributes(span, path, record.attributes, limits));

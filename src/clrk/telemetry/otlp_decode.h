@@ -3,8 +3,10 @@
 // records, so that decode(encode(records)) gives back every field a Record has.
 //
 // Mapping (the encoders' in reverse):
-// - Spans: ids, name, start/end time, status code and message, attributes. Span kind, trace
-//   state, events and links are not part of a Record and are skipped.
+// - Spans: ids, name, kind (an integer, or in JSON also the enum name; an unknown number is
+//   Unspecified), start/end time, status code and message, attributes. Trace state, events and
+//   links are not part of a Record and are skipped.
+// - Log records have no kind: their records are Client (the egress's).
 // - Log records: body string -> name, time -> start, observed time -> end, severity >= ERROR (17)
 //   -> status 2 (else 0), the "clrk.status_message" attribute -> status_message, trace/span ids.
 //   Logs carry no parent span id and no "ok" status, so those two do not round-trip.

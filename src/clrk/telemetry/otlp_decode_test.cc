@@ -76,6 +76,7 @@ std::vector<Record> withResource(std::vector<Record> records) {
 TEST(OtlpDecodeTest, TracesProtobufRoundTripKeepsEveryField) {
   Record ok = plainRecord();
   ok.status_code = static_cast<int>(StatusCode::Ok);
+  ok.kind = SpanKind::Server;  // spans keep their kind (egress calls: Client)
   std::vector<Record> records = {fullRecord(), plainRecord(), ok};
   auto decoded = decodeTracesProtobuf(encodeTracesProtobuf(sampleResource(), records));
   ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
@@ -85,10 +86,24 @@ TEST(OtlpDecodeTest, TracesProtobufRoundTripKeepsEveryField) {
 TEST(OtlpDecodeTest, TracesJsonRoundTripKeepsEveryField) {
   Record ok = plainRecord();
   ok.status_code = static_cast<int>(StatusCode::Ok);
+  ok.kind = SpanKind::Server;  // spans keep their kind (egress calls: Client)
   std::vector<Record> records = {fullRecord(), plainRecord(), ok};
   auto decoded = decodeTracesJson(encodeTracesJson(sampleResource(), records));
   ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
   EXPECT_EQ(*decoded, withResource(records));
+}
+
+TEST(OtlpDecodeTest, SpanKindAsIntegerOrName) {
+  auto decoded = decodeTracesJson(R"({"resourceSpans":[{"scopeSpans":[{"spans":[
+      {"kind":2},{"kind":"SPAN_KIND_INTERNAL"},{}]}]}]})");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
+  ASSERT_EQ(decoded->size(), 3u);
+  EXPECT_EQ((*decoded)[0].kind, SpanKind::Server);
+  EXPECT_EQ((*decoded)[1].kind, SpanKind::Internal);
+  EXPECT_EQ((*decoded)[2].kind, SpanKind::Client);  // absent: what a Record defaults to
+  auto bad = decodeTracesJson(R"({"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":9}]}]}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("kind"));
 }
 
 // Logs carry no parent span id and no "ok" status (see otlp_decode.h).

@@ -16,7 +16,7 @@
 //                            11: events  12: dropped_events_count  13: links
 //                            14: dropped_links_count  15: Status status  16: fixed32 flags
 //   trace.v1.Status          2: string message   3: StatusCode code (enum; 1 is reserved)
-//   trace.v1.Span.SpanKind   3 = SPAN_KIND_CLIENT (every egress call is a client span)
+//   trace.v1.Span.SpanKind   1 internal, 2 server, 3 client (Record::kind; egress calls: client)
 //   logs.v1.ResourceLogs     1: Resource resource   2: repeated ScopeLogs scope_logs
 //                            3: string schema_url
 //   logs.v1.ScopeLogs        1: InstrumentationScope scope   2: repeated LogRecord log_records
@@ -56,7 +56,6 @@ bool isZero(std::span<const uint8_t> bytes) {
   return true;
 }
 
-constexpr int kSpanKindClient = 3;
 constexpr int kSeverityInfo = 9;
 constexpr int kSeverityError = 17;
 
@@ -155,7 +154,7 @@ void writeSpan(ProtoWriter& w, const Record& record) {
     w.fieldBytes(4, std::span<const uint8_t>(record.parent_span_id));
   }
   if (!record.name.empty()) w.fieldBytes(5, std::string_view(record.name));
-  w.fieldVarint(6, kSpanKindClient);
+  w.fieldVarint(6, static_cast<uint64_t>(record.kind));
   w.fieldFixed64(7, unixNanos(record.start));
   w.fieldFixed64(8, unixNanos(record.end));
   writeKeyValues(w, 9, record.attributes);
@@ -272,7 +271,7 @@ std::string encodeTracesJson(const OtlpResource& resource, std::span<const Recor
         {"traceId", toHex(record.trace_id)},
         {"spanId", toHex(record.span_id)},
         {"name", record.name},
-        {"kind", kSpanKindClient},
+        {"kind", static_cast<int>(record.kind)},
         {"startTimeUnixNano", std::to_string(unixNanos(record.start))},
         {"endTimeUnixNano", std::to_string(unixNanos(record.end))},
         {"attributes", keyValuesJson(record.attributes)},

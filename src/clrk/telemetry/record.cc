@@ -162,6 +162,12 @@ Result<Record> parseRecord(const Json& root) {
   CLRK_RETURN_IF_ERROR(readId(root, "parentSpanId", record.parent_span_id));
   CLRK_RETURN_IF_ERROR(readTime(root, "startNs", record.start));
   CLRK_RETURN_IF_ERROR(readTime(root, "endNs", record.end));
+  if (auto it = root.find("kind"); it != root.end()) {
+    if (!it->is_number_integer()) return invalidArgument("kind: expected an integer");
+    int64_t value = it->get<int64_t>();
+    if (value < 0 || value > 5) return invalidArgument("kind: must be 0 to 5");
+    record.kind = static_cast<SpanKind>(value);
+  }
   if (auto it = root.find("status"); it != root.end() && !it->is_null()) {
     if (!it->is_object()) return invalidArgument("status: expected an object");
     if (auto code = it->find("code"); code != it->end()) {
@@ -283,6 +289,10 @@ std::string toJson(const Record& record) {
   out += std::to_string(toNanos(record.start));
   out += ",\"endNs\":";
   out += std::to_string(toNanos(record.end));
+  if (record.kind != SpanKind::Client) {
+    out += ",\"kind\":";
+    out += std::to_string(static_cast<int>(record.kind));
+  }
   out += ",\"status\":{\"code\":";
   out += std::to_string(record.status_code);
   out += ",\"message\":";

@@ -35,12 +35,24 @@ struct Attribute {
 // Span status codes, numbered as in OTLP (Status.StatusCode).
 enum class StatusCode : int { Unset = 0, Ok = 1, Error = 2 };
 
+// Span kinds, numbered as in OTLP (Span.SpanKind). Egress calls are Client spans; the
+// controller-manager's invocation spans (trace_spans.h) are Server and Internal.
+enum class SpanKind : int {
+  Unspecified = 0,
+  Internal = 1,
+  Server = 2,
+  Client = 3,
+  Producer = 4,
+  Consumer = 5
+};
+
 struct Record {
   // "POST api.openai.com /v1/chat/completions", "CONNECT example.com:443", "tcp 1.2.3.4:5432".
   std::string name;
   TraceId trace_id{};       // all zero = unset (the pipeline does not fill it in)
   SpanId span_id{};         // all zero = unset
   SpanId parent_span_id{};  // all zero = root span
+  SpanKind kind = SpanKind::Client;
   std::chrono::system_clock::time_point start{};
   std::chrono::system_clock::time_point end{};
   int status_code = 0;                // StatusCode: 0 unset, 1 ok, 2 error
@@ -70,7 +82,8 @@ Status fromHex(std::string_view hex, std::span<uint8_t> out);
 
 // Compact JSON used by the spool and the local store (not OTLP/JSON; see otlp_exporter.h):
 // {"name":..,"traceId":"hex","spanId":"hex","parentSpanId":"hex","startNs":int,"endNs":int,
-//  "status":{"code":int,"message":..},"attributes":[{"k":key,"s"|"i"|"d"|"b":value},...]}.
+//  "status":{"code":int,"message":..},"attributes":[{"k":key,"s"|"i"|"d"|"b":value},...]},
+// plus "kind":int when the kind is not Client.
 // Times are nanoseconds since the Unix epoch. Doubles that are not finite are written as null
 // and read back as 0 (JSON has no NaN/Inf).
 std::string toJson(const Record& record);

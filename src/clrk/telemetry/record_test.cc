@@ -42,6 +42,16 @@ TEST(RecordTest, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(std::get<bool>(*find(*parsed, attr::kClrkStreaming)), true);
 }
 
+TEST(RecordTest, SpanKindRoundTripsAndClientIsImplicit) {
+  Record record = sampleRecord();
+  EXPECT_EQ(toJson(record).find("\"kind\""), std::string::npos);  // Client: spool format as before
+  record.kind = SpanKind::Server;
+  auto parsed = recordFromJson(toJson(record));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(parsed->kind, SpanKind::Server);
+  EXPECT_FALSE(recordFromJson(R"({"kind":7})").ok());
+}
+
 TEST(RecordTest, LargeIntegersSurviveRoundTrip) {
   Record record;
   set(record, "big", std::numeric_limits<int64_t>::max());
