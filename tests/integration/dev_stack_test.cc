@@ -571,6 +571,15 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
       60s))
       << denied_tree;
 
+  // hello: the README's first agent; stdin is the CloudEvents envelope, echoed back.
+  CommandResult hello = test.clrk("--local apply -f " + examples + "/hello/manifests.yaml");
+  ASSERT_EQ(hello.exit_code, 0) << hello.output;
+  CommandResult hello_ran =
+      test.clrk("--local run-task hello --timeout 60s --input '{\"who\": \"e2e\"}'");
+  EXPECT_EQ(hello_ran.exit_code, 0) << hello_ran.output;
+  EXPECT_TRUE(contains(hello_ran.output, "hello from hello (CLI)")) << hello_ran.output;
+  EXPECT_TRUE(contains(hello_ran.output, "\"who\":\"e2e\"")) << hello_ran.output;
+
   // curl-bot: a shell agent through the same egress and key policy.
   CommandResult curl_bot = test.clrk("--local apply -f " + examples + "/curl-bot/manifests.yaml");
   ASSERT_EQ(curl_bot.exit_code, 0) << curl_bot.output;
