@@ -8,6 +8,7 @@
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
+#include "clrk/base/time.h"
 #include "clrk/controller/leader_election.h"
 #include "clrk/controller/manager.h"
 #include "clrk/kube/config.h"
@@ -83,6 +84,9 @@ int run(int argc, char** argv) {
   std::string log_level = "info";
   std::string kubeconfig;
   std::string trigger_listen = "127.0.0.1:0";
+  std::string invocation_ttl = "24h";
+  int invocation_history = 500;
+  bool egress_statuses = false;
   std::string system_namespace = "clrk-system";
   bool controllers = true;
   std::string leader_elect = "auto";
@@ -103,6 +107,14 @@ int run(int argc, char** argv) {
                  "API server (\"in-cluster\" uses the pod's service account)");
   app.add_option("--trigger-listen", trigger_listen,
                  "HTTP trigger address ip:port (default 127.0.0.1:0, any free port)");
+  app.add_flag(
+      "--egress-statuses", egress_statuses,
+      "Write egress verdicts into EgressGateway/route/policy/Backend status (experimental)");
+  app.add_option("--invocation-ttl", invocation_ttl,
+                 "Delete finished Invocations this long after they ended (default 24h; 0s: never)");
+  app.add_option("--invocation-history", invocation_history,
+                 "Finished Invocations kept per agent, newest first (default 500; 0: no cap)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--system-namespace", system_namespace,
                  "Namespace of worker Leases and Secrets (default clrk-system)");
   app.add_flag("!--no-controllers", controllers, "Serve the API only (no controllers)");
@@ -136,6 +148,12 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
     std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  auto ttl = clrk::parseDuration(invocation_ttl);
+  if (!ttl || ttl->count() < 0) {
+    std::cerr << "error: --invocation-ttl \"" << invocation_ttl
+              << "\": not a duration like 24h, 90m or 0s\n";
     return 2;
   }
   if (!clrk::setLogLevel(log_level)) {
@@ -264,6 +282,9 @@ int run(int argc, char** argv) {
     clrk::controller::ManagerOptions manager_options;
     manager_options.trigger_listen = trigger_listen;
     manager_options.system_namespace = system_namespace;
+    manager_options.invocation_gc.ttl = std::chrono::duration_cast<std::chrono::seconds>(*ttl);
+    manager_options.invocation_gc.history_limit = invocation_history;
+    manager_options.egress_statuses = egress_statuses;
     if (!kubeconfig.empty()) {
       // A real cluster runs each WorkerPool as a Deployment of clrk-worker pods; `clrk dev`
       // (embedded API server) starts its workers as local processes instead.

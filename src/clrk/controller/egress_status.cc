@@ -140,7 +140,9 @@ void EgressStatusController::write(const std::vector<Json>& objects,
            metadata.value("name", "")] = &object;
   }
   for (const auto& compiled : result.statuses) {
-    if (compiled.kind.empty()) continue;
+    // A second copy of one object (compile() reports it as Duplicate) says nothing about the
+    // object itself; its verdict is the first copy's.
+    if (compiled.kind.empty() || compiled.reason == "Duplicate") continue;
     auto it = by_key.find(compiled.kind + "/" + compiled.namespace_name + "/" + compiled.name);
     if (it == by_key.end()) continue;
     const auto* type = api::Registry::builtin().byKind("clrk.apoxy.dev/v1alpha1", compiled.kind);

@@ -64,7 +64,8 @@ class ManagerImpl : public Manager {
         invocation_controller_("invocation", invocation_reconciler_, 1),
         daemon_agent_controller_("daemonagent", daemon_agent_reconciler_,
                                  options_.reconcile_workers),
-        egress_status_(client_) {}
+        egress_status_(client_),
+        invocation_collector_(client_, invocations_, options_.invocation_gc) {}
 
   ~ManagerImpl() override { stop(); }
 
@@ -118,7 +119,8 @@ class ManagerImpl : public Manager {
     worker_pool_controller_.start();
     invocation_controller_.start();
     daemon_agent_controller_.start();
-    egress_status_.start();
+    if (options_.egress_statuses) egress_status_.start();
+    invocation_collector_.start();
     trigger_ =
         makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
     CLRK_RETURN_IF_ERROR(trigger_->start());
@@ -138,6 +140,7 @@ class ManagerImpl : public Manager {
     daemon_agent_controller_.stop();
     daemon_agent_reconciler_.stop();
     egress_status_.stop();
+    invocation_collector_.stop();
     registry_.stop();
     invocations_.stop();
     worker_pools_.stop();
@@ -196,6 +199,7 @@ class ManagerImpl : public Manager {
   Controller invocation_controller_;
   Controller daemon_agent_controller_;
   EgressStatusController egress_status_;
+  InvocationCollector invocation_collector_;
   std::unique_ptr<TriggerServer> trigger_;
   bool stopped_ = false;
 };

@@ -13,6 +13,8 @@
 //     (worker_pool_deployment.h). Local dev workers are started by `clrk dev` instead.
 //   * DaemonAgent: keeps one instance running with restart policy and crash-loop backoff
 //     (semantics in daemons.h).
+//   * Finished Invocations are deleted after a TTL and beyond a per-agent history limit
+//     (invocation_gc.h).
 //   * Egress kinds: statuses from compiling the egress configuration (egress_status.h).
 //   * Invocation: dispatches Invocations created through the API (`clrk run-task`, trigger CLI)
 //     that are still Pending (the trigger server dispatches its own at once), and resumes
@@ -23,6 +25,7 @@
 
 #include "clrk/base/status.h"
 #include "clrk/controller/daemons.h"
+#include "clrk/controller/invocation_gc.h"
 #include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/kube/client.h"
 
@@ -37,7 +40,11 @@ struct ManagerOptions {
   std::string system_namespace = "clrk-system";
   std::string trigger_listen = "127.0.0.1:0";
   int reconcile_workers = 2;
-  DaemonOptions daemons;  // crash-loop backoff of DaemonAgents
+  DaemonOptions daemons;              // crash-loop backoff of DaemonAgents
+  InvocationGcOptions invocation_gc;  // deleting finished Invocations
+  // Egress statuses (egress_status.h). Off by default: the feed it shares with the workers was
+  // seen compiling duplicated entries under status-write churn (see the DISABLED_ test).
+  bool egress_statuses = false;
   // Set in cluster mode: WorkerPools get worker Deployments and Services.
   std::optional<WorkerDeploymentOptions> worker_deployments;
   // Called (on the Invocation informer's thread; must not block) when an Invocation moves into a
