@@ -86,7 +86,7 @@ int run(int argc, char** argv) {
   std::string trigger_listen = "127.0.0.1:0";
   std::string invocation_ttl = "24h";
   int invocation_history = 500;
-  bool egress_statuses = false;
+  bool egress_statuses = true;
   std::string system_namespace = "clrk-system";
   bool controllers = true;
   std::string leader_elect = "auto";

@@ -42,9 +42,7 @@ struct ManagerOptions {
   int reconcile_workers = 2;
   DaemonOptions daemons;              // crash-loop backoff of DaemonAgents
   InvocationGcOptions invocation_gc;  // deleting finished Invocations
-  // Egress statuses (egress_status.h). Off by default: the feed it shares with the workers was
-  // seen compiling duplicated entries under status-write churn (see the DISABLED_ test).
-  bool egress_statuses = false;
+  bool egress_statuses = true;        // egress_status.h
   // Set in cluster mode: WorkerPools get worker Deployments and Services.
   std::optional<WorkerDeploymentOptions> worker_deployments;
   // Called (on the Invocation informer's thread; must not block) when an Invocation moves into a

@@ -112,7 +112,10 @@ void EgressFeed::replace(const std::string& kind, std::vector<kube::Json> items)
     for (auto& item : items) {
       fillTypeMeta(kind, item);
       if (!keep(kind, item)) continue;
-      objects_[keyOf(kind, item)] = std::move(item);
+      // The key first: in `map[key(item)] = std::move(item)` C++17 evaluates the right side
+      // (json's by-value operator= parameter, moved from item) before the key.
+      std::string key = keyOf(kind, item);
+      objects_[key] = std::move(item);
     }
     synced_[kind] = true;
     dirty_ = true;
