@@ -103,6 +103,24 @@ Json daemonAgent(const std::string& name, const std::string& script, Json extra_
   return agent;
 }
 
+// A namespaced clrk egress object (EgressGateway, route, policy) in "default".
+Json egressObject(const std::string& kind_name, const std::string& name, Json spec) {
+  return Json{{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+              {"kind", kind_name},
+              {"metadata", {{"name", name}, {"namespace", "default"}}},
+              {"spec", std::move(spec)}};
+}
+
+// An EgressGateway with one listener terminating TLS on 443.
+Json terminatingGateway(const std::string& name) {
+  return egressObject("EgressGateway", name,
+                      {{"listeners",
+                        {{{"name", "https"},
+                          {"protocol", "TLS"},
+                          {"port", 443},
+                          {"tls", {{"mode", "Terminate"}}}}}}});
+}
+
 // One worker: the real ExecutionManager and worker API with process sandboxes, registered
 // through a real Lease.
 struct TestWorker {
@@ -208,6 +226,15 @@ class ControllerTest : public ::testing::Test {
     ADD_FAILURE() << kind_name << " " << name
                   << " never reached the condition; last: " << last.dump();
     return last;
+  }
+
+  // Polls (bounded, 20 s) until `name` is gone, e.g. after its finalizer ran.
+  void waitGone(const std::string& kind_name, const std::string& name) {
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           client_->get(kind(kind_name), "default", name).ok()) {
+      std::this_thread::sleep_for(50ms);
+    }
   }
 
   static std::string conditionReason(const Json& object, const std::string& type) {
@@ -431,11 +458,7 @@ TEST_F(ControllerTest, DeletingAnAgentStopsItsExecutions) {
   HttpResult stopped = pending.get();  // long before the 60 s sleep ends
   EXPECT_EQ(stopped.status, 502) << stopped.body;
   EXPECT_EQ(Json::parse(stopped.body)["error"]["reason"], "Stopped");
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline &&
-         client_->get(kind("TaskAgent"), "default", "doomed").ok()) {
-    std::this_thread::sleep_for(50ms);
-  }
+  waitGone("TaskAgent", "doomed");
   EXPECT_EQ(client_->get(kind("TaskAgent"), "default", "doomed").status().code(), Code::NotFound);
 }
 
@@ -616,11 +639,7 @@ TEST_F(ControllerTest, DaemonAgentAdoptedAfterRestartReplacedOnUpdateStoppedOnDe
 
   // Deletion stops the instance before the object goes.
   ASSERT_TRUE(client_->remove(kind("DaemonAgent"), "default", "keeper").ok());
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline &&
-         client_->get(kind("DaemonAgent"), "default", "keeper").ok()) {
-    std::this_thread::sleep_for(50ms);
-  }
+  waitGone("DaemonAgent", "keeper");
   EXPECT_EQ(client_->get(kind("DaemonAgent"), "default", "keeper").status().code(), Code::NotFound);
   EXPECT_TRUE(worker::isTerminal(worker_.executions->get(id2)->phase));
 }
@@ -643,39 +662,25 @@ TEST_F(ControllerTest, DaemonAgentMovesOffALostWorker) {
   EXPECT_EQ(daemonField(moved, "restartCount"), "1");
   EXPECT_NE(daemonField(moved, "executionId"), daemonField(first, "executionId"));
   ASSERT_TRUE(client_->remove(kind("DaemonAgent"), "default", "mover").ok());
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline &&
-         client_->get(kind("DaemonAgent"), "default", "mover").ok()) {
-    std::this_thread::sleep_for(50ms);
-  }
+  waitGone("DaemonAgent", "mover");
   doomed.stop();
 }
 
 TEST_F(ControllerTest, EgressObjectsGetStatusFromTheCompiler) {
-  auto object = [](const std::string& kind_name, const std::string& name, Json spec) {
-    return Json{{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
-                {"kind", kind_name},
-                {"metadata", {{"name", name}, {"namespace", "default"}}},
-                {"spec", std::move(spec)}};
-  };
-  apply(object("EgressGateway", "gw",
-               {{"listeners",
-                 {{{"name", "https"},
-                   {"protocol", "TLS"},
-                   {"port", 443},
-                   {"tls", {{"mode", "Terminate"}}}}}}}));
-  apply(object("AIProviderRoute", "openai",
-               {{"parentRefs", {{{"name", "gw"}}}},
-                {"rules", {{{"matches", {{{"provider", "openai"}}}}}}}}));
-  apply(object("AIProviderRoute", "orphan",
-               {{"parentRefs", {{{"name", "no-such-gateway"}}}},
-                {"rules", {{{"matches", {{{"provider", "anthropic"}}}}}}}}));
-  apply(object("CredentialInjectionPolicy", "creds",
-               {{"targetRefs",
-                 {{{"group", "clrk.apoxy.dev"}, {"kind", "AIProviderRoute"}, {"name", "openai"}}}},
-                {"secretRef", {{"name", "late-secret"}}},
-                {"target", "Header"},
-                {"headerName", "Authorization"}}));
+  apply(terminatingGateway("gw"));
+  apply(egressObject("AIProviderRoute", "openai",
+                     {{"parentRefs", {{{"name", "gw"}}}},
+                      {"rules", {{{"matches", {{{"provider", "openai"}}}}}}}}));
+  apply(egressObject("AIProviderRoute", "orphan",
+                     {{"parentRefs", {{{"name", "no-such-gateway"}}}},
+                      {"rules", {{{"matches", {{{"provider", "anthropic"}}}}}}}}));
+  apply(egressObject(
+      "CredentialInjectionPolicy", "creds",
+      {{"targetRefs",
+        {{{"group", "clrk.apoxy.dev"}, {"kind", "AIProviderRoute"}, {"name", "openai"}}}},
+       {"secretRef", {{"name", "late-secret"}}},
+       {"target", "Header"},
+       {"headerName", "Authorization"}}));
 
   auto accepted = [](const Json& entry) {
     for (const auto& cond : entry.value("conditions", Json::array())) {
@@ -802,22 +807,11 @@ TEST_F(ControllerTest, FinishedInvocationsBeyondTheHistoryLimitAreDeleted) {
 // objects of a kind alike, keeping only the last).
 TEST_F(ControllerTest, EgressObjectsListedAtStartupAllGetStatus) {
   manager_->stop();
-  auto object = [](const std::string& kind_name, const std::string& name, Json spec) {
-    return Json{{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
-                {"kind", kind_name},
-                {"metadata", {{"name", name}, {"namespace", "default"}}},
-                {"spec", std::move(spec)}};
-  };
-  apply(object("EgressGateway", "gw",
-               {{"listeners",
-                 {{{"name", "https"},
-                   {"protocol", "TLS"},
-                   {"port", 443},
-                   {"tls", {{"mode", "Terminate"}}}}}}}));
+  apply(terminatingGateway("gw"));
   for (const char* name : {"route-a", "route-b", "route-c"}) {
-    apply(object("AIProviderRoute", name,
-                 {{"parentRefs", {{{"name", "gw"}}}},
-                  {"rules", {{{"matches", {{{"provider", "openai"}}}}}}}}));
+    apply(egressObject("AIProviderRoute", name,
+                       {{"parentRefs", {{{"name", "gw"}}}},
+                        {"rules", {{{"matches", {{{"provider", "openai"}}}}}}}}));
   }
   manager_ = Manager::create(client_, ManagerOptions{});
   ASSERT_TRUE(manager_->start().ok());
