@@ -14,9 +14,6 @@ using Json = kube::Json;
 using SystemClock = std::chrono::system_clock;
 using namespace std::chrono_literals;
 
-constexpr auto kPollWait = std::chrono::seconds(10);
-constexpr auto kUnreachableLimit = std::chrono::seconds(45);
-
 std::string describe(const DaemonExit& exit) {
   std::string text = exit.lost                    ? std::string("its worker was lost")
                      : exit.exit_code.has_value() ? "exited " + std::to_string(*exit.exit_code)
@@ -105,7 +102,7 @@ void DaemonAgentReconciler::watch(std::string key, std::string execution_id,
       }
     }
     if (client) {
-      auto polled = client->get(execution_id, kPollWait, cancel);
+      auto polled = client->get(execution_id, kWorkerPollWait, cancel);
       if (cancel.stop_requested()) break;
       if (polled.ok()) {
         unreachable_since.reset();
@@ -123,7 +120,7 @@ void DaemonAgentReconciler::watch(std::string key, std::string execution_id,
     }
     auto now = std::chrono::steady_clock::now();
     if (!unreachable_since) unreachable_since = now;
-    if (lease_gone || now - *unreachable_since > kUnreachableLimit) {
+    if (lease_gone || now - *unreachable_since > kWorkerUnreachableLimit) {
       exit.lost = true;
       exit.message = "worker " + worker_name +
                      (lease_gone ? " stopped renewing its Lease or forgot the execution"

@@ -17,10 +17,6 @@ using Json = kube::Json;
 using SystemClock = std::chrono::system_clock;
 
 constexpr int kMaxPlacements = 3;
-constexpr auto kPollWait = std::chrono::seconds(10);
-// How long a worker may stay unreachable (while its Lease still looks alive) before the
-// invocation is failed as WorkerLost.
-constexpr auto kUnreachableLimit = std::chrono::seconds(45);
 
 // Structural UTF-8 check (lead and continuation bytes), enough to decide how to embed a body.
 bool isUtf8(std::string_view text) {
@@ -478,7 +474,7 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
       lost_reason = "the controller-manager stopped while waiting";
       break;
     }
-    auto polled = worker_client.get(result.execution_id, kPollWait, stop_source_.get_token());
+    auto polled = worker_client.get(result.execution_id, kWorkerPollWait, stop_source_.get_token());
     if (stopping_) continue;
     if (polled.ok()) {
       unreachable_since.reset();
@@ -498,7 +494,7 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
     auto info = workers_.find(worker_name);
     bool lease_gone = !info || !info->alive(SystemClock::now());
     if (polled.status().code() == Code::NotFound || lease_gone ||
-        now_steady - *unreachable_since > kUnreachableLimit) {
+        now_steady - *unreachable_since > kWorkerUnreachableLimit) {
       lost_reason = "worker " + worker_name +
                     (lease_gone ? " stopped renewing its Lease"
                                 : " lost the execution or stayed unreachable") +

@@ -38,6 +38,11 @@ inline constexpr std::string_view kLabelAgent = "clrk.apoxy.dev/agent";
 inline constexpr std::string_view kLabelAgentKind = "clrk.apoxy.dev/agent-kind";
 inline constexpr size_t kMaxStatusOutputBytes = 64 * 1024;
 inline constexpr size_t kMaxStatusStderrBytes = 4 * 1024;
+// Waiting on a worker for an execution (invocations and daemon instances alike): one long poll
+// lasts at most kWorkerPollWait; a worker unreachable for kWorkerUnreachableLimit (with its Lease
+// still alive) counts as lost.
+inline constexpr auto kWorkerPollWait = std::chrono::seconds(10);
+inline constexpr auto kWorkerUnreachableLimit = std::chrono::seconds(45);
 
 struct InvokeRequest {
   std::string namespace_name;
