@@ -12,8 +12,10 @@
 // Modes:
 //   cold   network allocate + prepare + start + (first line) + wait; teardown (destroy + release)
 //          measured separately right after.
-//   warm   a pool of networks allocated and sandboxes prepared in advance (netns, veth, runsc
-//          sandbox created, process not started); claim = start + wait.
+//   warm   a pool of networks allocated and sandboxes booted in advance (netns, veth, runsc
+//          sandbox created and started with clrk-sandbox-launcher waiting as its process: what
+//          the worker's warm pool holds); claim = launch (argv, env, stdin to the launcher,
+//          which execs it) + wait.
 // Idle density: N sandboxes running `sleep 3600`, each in its own network; memory = PSS sum of
 //   every host process of the sandboxes (runsc boot/gofer/stubs or the namespaces init and its
 //   children; found through Sandbox::hostPid(), sandbox ids in command lines and descendants;
@@ -206,7 +208,7 @@ struct Pooled {
   std::shared_ptr<FirstLine> first;
 };
 
-// Warm: prepare `count` sandboxes, then claim each (start + wait).
+// Warm: boot `count` sandboxes, then claim each (launch + wait).
 void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>& argv,
              bool want_first, int count, Samples& samples) {
   std::vector<Pooled> pool;
@@ -220,11 +222,13 @@ void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
       break;
     }
     entry.network = network.value();
-    auto prepared =
-        runtime.prepare(makeSpec(entry.id, argv, entry.network.netns_path, entry.first));
-    if (!prepared.ok()) {
+    sandbox::SandboxSpec spec = makeSpec(entry.id, {}, entry.network.netns_path, nullptr);
+    spec.await_launch = true;
+    auto prepared = runtime.prepare(spec);
+    Status started = prepared.ok() ? (*prepared)->start() : prepared.status();
+    if (!started.ok()) {
       (void)env.networks->release(entry.network);
-      fail(samples, "prepare: " + prepared.status().toString());
+      fail(samples, "boot: " + started.toString());
       break;
     }
     entry.box = std::move(prepared).value();
@@ -232,8 +236,14 @@ void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
   }
   std::this_thread::sleep_for(200ms);  // let the pool settle (runsc sandboxes booted)
   for (auto& entry : pool) {
+    sandbox::SandboxSpec process = makeSpec(entry.id, argv, "", entry.first);
+    sandbox::Launch launch;
+    launch.argv = process.argv;
+    launch.env = process.env;
+    launch.timeout = process.timeout;
+    launch.on_log = process.on_log;
     auto t0 = Clock::now();
-    Status started = entry.box->start();
+    Status started = entry.box->launch(std::move(launch));
     std::optional<sandbox::ExitStatus> exit;
     if (started.ok()) {
       auto waited = entry.box->wait(60s);

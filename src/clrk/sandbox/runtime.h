@@ -15,7 +15,12 @@
 // Lifecycle: prepare() does everything that does not depend on the moment of the run (state
 // dirs, overlay, CA bundle, cgroups, runsc sandbox created, process not started), so a warm pool
 // can keep prepared sandboxes and start() them in a few ms. start() runs the process; wait()
-// returns its exit; destroy() kills everything left and removes every trace. A Runtime
+// returns its exit; destroy() kills everything left and removes every trace.
+//
+// Booted sandboxes (warm pools): a spec with await_launch runs clrk-sandbox-launcher as its
+// process. After prepare() + start() the sandbox is fully up (runsc sandbox booted, its first
+// process waiting), and launch() hands it the real argv/env/working dir/stdin, which the launcher
+// exec()s: a claim costs one pipe write and an execve instead of `runsc start`. A Runtime
 // remembers its sandboxes under its state dir so cleanupLeftovers() can remove those of a
 // crashed worker (processes, mounts, cgroups, runsc containers, state dirs).
 //
@@ -84,6 +89,20 @@ struct SandboxSpec {
   // Output capture: lines go to <state>/stdout.log (bounded, rotated) and to on_log if set.
   uint64_t log_max_bytes = 8 << 20;            // per file before rotation (one .1 generation kept)
   std::function<void(const LogLine&)> on_log;  // called from a runtime thread
+
+  // Boot the sandbox for a later Sandbox::launch(): argv, env, working_dir, stdin_data, timeout
+  // and on_log above are ignored (launch() gives them); everything else applies.
+  bool await_launch = false;
+};
+
+// What a booted sandbox runs (Sandbox::launch()); the fields mean what they mean in SandboxSpec.
+struct Launch {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // the runtime adds the CA variables and PATH if unset
+  std::string working_dir = "/";
+  std::optional<std::string> stdin_data;
+  std::chrono::milliseconds timeout{0};
+  std::function<void(const LogLine&)> on_log;
 };
 
 struct ExitStatus {
@@ -102,6 +121,10 @@ class Sandbox {
   virtual const std::string& id() const = 0;
   // Starts the process of a prepared sandbox; once only.
   virtual Status start() = 0;
+  // A started await_launch sandbox: its launcher execs `launch`. Once only; the timeout and
+  // ExitStatus::started_at count from here. InvalidArgument when the sandbox is not waiting
+  // for a launch (not booted, not started, launched already, or its launcher ended).
+  virtual Status launch(Launch launch) = 0;
   // Blocks until the process tree ended (or `timeout` elapsed: returns DeadlineExceeded-like error
   // and leaves the sandbox running).
   virtual Result<ExitStatus> wait(std::optional<std::chrono::milliseconds> timeout = {}) = 0;
@@ -123,6 +146,9 @@ struct RuntimeOptions {
   // fixed ones (/tmp, /root, /home, /work, /run, /var/tmp) and state_dir with its parent, which
   // are always hidden. The worker lists its own files here (CA, spool, Secrets cache).
   std::vector<std::filesystem::path> hidden_paths;
+  // clrk-sandbox-launcher, for await_launch specs; empty: $CLRK_SANDBOX_LAUNCHER, else the file
+  // of that name next to the running executable.
+  std::filesystem::path launcher_path;
 };
 
 class Runtime {

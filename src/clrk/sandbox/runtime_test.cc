@@ -4,6 +4,7 @@
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
 #include "clrk/sandbox/cgroups.h"
+#include "clrk/sandbox/sandbox_util.h"
 #include "clrk/sandbox/supervised_sandbox.h"
 
 #include <gmock/gmock.h>
@@ -697,10 +698,147 @@ TEST_P(RuntimeTest, LimitsSupportIsReported) {
   EXPECT_EQ(runtime_->name(), GetParam());
 }
 
+// ---- booted sandboxes (await_launch + launch()) --------------------------------------------
+
+Launch launchOf(std::vector<std::string> argv) {
+  Launch launch;
+  launch.argv = std::move(argv);
+  return launch;
+}
+
+// A booted sandbox: prepared and started with await_launch, its launcher waiting.
+std::unique_ptr<Sandbox> boot(Runtime& runtime, SandboxSpec spec) {
+  spec.await_launch = true;
+  spec.ca_cert_pem = kFakeCa;
+  auto sandbox = runtime.prepare(spec);
+  EXPECT_TRUE(sandbox.ok()) << sandbox.status().toString();
+  if (!sandbox.ok()) return nullptr;
+  Status started = (*sandbox)->start();
+  EXPECT_TRUE(started.ok()) << started.toString();
+  return std::move(*sandbox);
+}
+
+TEST_P(RuntimeTest, BootedSandboxRunsWhatItIsLaunchedWith) {
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  // Booted, the launcher waits: no exit however long we wait.
+  auto early = sandbox->wait(300ms);
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.status().code(), Code::Timeout);
+
+  Lines launched;
+  Launch launch;
+  launch.argv = {"sh", "-c",
+                 "echo \"$1 $GREETING $(pwd) $SSL_CERT_FILE\"; cat; echo oops >&2; exit 7", "sh",
+                 "arg1"};
+  launch.env = {"GREETING=hello"};
+  launch.working_dir = "/etc";
+  launch.stdin_data = "from stdin\n";
+  launch.on_log = launched.sink();
+  auto before = std::chrono::system_clock::now();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok()) << exit.status().toString();
+  EXPECT_EQ(exit->exit_code, 7);
+  EXPECT_GE(exit->started_at, before);  // the clock starts at launch, not at boot
+  EXPECT_EQ(launched.text(false),
+            "arg1 hello /etc /etc/ssl/certs/ca-certificates.crt\nfrom stdin\n");
+  EXPECT_EQ(launched.text(true), "oops\n");
+  EXPECT_EQ(lines_.text(false), "");  // the boot spec's on_log is not the launch's
+  // Once only.
+  EXPECT_EQ(sandbox->launch(launch).code(), Code::InvalidArgument);
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
+TEST_P(RuntimeTest, BootedSandboxSearchesTheLaunchPathAndReportsMissingPrograms) {
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  Lines launched;
+  Launch launch;
+  launch.argv = {"no-such-program-xyz"};
+  launch.on_log = launched.sink();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_code, 127);
+  EXPECT_THAT(launched.text(true), HasSubstr("no-such-program-xyz"));
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
+TEST_P(RuntimeTest, BootedSandboxTimeoutCountsFromLaunch) {
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  std::this_thread::sleep_for(500ms);  // longer than the timeout below: must not count
+  Launch launch;
+  launch.argv = {"sh", "-c", "echo started; sleep 30"};
+  launch.timeout = 400ms;
+  Lines launched;
+  launch.on_log = launched.sink();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(exit->timed_out);
+  EXPECT_EQ(launched.text(false), "started\n");
+  EXPECT_THAT(exit->message, HasSubstr("400 ms"));
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
+TEST_P(RuntimeTest, BootedSandboxCanBeDestroyedUnlaunched) {
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  int pid = sandbox->hostPid();
+  EXPECT_GT(pid, 0);
+  fs::path dir = state_root_ / GetParam() / sandbox->id();
+  EXPECT_TRUE(fs::exists(dir));
+  EXPECT_TRUE(sandbox->destroy().ok());
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_FALSE(processAlive(pid));
+  EXPECT_EQ(sandbox->launch(launchOf({"true"})).code(), Code::InvalidArgument);
+}
+
+TEST_P(RuntimeTest, LaunchIsRefusedForPlainSandboxesAndBadInput) {
+  auto plain = runtime_->prepare(spec({"true"}));
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE((*plain)->start().ok());
+  EXPECT_EQ((*plain)->launch(launchOf({"true"})).code(), Code::InvalidArgument);
+  ASSERT_TRUE((*plain)->wait(30s).ok());
+  EXPECT_TRUE((*plain)->destroy().ok());
+
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  Launch bad;
+  EXPECT_EQ(sandbox->launch(bad).code(), Code::InvalidArgument);  // empty argv
+  bad.argv = {"true"};
+  bad.env = {"NOEQUALS"};
+  EXPECT_EQ(sandbox->launch(bad).code(), Code::InvalidArgument);
+  bad.env.clear();
+  bad.working_dir = "relative";
+  EXPECT_EQ(sandbox->launch(bad).code(), Code::InvalidArgument);
+  // Still waiting after refused launches.
+  bad.working_dir = "/";
+  ASSERT_TRUE(sandbox->launch(bad).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RuntimeTest, ::testing::Values("namespaces", "gvisor"),
                          [](const ::testing::TestParamInfo<std::string>& param_info) {
                            return param_info.param;
                          });
+
+TEST(LauncherTest, MalformedMessagesRunNothing) {
+  // Bytes that are not a complete launch message end the launcher with 125.
+  std::string launcher = findLauncher(RuntimeOptions{}).string();
+  EXPECT_EQ(WEXITSTATUS(sh("printf 'GARBAGE!xxxx' | " + launcher + " 2>/dev/null")), 125);
+  EXPECT_EQ(WEXITSTATUS(sh("printf 'CLRKLNC1\\377\\377\\377\\377' | " + launcher + " 2>/dev/null")),
+            125);
+  EXPECT_EQ(WEXITSTATUS(
+                sh("printf 'CLRKLNC1\\005\\000\\000\\0001\\000x' | " + launcher + " 2>/dev/null")),
+            125);                                      // truncated
+  EXPECT_EQ(WEXITSTATUS(sh(": | " + launcher)), 125);  // closed before a launch
+}
 
 TEST(MakeRuntimeTest, UnknownNameListsTheValidOnes) {
   RuntimeOptions options;

@@ -1,6 +1,7 @@
 #include "clrk/sandbox/sandbox_util.h"
 
 #include "clrk/base/files.h"
+#include "clrk/sandbox/launch_protocol.h"
 
 #include <nlohmann/json.hpp>
 
@@ -100,29 +101,40 @@ Status writeStateFile(const std::filesystem::path& path, std::string_view conten
   return {};
 }
 
+namespace {
+
+// The checks of the process fields, shared by specs and launches.
+Status validateProcess(const std::string& id, const std::vector<std::string>& argv,
+                       const std::vector<std::string>& env, const std::string& working_dir) {
+  if (argv.empty() || argv[0].empty()) {
+    return invalidArgument("sandbox " + id + ": argv is empty");
+  }
+  for (const auto& arg : argv) {
+    if (arg.find('\0') != std::string::npos) {
+      return invalidArgument("sandbox " + id + ": argv holds a NUL byte");
+    }
+  }
+  for (const auto& entry : env) {
+    if (entry.find('=') == std::string::npos || entry.front() == '=' ||
+        entry.find('\0') != std::string::npos) {
+      return invalidArgument("sandbox " + id + ": env entry \"" + entry + "\" is not NAME=VALUE");
+    }
+  }
+  if (working_dir.empty() || working_dir.front() != '/' ||
+      working_dir.find('\0') != std::string::npos) {
+    return invalidArgument("sandbox " + id + ": working_dir must be absolute");
+  }
+  return {};
+}
+
+}  // namespace
+
 Status validateSpec(const SandboxSpec& spec) {
   static const std::regex kIdRe("[a-z0-9-]{1,48}");
   if (!std::regex_match(spec.id, kIdRe)) {
     return invalidArgument("sandbox id \"" + spec.id + "\" must match [a-z0-9-]{1,48}");
   }
-  if (spec.argv.empty() || spec.argv[0].empty()) {
-    return invalidArgument("sandbox " + spec.id + ": argv is empty");
-  }
-  for (const auto& arg : spec.argv) {
-    if (arg.find('\0') != std::string::npos) {
-      return invalidArgument("sandbox " + spec.id + ": argv holds a NUL byte");
-    }
-  }
-  for (const auto& entry : spec.env) {
-    if (entry.find('=') == std::string::npos || entry.front() == '=' ||
-        entry.find('\0') != std::string::npos) {
-      return invalidArgument("sandbox " + spec.id + ": env entry \"" + entry +
-                             "\" is not NAME=VALUE");
-    }
-  }
-  if (spec.working_dir.empty() || spec.working_dir.front() != '/') {
-    return invalidArgument("sandbox " + spec.id + ": working_dir must be absolute");
-  }
+  CLRK_RETURN_IF_ERROR(validateProcess(spec.id, spec.argv, spec.env, spec.working_dir));
   if (spec.hostname.empty() || spec.hostname.size() > 63) {
     return invalidArgument("sandbox " + spec.id + ": hostname must be 1-63 characters");
   }
@@ -192,6 +204,82 @@ std::vector<std::string> sandboxEnv(const SandboxSpec& spec) {
     }
   }
   return env;
+}
+
+std::filesystem::path findLauncher(const RuntimeOptions& options) {
+  if (!options.launcher_path.empty()) return options.launcher_path;
+  if (const char* env = std::getenv("CLRK_SANDBOX_LAUNCHER"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::filesystem::path sibling =
+      ec ? std::filesystem::path() : self.parent_path() / kLauncherBinaryName;
+#ifdef CLRK_BUILT_LAUNCHER
+  // Binaries run from the build tree (tests, benchmarks) use the one this build made.
+  if (sibling.empty() || !std::filesystem::exists(sibling, ec)) return CLRK_BUILT_LAUNCHER;
+#endif
+  return sibling;
+}
+
+Result<SandboxSpec> effectiveSpec(const SandboxSpec& spec, const RuntimeOptions& options) {
+  if (!spec.await_launch) return spec;
+  std::filesystem::path launcher = findLauncher(options);
+  std::error_code ec;
+  if (launcher.empty() || !std::filesystem::is_regular_file(launcher, ec) ||
+      ::access(launcher.c_str(), X_OK) != 0) {
+    return Status(Code::InvalidArgument,
+                  "sandbox " + spec.id + ": the launcher " + std::string(kLauncherBinaryName) +
+                      " for booted sandboxes was not found (looked at \"" + launcher.string() +
+                      "\"; install it next to the worker or set CLRK_SANDBOX_LAUNCHER)");
+  }
+  SandboxSpec booted = spec;
+  booted.argv = {kSandboxLauncherPath};
+  booted.env.clear();
+  booted.working_dir = "/";
+  booted.stdin_data = std::string();  // a pipe the launch message travels on
+  booted.timeout = std::chrono::milliseconds(0);
+  booted.on_log = nullptr;
+  booted.mounts.push_back({launcher, kSandboxLauncherPath, true});
+  return booted;
+}
+
+Status validateLaunch(const std::string& sandbox_id, const Launch& launch) {
+  CLRK_RETURN_IF_ERROR(validateProcess(sandbox_id, launch.argv, launch.env, launch.working_dir));
+  if (launch.argv.size() + launch.env.size() + 1 > kMaxLaunchStrings) {
+    return invalidArgument("sandbox " + sandbox_id + ": too many argv and env entries");
+  }
+  size_t bytes = launch.working_dir.size() + 1;
+  for (const auto& text : launch.argv) bytes += text.size() + 1;
+  for (const auto& text : launch.env) bytes += text.size() + 1;
+  if (bytes + 4096 > kMaxLaunchBytes) {  // room for counts and the CA variables
+    return invalidArgument("sandbox " + sandbox_id + ": argv and env exceed " +
+                           std::to_string(kMaxLaunchBytes >> 20) + " MiB");
+  }
+  return {};
+}
+
+std::string encodeLaunch(const Launch& launch, const SandboxSpec& booted) {
+  SandboxSpec process;
+  process.env = launch.env;
+  process.ca_cert_pem = booted.ca_cert_pem;
+  std::vector<std::string> env = sandboxEnv(process);
+  std::string payload;
+  auto put = [&payload](const std::string& text) {
+    payload += text;
+    payload.push_back('\0');
+  };
+  put(std::to_string(launch.argv.size()));
+  for (const auto& arg : launch.argv) put(arg);
+  put(std::to_string(env.size()));
+  for (const auto& entry : env) put(entry);
+  put(launch.working_dir);
+  std::string message(kLaunchMagic, sizeof kLaunchMagic - 1);
+  auto size = static_cast<uint32_t>(payload.size());
+  for (int shift = 0; shift < 32; shift += 8) message.push_back(static_cast<char>(size >> shift));
+  message += payload;
+  if (launch.stdin_data) message += *launch.stdin_data;
+  return message;
 }
 
 Status writeRecord(const std::filesystem::path& path, const SandboxRecord& record) {

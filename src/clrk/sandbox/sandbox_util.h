@@ -58,6 +58,19 @@ inline constexpr const char* kSandboxBundlePath = "/etc/ssl/certs/ca-certificate
 // REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) where the spec does not set them.
 std::vector<std::string> sandboxEnv(const SandboxSpec& spec);
 
+// The spec a backend prepares: `spec` itself, or for await_launch the launcher's spec (argv =
+// the launcher, bind-mounted read-only at kSandboxLauncherPath, a stdin pipe, no timeout).
+// Unavailable when the launcher binary cannot be found.
+Result<SandboxSpec> effectiveSpec(const SandboxSpec& spec, const RuntimeOptions& options);
+// The launcher binary: options.launcher_path, $CLRK_SANDBOX_LAUNCHER, next to /proc/self/exe,
+// or (binaries of the build tree) the one the build made.
+std::filesystem::path findLauncher(const RuntimeOptions& options);
+// Checks a Launch like validateSpec() checks the process fields of a spec.
+Status validateLaunch(const std::string& sandbox_id, const Launch& launch);
+// The bytes written to the launcher's stdin: the message (launch_protocol.h) with the env of
+// sandboxEnv() (CA variables from `booted`), then launch.stdin_data.
+std::string encodeLaunch(const Launch& launch, const SandboxSpec& booted);
+
 // What cleanupLeftovers needs to remove a sandbox of a crashed worker. Stored as JSON at
 // <state_dir>/<id>/record.json.
 struct SandboxRecord {

@@ -77,7 +77,8 @@ void OutputLog::emit(bool is_stderr, std::string text) {
 SupervisedSandbox::SupervisedSandbox(SandboxSpec spec, std::filesystem::path state_dir)
     : spec_(std::move(spec)),
       state_dir_(std::move(state_dir)),
-      detach_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+      detach_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      launch_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 SupervisedSandbox::~SupervisedSandbox() {
   if (thread_.joinable()) thread_.join();
@@ -101,6 +102,33 @@ void SupervisedSandbox::detachSupervisorForTest() {
   uint64_t one = 1;
   (void)!::write(detach_fd_.get(), &one, sizeof one);
   joinSupervisor();
+}
+
+Status SupervisedSandbox::launch(Launch launch) {
+  CLRK_RETURN_IF_ERROR(validateLaunch(spec_.id, launch));
+  {
+    std::lock_guard lock(mu_);
+    if (!spec_.await_launch) {
+      return Status(Code::InvalidArgument, "sandbox " + spec_.id + " was not booted to launch");
+    }
+    if (!supervising_) {
+      return Status(Code::InvalidArgument, "sandbox " + spec_.id + " was not started");
+    }
+    if (launched_) {
+      return Status(Code::InvalidArgument, "sandbox " + spec_.id + " was launched already");
+    }
+    if (finished_) {
+      return Status(
+          Code::InvalidArgument,
+          "sandbox " + spec_.id + ": its launcher ended before the launch (" + exit_.message + ")");
+    }
+    launched_ = true;
+    exit_.started_at = std::chrono::system_clock::now();
+    pending_launch_ = std::move(launch);
+  }
+  uint64_t one = 1;
+  (void)!::write(launch_fd_.get(), &one, sizeof one);
+  return {};
 }
 
 bool SupervisedSandbox::finished() const {
@@ -133,14 +161,18 @@ Result<ExitStatus> SupervisedSandbox::wait(std::optional<std::chrono::millisecon
 void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd stderr_r,
                                   int exit_fd) {
   OutputLog log(logPath(), spec_.log_max_bytes, spec_.on_log);
+  // A booted sandbox's launcher waits for its launch message on stdin: keep the pipe open and
+  // the clock stopped until launch().
+  bool awaiting_launch = spec_.await_launch;
   std::string input = spec_.stdin_data.value_or("");
   size_t input_offset = 0;
+  std::chrono::milliseconds timeout = spec_.timeout;
   if (stdin_w.valid()) ::fcntl(stdin_w.get(), F_SETFL, O_NONBLOCK);
-  if (stdin_w.valid() && input.empty()) stdin_w.reset();
+  if (stdin_w.valid() && input.empty() && !awaiting_launch) stdin_w.reset();
 
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> deadline;
-  if (spec_.timeout.count() > 0) deadline = Clock::now() + spec_.timeout;
+  if (timeout.count() > 0 && !awaiting_launch) deadline = Clock::now() + timeout;
   bool timed_out = false;
   bool exited = false;
   std::optional<int> wait_status;
@@ -148,10 +180,14 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
   char buffer[65536];
 
   while (true) {
-    pollfd fds[5];
+    pollfd fds[6];
     int count = 0;
     fds[count++] = {detach_fd_.get(), POLLIN, 0};
-    int out_index = -1, err_index = -1, in_index = -1, exit_index = -1;
+    int out_index = -1, err_index = -1, in_index = -1, exit_index = -1, launch_index = -1;
+    if (awaiting_launch) {
+      launch_index = count;
+      fds[count++] = {launch_fd_.get(), POLLIN, 0};
+    }
     if (stdout_r.valid()) {
       out_index = count;
       fds[count++] = {stdout_r.get(), POLLIN, 0};
@@ -160,7 +196,7 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
       err_index = count;
       fds[count++] = {stderr_r.get(), POLLIN, 0};
     }
-    if (stdin_w.valid() && !exited) {
+    if (stdin_w.valid() && !exited && input_offset < input.size()) {
       in_index = count;
       fds[count++] = {stdin_w.get(), POLLOUT, 0};
     }
@@ -190,6 +226,22 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
       break;
     }
     if (fds[0].revents != 0) return;  // detached: leave everything as it is
+    if (launch_index >= 0 && fds[launch_index].revents != 0) {
+      std::optional<Launch> launch;
+      {
+        std::lock_guard lock(mu_);
+        launch.swap(pending_launch_);
+      }
+      if (launch) {
+        awaiting_launch = false;
+        input = encodeLaunch(*launch, spec_);
+        input_offset = 0;
+        timeout = launch->timeout;
+        if (timeout.count() > 0) deadline = Clock::now() + timeout;
+        log.setOnLog(std::move(launch->on_log));
+      }
+      continue;
+    }
     auto readStream = [&](int index, UniqueFd& fd, bool is_stderr) {
       if (index < 0 || fds[index].revents == 0) return;
       ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
@@ -233,7 +285,7 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
   status.oom_killed = oomKilled();
   status.finished_at = std::chrono::system_clock::now();
   if (timed_out) {
-    status.message = "killed after " + std::to_string(spec_.timeout.count()) + " ms timeout";
+    status.message = "killed after " + std::to_string(timeout.count()) + " ms timeout";
   } else if (status.oom_killed) {
     status.message += " (out of memory)";
   }

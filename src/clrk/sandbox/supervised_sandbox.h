@@ -33,6 +33,7 @@ class OutputLog {
   void append(bool is_stderr, const char* data, size_t size);
   // Emits a trailing partial line of each stream.
   void flush();
+  void setOnLog(std::function<void(const LogLine&)> on_log) { on_log_ = std::move(on_log); }
 
  private:
   void emit(bool is_stderr, std::string text);
@@ -53,6 +54,7 @@ class SupervisedSandbox : public Sandbox {
   const std::string& id() const override { return spec_.id; }
   Result<ExitStatus> wait(std::optional<std::chrono::milliseconds> timeout) override;
   std::filesystem::path logPath() const override { return state_dir_ / "stdout.log"; }
+  Status launch(Launch launch) override;
 
   // Forgets the sandbox without ending it or removing anything, as a crash of the worker would
   // leave it (for clean-up tests). The object may then be deleted.
@@ -87,6 +89,9 @@ class SupervisedSandbox : public Sandbox {
   void supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd stderr_r, int exit_fd);
 
   UniqueFd detach_fd_;  // eventfd: wakes the supervisor to stop
+  UniqueFd launch_fd_;  // eventfd: wakes the supervisor of a booted sandbox to launch
+  std::optional<Launch> pending_launch_;  // set by launch(), taken by the supervisor
+  bool launched_ = false;
   std::condition_variable cv_;
   std::thread thread_;
   bool supervising_ = false;

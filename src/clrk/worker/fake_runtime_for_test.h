@@ -27,7 +27,31 @@ class ProcessSandbox : public sandbox::Sandbox {
   ~ProcessSandbox() override { (void)destroy(); }
   const std::string& id() const override { return spec_.id; }
 
+  // A booted (await_launch) sandbox runs nothing until launch(), which starts the process.
   Status start() override {
+    if (spec_.await_launch) {
+      booted = true;
+      return {};
+    }
+    return run();
+  }
+  Status launch(sandbox::Launch launch) override {
+    if (!booted || pid_ > 0) return Status(Code::InvalidArgument, "not waiting for a launch");
+    spec_.argv = std::move(launch.argv);
+    spec_.env = std::move(launch.env);
+    spec_.working_dir = std::move(launch.working_dir);
+    spec_.stdin_data = std::move(launch.stdin_data);
+    spec_.timeout = launch.timeout;
+    spec_.on_log = std::move(launch.on_log);
+    ++launches;
+    return run();
+  }
+
+  std::atomic<bool> booted{false};
+  std::atomic<int> launches{0};
+
+ private:
+  Status run() {
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
       return internalError("pipe");
@@ -66,12 +90,14 @@ class ProcessSandbox : public sandbox::Sandbox {
     return {};
   }
 
+ public:
   Result<sandbox::ExitStatus> wait(std::optional<std::chrono::milliseconds> timeout) override {
     auto deadline = std::chrono::steady_clock::now() + timeout.value_or(24h);
     for (;;) {
       {
         std::lock_guard lock(mutex_);
         if (exited_) return exit_;
+        if (pid_ <= 0) return Status(Code::Timeout, "not launched");
         int status = 0;
         pid_t r = waitpid(pid_, &status, WNOHANG);
         if (r == pid_) {

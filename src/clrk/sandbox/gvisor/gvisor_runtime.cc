@@ -404,7 +404,10 @@ Json GvisorRuntime::bundleConfig(const SandboxSpec& spec, const CaFiles& ca,
           {"linux", linux}};
 }
 
-Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& spec) {
+Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& requested) {
+  auto effective = effectiveSpec(requested, options_);
+  if (!effective.ok()) return effective.status();
+  const SandboxSpec& spec = effective.value();
   CLRK_RETURN_IF_ERROR(validateSpec(spec));
   fs::path dir = options_.state_dir / spec.id;
   CLRK_RETURN_IF_ERROR(registry_->reserve(spec.id, dir));

@@ -603,7 +603,10 @@ int capLast() {
   return value > 0 ? value : 63;
 }
 
-Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& spec) {
+Result<std::unique_ptr<Sandbox>> NamespacesRuntime::prepare(const SandboxSpec& requested) {
+  auto effective = effectiveSpec(requested, options_);
+  if (!effective.ok()) return effective.status();
+  const SandboxSpec& spec = effective.value();
   CLRK_RETURN_IF_ERROR(validateSpec(spec));
   fs::path dir = options_.state_dir / spec.id;
   CLRK_RETURN_IF_ERROR(registry_->reserve(spec.id, dir));

@@ -1,0 +1,16 @@
+// The launch message a worker writes to the launcher of a booted sandbox (see
+// launcher/launcher_main.cc for the format). Shared by both sides; no dependencies, since the
+// launcher is linked statically.
+#pragma once
+
+#include <cstddef>
+
+namespace clrk::sandbox {
+
+inline constexpr char kLaunchMagic[] = "CLRKLNC1";        // 8 bytes on the wire, no NUL
+inline constexpr size_t kMaxLaunchBytes = 4u << 20;       // payload bound
+inline constexpr size_t kMaxLaunchStrings = 64u * 1024u;  // argc and envc bound
+inline constexpr const char* kSandboxLauncherPath = "/etc/clrk/launch";  // inside the sandbox
+inline constexpr const char* kLauncherBinaryName = "clrk-sandbox-launcher";
+
+}  // namespace clrk::sandbox
