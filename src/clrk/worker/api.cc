@@ -388,6 +388,90 @@ Result<LogEntry> logEntryFromJson(const Json& json) {
   return entry;
 }
 
+Json toJson(const WarmPoolSpec& spec) {
+  return {{"key", spec.key},
+          {"size", spec.size},
+          {"idleTTLSeconds", spec.idle_ttl_seconds},
+          {"request", toJson(spec.request)}};
+}
+
+Result<WarmPoolSpec> warmPoolSpecFromJson(const Json& json) {
+  if (!json.is_object()) return invalidArgument("not a JSON object");
+  WarmPoolSpec spec;
+  auto key = json.find("key");
+  if (key == json.end() || !key->is_string() || key->get<std::string>().empty() ||
+      key->get<std::string>().size() > 320 ||
+      key->get<std::string>().find('/') == std::string::npos) {
+    return invalidArgument("key: must be \"namespace/agent\"");
+  }
+  spec.key = key->get<std::string>();
+  auto size = json.find("size");
+  if (size == json.end() || !size->is_number_integer() || size->get<int64_t>() < 0 ||
+      size->get<int64_t>() > 10000) {
+    return invalidArgument("size: must be a whole number from 0 to 10000");
+  }
+  spec.size = size->get<int>();
+  if (auto ttl = json.find("idleTTLSeconds"); ttl != json.end()) {
+    if (!ttl->is_number_integer() || ttl->get<int64_t>() < 1) {
+      return invalidArgument("idleTTLSeconds: must be a positive whole number");
+    }
+    spec.idle_ttl_seconds = ttl->get<int64_t>();
+  }
+  auto request = json.find("request");
+  if (request == json.end()) return invalidArgument("request: missing");
+  auto parsed = executionRequestFromJson(*request);
+  if (!parsed.ok()) return invalidArgument("request." + parsed.status().message());
+  spec.request = std::move(parsed).value();
+  return spec;
+}
+
+Result<std::vector<WarmPoolSpec>> parseWarmPoolSpecs(std::string_view body) {
+  Json json = Json::parse(body.begin(), body.end(), nullptr, false);
+  if (json.is_discarded() || !json.is_object()) return invalidArgument("body: not a JSON object");
+  auto pools = json.find("pools");
+  if (pools == json.end() || !pools->is_array()) return invalidArgument("pools: not an array");
+  if (pools->size() > 1000) return invalidArgument("pools: more than 1000 entries");
+  std::vector<WarmPoolSpec> specs;
+  for (size_t index = 0; index < pools->size(); ++index) {
+    auto spec = warmPoolSpecFromJson((*pools)[index]);
+    if (!spec.ok()) {
+      return invalidArgument("pools[" + std::to_string(index) + "]." + spec.status().message());
+    }
+    for (const auto& other : specs) {
+      if (other.key == spec->key) {
+        return invalidArgument("pools[" + std::to_string(index) + "].key: \"" + spec->key +
+                               "\" is listed twice");
+      }
+    }
+    specs.push_back(std::move(spec).value());
+  }
+  return specs;
+}
+
+Json toJson(const WarmPoolState& state) {
+  Json json = {{"key", state.key},         {"size", state.size},     {"ready", state.ready},
+               {"booting", state.booting}, {"claims", state.claims}, {"misses", state.misses}};
+  if (!state.last_error.empty()) json["lastError"] = state.last_error;
+  return json;
+}
+
+Result<WarmPoolState> warmPoolStateFromJson(const Json& json) {
+  if (!json.is_object()) return invalidArgument("warm pool state: not a JSON object");
+  WarmPoolState state;
+  try {
+    state.key = json.value("key", "");
+    state.size = json.value("size", 0);
+    state.ready = json.value("ready", 0);
+    state.booting = json.value("booting", 0);
+    state.claims = json.value("claims", uint64_t{0});
+    state.misses = json.value("misses", uint64_t{0});
+    state.last_error = json.value("lastError", "");
+  } catch (const std::exception& e) {
+    return invalidArgument(std::string("warm pool state: ") + e.what());
+  }
+  return state;
+}
+
 Json toJson(const WorkerCapacity& c) {
   return {{"maxExecutions", c.max_executions},
           {"running", c.running},

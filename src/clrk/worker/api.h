@@ -7,7 +7,9 @@
 //   POST /v1/executions/{id}/stop          ExecutionStatus
 //   GET  /v1/executions/{id}/logs[?follow] NDJSON LogEntry lines
 //   GET  /v1/status                        WorkerStatus
-//   GET  /healthz                          "ok" (no authentication)
+//   PUT  /v1/warm-pools                    {"pools": [WarmPoolSpec...]} -> {"pools":
+//   [WarmPoolState...]} GET  /v1/warm-pools                    {"pools": [WarmPoolState...]} GET
+//   /healthz                          "ok" (no authentication)
 //
 // Parsers never throw: malformed JSON or a bad field gives InvalidArgument naming the field
 // ("resources.memory: \"12Qi\" is not a Kubernetes quantity").
@@ -132,6 +134,33 @@ struct WorkerCapacity {
   int64_t memory_bytes = 0;  // host memory
 };
 Json toJson(const WorkerCapacity& capacity);
+
+// One agent's warm pool on a worker (TaskAgent spec.warmPoolSize): `size` sandboxes booted from
+// the agent's template and kept ready, so its executions skip network and sandbox set-up. PUT
+// /v1/warm-pools replaces the worker's whole set (level-based: the controller sends what it
+// wants, again and again).
+struct WarmPoolSpec {
+  std::string key;                 // "namespace/agent"
+  int size = 0;                    // the worker caps it (warm_pool.h)
+  int64_t idle_ttl_seconds = 600;  // a ready sandbox older than this is replaced
+  ExecutionRequest request;        // the agent's template as an execution (its id is unused)
+};
+Json toJson(const WarmPoolSpec& spec);
+Result<WarmPoolSpec> warmPoolSpecFromJson(const Json& json);
+// The body of PUT /v1/warm-pools; InvalidArgument naming the entry and field.
+Result<std::vector<WarmPoolSpec>> parseWarmPoolSpecs(std::string_view body);
+
+struct WarmPoolState {
+  std::string key;
+  int size = 0;            // after the worker's caps
+  int ready = 0;           // booted and waiting
+  int booting = 0;         // being booted now
+  uint64_t claims = 0;     // executions that took a ready sandbox
+  uint64_t misses = 0;     // executions of the agent that found none ready (ran cold)
+  std::string last_error;  // why the last boot failed; empty after a success
+};
+Json toJson(const WarmPoolState& state);
+Result<WarmPoolState> warmPoolStateFromJson(const Json& json);
 Result<WorkerCapacity> workerCapacityFromJson(const Json& json);
 
 // Kubernetes quantities: CPU in millicores ("500m" -> 500, "2" -> 2000, "0.5" -> 500) and memory

@@ -334,6 +334,23 @@ Result<std::vector<ExecutionStatus>> WorkerClient::list() const {
 
 Result<Json> WorkerClient::status() const { return call("GET", "/v1/status"); }
 
+Result<std::vector<WarmPoolState>> WorkerClient::setWarmPools(
+    const std::vector<WarmPoolSpec>& pools, std::stop_token cancel) const {
+  Json items = Json::array();
+  for (const auto& pool : pools) items.push_back(toJson(pool));
+  CLRK_ASSIGN_OR_RETURN(Json json, call("PUT", "/v1/warm-pools", Json{{"pools", items}}.dump(), {},
+                                        std::move(cancel)));
+  if (!json.contains("pools") || !json["pools"].is_array()) {
+    return Status(Code::Internal, "worker API: warm-pools reply has no pools");
+  }
+  std::vector<WarmPoolState> states;
+  for (const auto& item : json["pools"]) {
+    CLRK_ASSIGN_OR_RETURN(auto state, warmPoolStateFromJson(item));
+    states.push_back(std::move(state));
+  }
+  return states;
+}
+
 Status WorkerClient::logs(const std::string& id, bool follow,
                           const std::function<bool(const LogEntry&)>& on_entry) const {
   if (!isValidExecutionId(id)) return invalidArgument("execution id \"" + id + "\" is not valid");

@@ -45,6 +45,9 @@ class WorkerClient {
   Result<ExecutionStatus> stop(const std::string& id) const;
   Result<std::vector<ExecutionStatus>> list() const;
   Result<Json> status() const;
+  // PUT /v1/warm-pools: replaces the worker's warm pools; their states after the change.
+  Result<std::vector<WarmPoolState>> setWarmPools(const std::vector<WarmPoolSpec>& pools,
+                                                  std::stop_token cancel = {}) const;
   // Streams log lines to `on_entry` (return false to stop early). With `follow` the call lasts
   // until the execution ends.
   Status logs(const std::string& id, bool follow,

@@ -50,9 +50,21 @@ ExecutionManager::ExecutionManager(ExecutionManagerOptions options, sandbox::Run
       pull_auth_(std::move(pull_auth)) {
   if (options_.max_executions < 1) options_.max_executions = 1;
   janitor_ = std::thread([this] { janitorLoop(); });
+  WarmPoolOptions warm;
+  warm.max_executions = options_.max_executions;
+  warm_pool_ = std::make_unique<WarmPool>(
+      warm, runtime_, network_,
+      [this](const ExecutionRequest& request) { return sandboxSpecFor(request); });
 }
 
+void ExecutionManager::setWarmPools(std::vector<WarmPoolSpec> pools) {
+  warm_pool_->setDesired(std::move(pools));
+}
+
+std::vector<WarmPoolState> ExecutionManager::warmPools() const { return warm_pool_->states(); }
+
 ExecutionManager::~ExecutionManager() {
+  warm_pool_->stop();
   drain(std::chrono::milliseconds(0));
   {
     std::lock_guard identity_lock(identity_mutex_);  // janitor order: identity_mutex_, mutex_
@@ -245,8 +257,11 @@ std::optional<ExecutionManager::LogSlice> ExecutionManager::logs(const std::stri
 }
 
 void ExecutionManager::setDraining() {
-  std::lock_guard lock(mutex_);
-  draining_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+  }
+  warm_pool_->stop();
 }
 
 bool ExecutionManager::draining() const {
@@ -336,23 +351,11 @@ void ExecutionManager::run(const std::shared_ptr<Execution>& execution) {
   notifyChange();
 }
 
-void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
-  auto log = logger("worker");
-  const ExecutionRequest& request = execution->request;
-  const std::string& id = request.execution_id;
-  std::string sandbox_id = "ex-" + randomHex(8);
-  {
-    std::lock_guard lock(execution->mutex);
-    execution->status.sandbox_id = sandbox_id;
-  }
-  auto stopRequested = [&] {
-    std::lock_guard lock(execution->mutex);
-    return execution->stop_requested;
-  };
-
+Result<sandbox::SandboxSpec> ExecutionManager::sandboxSpecFor(
+    const ExecutionRequest& request,
+    const std::function<void(const std::string&)>& progress) const {
   // 1. Root filesystem and the image's defaults.
   sandbox::SandboxSpec spec;
-  spec.id = sandbox_id;
   std::vector<std::string> image_env;
   std::vector<std::string> entrypoint;
   std::vector<std::string> image_cmd;
@@ -364,20 +367,17 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     spec.rootfs_dir = request.image.substr(4);
     std::error_code ec;
     if (!fs::is_directory(spec.rootfs_dir, ec)) {
-      finish(*execution, Phase::Failed, std::nullopt,
-             "image: " + spec.rootfs_dir.string() + " is not a directory on the worker");
-      return;
+      return Status(Code::InvalidArgument,
+                    "image: " + spec.rootfs_dir.string() + " is not a directory on the worker");
     }
   } else {
     if (images_ == nullptr) {
-      finish(*execution, Phase::Failed, std::nullopt,
-             "image: this worker has no image store; use \"host\" or \"dir:/path\"");
-      return;
+      return Status(Code::InvalidArgument,
+                    "image: this worker has no image store; use \"host\" or \"dir:/path\"");
     }
     auto reference = sandbox::image::parseImageReference(request.image);
     if (!reference.ok()) {
-      finish(*execution, Phase::Failed, std::nullopt, "image: " + reference.status().message());
-      return;
+      return Status(Code::InvalidArgument, "image: " + reference.status().message());
     }
     sandbox::image::PullOptions pull;
     pull.insecure_http =
@@ -387,21 +387,15 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
       auto auth =
           pull_auth_(request.namespace_name, request.image_pull_secrets, reference->registry);
       if (!auth.ok()) {
-        finish(*execution, Phase::Failed, std::nullopt,
-               "imagePullSecrets: " + auth.status().message());
-        return;
+        return Status(Code::InvalidArgument, "imagePullSecrets: " + auth.status().message());
       }
       pull.auth = auth.value();
     }
-    {
-      std::lock_guard lock(execution->mutex);
-      execution->status.message = "pulling " + request.image;
-    }
+    if (progress) progress("pulling " + request.image);
     auto pulled = images_->pull(request.image, pull);
     if (!pulled.ok()) {
-      finish(*execution, Phase::Failed, std::nullopt,
-             "pulling image " + request.image + ": " + pulled.status().message());
-      return;
+      return Status(Code::InvalidArgument,
+                    "pulling image " + request.image + ": " + pulled.status().message());
     }
     spec.rootfs_kind = sandbox::RootfsKind::Directory;
     spec.rootfs_dir = pulled->rootfs;
@@ -419,9 +413,8 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     spec.argv.insert(spec.argv.end(), tail.begin(), tail.end());
   }
   if (spec.argv.empty()) {
-    finish(*execution, Phase::Failed, std::nullopt,
-           "command: empty, and the image defines no entrypoint or cmd");
-    return;
+    return Status(Code::InvalidArgument,
+                  "command: empty, and the image defines no entrypoint or cmd");
   }
   spec.mounts.insert(spec.mounts.end(), options_.shared_mounts.begin(),
                      options_.shared_mounts.end());
@@ -460,6 +453,34 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
   spec.limits.pids = options_.default_pids_limit;
   spec.timeout = std::chrono::seconds(request.timeout_seconds);
   spec.stdin_data = request.stdin_data;
+  return spec;
+}
+
+void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
+  auto log = logger("worker");
+  const ExecutionRequest& request = execution->request;
+  const std::string& id = request.execution_id;
+  std::string sandbox_id = "ex-" + randomHex(8);
+  {
+    std::lock_guard lock(execution->mutex);
+    execution->status.sandbox_id = sandbox_id;
+  }
+  auto stopRequested = [&] {
+    std::lock_guard lock(execution->mutex);
+    return execution->stop_requested;
+  };
+
+  // 1. Root filesystem, process, limits (the image's defaults under the request's).
+  auto resolved = sandboxSpecFor(request, [&execution](const std::string& message) {
+    std::lock_guard lock(execution->mutex);
+    execution->status.message = message;
+  });
+  if (!resolved.ok()) {
+    finish(*execution, Phase::Failed, std::nullopt, resolved.status().message());
+    return;
+  }
+  sandbox::SandboxSpec spec = std::move(resolved).value();
+  spec.id = sandbox_id;
   std::weak_ptr<Execution> weak = execution;
   size_t max_lines = options_.log_lines_max;
   spec.on_log = [weak, max_lines](const sandbox::LogLine& line) {
@@ -496,9 +517,17 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     return;
   }
 
-  // 2. Network + identity.
+  // 2. A warm sandbox of the agent's pool (network and sandbox ready), else a new network.
   std::optional<sandbox::net::SandboxNetwork> network;
-  if (network_ != nullptr) {
+  std::shared_ptr<sandbox::Sandbox> box;
+  if (auto warm = warm_pool_->claim(request.namespace_name + "/" + request.agent,
+                                    WarmPool::shapeOf(spec))) {
+    sandbox_id = warm->sandbox_id;
+    network = warm->network;
+    box = std::move(warm->box);
+    std::lock_guard lock(execution->mutex);
+    execution->status.sandbox_id = sandbox_id;
+  } else if (network_ != nullptr) {
     auto allocated = network_->allocate(sandbox_id);
     if (!allocated.ok()) {
       finish(*execution, Phase::Failed, std::nullopt,
@@ -506,6 +535,8 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
       return;
     }
     network = allocated.value();
+  }
+  if (network) {
     spec.netns_path = network->netns_path;
     {
       std::lock_guard lock(execution->mutex);
@@ -535,31 +566,62 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     if (identities_ != nullptr) scheduleIdentityRemoval(network->sandbox_address, id);
     network.reset();
   };
-
-  // 3. Sandbox.
-  auto prepared = runtime_.prepare(spec);
-  if (!prepared.ok()) {
-    releaseNetwork();
-    finish(*execution, Phase::Failed, std::nullopt,
-           "preparing the sandbox: " + prepared.status().message());
-    return;
-  }
-  std::shared_ptr<sandbox::Sandbox> box(std::move(prepared).value());
   auto destroySandbox = [&] {
+    if (!box) return;
     Status destroyed = box->destroy();
     if (!destroyed.ok()) {
-      log->warn("execution {}: destroying sandbox {}: {}", id, sandbox_id, destroyed.toString());
+      log->warn("execution {}: destroying sandbox {}: {}", id, box->id(), destroyed.toString());
     }
+    box.reset();
     std::lock_guard lock(execution->mutex);
     execution->sandbox.reset();
   };
-  if (stopRequested()) {
-    destroySandbox();
-    releaseNetwork();
-    finish(*execution, Phase::Stopped, std::nullopt, "stopped before start");
-    return;
+
+  // 3. Sandbox: launch the warm one; a new one (or a warm one whose launcher died) is prepared
+  // and started in the same network.
+  Status started;
+  if (box) {
+    if (stopRequested()) {
+      destroySandbox();
+      releaseNetwork();
+      finish(*execution, Phase::Stopped, std::nullopt, "stopped before start");
+      return;
+    }
+    sandbox::Launch launch;
+    launch.argv = spec.argv;
+    launch.env = spec.env;
+    launch.working_dir = spec.working_dir;
+    launch.stdin_data = spec.stdin_data;
+    launch.timeout = spec.timeout;
+    launch.on_log = spec.on_log;
+    started = box->launch(std::move(launch));
+    if (!started.ok()) {
+      log->warn("execution {}: warm sandbox {} could not launch ({}); starting a new one", id,
+                sandbox_id, started.message());
+      destroySandbox();
+    }
   }
-  Status started = box->start();
+  if (!box) {
+    auto prepared = runtime_.prepare(spec);
+    if (!prepared.ok()) {
+      releaseNetwork();
+      finish(*execution, Phase::Failed, std::nullopt,
+             "preparing the sandbox: " + prepared.status().message());
+      return;
+    }
+    box = std::move(prepared).value();
+    {
+      std::lock_guard lock(execution->mutex);
+      execution->status.sandbox_id = spec.id;
+    }
+    if (stopRequested()) {
+      destroySandbox();
+      releaseNetwork();
+      finish(*execution, Phase::Stopped, std::nullopt, "stopped before start");
+      return;
+    }
+    started = box->start();
+  }
   if (!started.ok()) {
     destroySandbox();
     releaseNetwork();

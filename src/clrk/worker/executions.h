@@ -3,7 +3,9 @@
 //   resolve the root filesystem (host | dir:/path | OCI image via ImageStore)
 //   -> allocate the sandbox network (NetworkManager)
 //   -> publish the identity (egress::IdentityMap, keyed by the sandbox address)
-//   -> prepare + start the sandbox (CA certificate, netns, limits, timeout, stdin)
+//   -> prepare + start the sandbox (CA certificate, netns, limits, timeout, stdin), or instead
+//      of the network and the sandbox, claim a warm one of the agent's pool and launch it
+//      (warm_pool.h; pools set through setWarmPools())
 //   -> wait (stop requests: SIGTERM, then SIGKILL after the grace period)
 //   -> destroy the sandbox, release the network, mark the execution terminal
 //   -> remove the identity after `identity_linger` so late egress records still attribute.
@@ -20,6 +22,7 @@
 #include "clrk/sandbox/net/network.h"
 #include "clrk/sandbox/runtime.h"
 #include "clrk/worker/api.h"
+#include "clrk/worker/warm_pool.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -92,7 +95,17 @@ class ExecutionManager {
   // out of the in-memory window are skipped). nullopt when the id is unknown.
   std::optional<LogSlice> logs(const std::string& id, size_t from, size_t max = 1000) const;
 
-  // Draining: new submissions are refused with Unavailable.
+  // Replaces the warm pools (PUT /v1/warm-pools); see warm_pool.h.
+  void setWarmPools(std::vector<WarmPoolSpec> pools);
+  std::vector<WarmPoolState> warmPools() const;
+  // The sandbox spec of `request` without id, network and on_log: root filesystem (pulling the
+  // image; `progress` hears "pulling ..."), argv, env, working dir, user, mounts, CA, limits,
+  // timeout, stdin. InvalidArgument naming the field when the request cannot run here.
+  Result<sandbox::SandboxSpec> sandboxSpecFor(
+      const ExecutionRequest& request,
+      const std::function<void(const std::string&)>& progress = {}) const;
+
+  // Draining: new submissions are refused with Unavailable, warm sandboxes are destroyed.
   void setDraining();
   bool draining() const;
   int running() const;  // executions not yet terminal
@@ -145,6 +158,8 @@ class ExecutionManager {
   std::vector<PendingRemoval> removals_;
   std::condition_variable janitor_cv_;
   std::thread janitor_;
+
+  std::unique_ptr<WarmPool> warm_pool_;  // built in the constructor, stopped first
 };
 
 }  // namespace clrk::worker

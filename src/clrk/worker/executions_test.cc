@@ -302,5 +302,166 @@ TEST(ParseShareTest, AbsolutePathsReadOnlyByDefault) {
   EXPECT_THAT(parseShare("/no/such/dir:/x").status().message(), HasSubstr("not a directory"));
 }
 
+// ---- warm pools --------------------------------------------------------------------------------
+
+WarmPoolSpec warmPool(const std::string& key, int size, ExecutionRequest request) {
+  WarmPoolSpec spec;
+  spec.key = key;
+  spec.size = size;
+  spec.request = std::move(request);
+  return spec;
+}
+
+// Waits until the manager's pool `key` satisfies `done`; the last state seen.
+WarmPoolState waitPool(ExecutionManager& manager, const std::string& key,
+                       const std::function<bool(const WarmPoolState&)>& done) {
+  WarmPoolState last;
+  for (int i = 0; i < 500; ++i) {
+    for (const auto& state : manager.warmPools()) {
+      if (state.key == key) last = state;
+    }
+    if (done(last)) return last;
+    std::this_thread::sleep_for(10ms);
+  }
+  return last;
+}
+
+int bootedSpecs(FakeRuntime& runtime) {
+  std::lock_guard lock(runtime.mutex_);
+  return static_cast<int>(std::count_if(runtime.specs.begin(), runtime.specs.end(),
+                                        [](const auto& spec) { return spec.await_launch; }));
+}
+
+TEST_F(WorkerApiTest, WarmPoolSandboxRunsTheAgentsExecutionAndIsReplaced) {
+  auto states = client_->setWarmPools({warmPool("team/bot", 1, shell("tmpl", "true"))});
+  ASSERT_TRUE(states.ok()) << states.status().toString();
+  auto ready = waitPool(*manager_, "team/bot", [](const auto& s) { return s.ready == 1; });
+  ASSERT_EQ(ready.ready, 1) << ready.last_error;
+  EXPECT_EQ(bootedSpecs(runtime_), 1);
+  EXPECT_EQ(network_.inUse(), 1u);  // the warm sandbox holds its network already
+
+  auto request = shell("w1", "echo hi; read x; echo got $x $FOO");
+  request.stdin_data = "there\n";
+  request.env = {{"FOO", "bar"}};
+  request.request_id = "req-9";
+  ASSERT_TRUE(client_->run(request).ok());
+  auto done = client_->get("w1", 10s);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->phase, Phase::Succeeded) << done->message;
+  EXPECT_EQ(done->output.stdout_text, "hi\ngot there bar\n");
+  EXPECT_THAT(done->sandbox_id, ::testing::StartsWith("wp-"));
+  EXPECT_EQ(done->sandbox_address, "10.99.0.2");  // the warm sandbox's network
+  // The execution's identity was published for the warm sandbox's address (kept for linger).
+  auto identity = identities_.lookup("10.99.0.2");
+  ASSERT_TRUE(identity);
+  EXPECT_EQ(identity->execution_id, "w1");
+  EXPECT_EQ(identity->request_id, "req-9");
+  // Claimed, so the pool boots a new one; no cold sandbox was prepared.
+  auto refilled = waitPool(*manager_, "team/bot", [](const auto& s) { return s.ready == 1; });
+  EXPECT_EQ(refilled.claims, 1u);
+  EXPECT_EQ(refilled.misses, 0u);
+  EXPECT_EQ(bootedSpecs(runtime_), 2);
+  EXPECT_EQ(static_cast<int>(runtime_.specs.size()), 2);
+
+  // Another agent has no pool: cold, and no miss is counted for team/bot.
+  auto other = shell("o1", "true");
+  other.agent = "other";
+  ASSERT_TRUE(client_->run(other).ok());
+  auto cold = client_->get("o1", 10s);
+  ASSERT_TRUE(cold.ok());
+  EXPECT_EQ(cold->phase, Phase::Succeeded);
+  EXPECT_THAT(cold->sandbox_id, ::testing::StartsWith("ex-"));
+  EXPECT_EQ(waitPool(*manager_, "team/bot", [](const auto&) { return true; }).misses, 0u);
+}
+
+TEST_F(WorkerApiTest, WarmPoolIsNotUsedForADifferentShapeAndFollowsTemplateChanges) {
+  auto tmpl = shell("tmpl", "true");
+  ASSERT_TRUE(client_->setWarmPools({warmPool("team/bot", 1, tmpl)}).ok());
+  ASSERT_EQ(waitPool(*manager_, "team/bot", [](const auto& s) { return s.ready == 1; }).ready, 1);
+
+  // Same agent, other limits: the booted sandbox does not fit; a miss, run cold.
+  auto bigger = shell("b1", "true");
+  bigger.resources = {"", "256Mi"};
+  ASSERT_TRUE(client_->run(bigger).ok());
+  auto done = client_->get("b1", 10s);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->phase, Phase::Succeeded);
+  EXPECT_THAT(done->sandbox_id, ::testing::StartsWith("ex-"));
+  auto state = waitPool(*manager_, "team/bot", [](const auto&) { return true; });
+  EXPECT_EQ(state.misses, 1u);
+  EXPECT_EQ(state.ready, 1);
+
+  // The template changes to those limits: the old sandbox is destroyed, one of the new shape
+  // booted, and the next execution claims it.
+  int released = network_.released;
+  tmpl.resources = {"", "256Mi"};
+  ASSERT_TRUE(client_->setWarmPools({warmPool("team/bot", 1, tmpl)}).ok());
+  state = waitPool(*manager_, "team/bot",
+                   [&](const auto& s) { return s.ready == 1 && bootedSpecs(runtime_) == 2; });
+  EXPECT_EQ(state.ready, 1);
+  EXPECT_GT(network_.released, released);
+  auto again = shell("b2", "true");
+  again.resources = {"", "256Mi"};
+  ASSERT_TRUE(client_->run(again).ok());
+  done = client_->get("b2", 10s);
+  ASSERT_TRUE(done.ok());
+  EXPECT_THAT(done->sandbox_id, ::testing::StartsWith("wp-"));
+
+  // Removing the pool destroys what it holds.
+  ASSERT_TRUE(client_->setWarmPools({}).ok());
+  EXPECT_TRUE(manager_->warmPools().empty());
+  for (int i = 0; i < 200 && network_.inUse() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(network_.inUse(), 0u);
+}
+
+TEST_F(WorkerApiTest, WarmPoolSizesAreCappedAndErrorsReported) {
+  // max_executions is 3: a pool gets at most 1 (half), all pools together at most 3.
+  auto bad = shell("tmpl", "true");
+  bad.image = "dir:/no/such/rootfs";
+  auto states = client_->setWarmPools(
+      {warmPool("team/a", 10, shell("tmpl", "true")), warmPool("team/b", 1, shell("tmpl", "true")),
+       warmPool("team/c", 1, shell("tmpl", "true")), warmPool("team/d", 1, bad)});
+  ASSERT_TRUE(states.ok());
+  ASSERT_EQ(states->size(), 4u);
+  EXPECT_EQ((*states)[0].size, 1);
+  EXPECT_EQ((*states)[3].size, 0);  // nothing left for d
+  for (const char* key : {"team/a", "team/b", "team/c"}) {
+    EXPECT_EQ(waitPool(*manager_, key, [](const auto& s) { return s.ready == 1; }).ready, 1);
+  }
+  // A boot that cannot work says why, and is retried later.
+  ASSERT_TRUE(client_->setWarmPools({warmPool("team/d", 1, bad)}).ok());
+  auto failed = waitPool(*manager_, "team/d", [](const auto& s) { return !s.last_error.empty(); });
+  EXPECT_THAT(failed.last_error, HasSubstr("/no/such/rootfs is not a directory"));
+  EXPECT_EQ(failed.ready, 0);
+
+  // Malformed bodies are refused naming the entry and field.
+  auto reply = client_->request("PUT", "/v1/warm-pools", R"({"pools": [{"key": "x", "size": 1}]})");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_THAT(reply->body, HasSubstr("pools[0].key"));
+  reply = client_->request("PUT", "/v1/warm-pools",
+                           R"({"pools": [{"key": "a/b", "size": -1, "request": {}}]})");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->body, HasSubstr("pools[0].size"));
+  reply = client_->request("PUT", "/v1/warm-pools",
+                           R"({"pools": [{"key": "a/b", "size": 1, "request": {}}]})");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->body, HasSubstr("pools[0].request.executionId"));
+  reply = client_->request("PUT", "/v1/warm-pools", "[]");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 400);
+}
+
+TEST_F(WorkerApiTest, DrainingDestroysWarmSandboxesAndRefusesPools) {
+  ASSERT_TRUE(client_->setWarmPools({warmPool("team/bot", 1, shell("tmpl", "true"))}).ok());
+  ASSERT_EQ(waitPool(*manager_, "team/bot", [](const auto& s) { return s.ready == 1; }).ready, 1);
+  manager_->setDraining();
+  EXPECT_TRUE(manager_->warmPools().empty());
+  EXPECT_EQ(network_.inUse(), 0u);
+  auto refused = client_->setWarmPools({warmPool("team/bot", 1, shell("tmpl", "true"))});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("draining"));
+}
+
 }  // namespace
 }  // namespace clrk::worker

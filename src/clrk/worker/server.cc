@@ -427,6 +427,19 @@ class ServerImpl : public ApiServer {
       if (method != http::verb::get) return replyWith(not_allowed);
       return replyWith(jsonReply(200, status_ ? status_() : Json::object()));
     }
+    if (parts.size() == 2 && parts[1] == "warm-pools") {
+      if (method == http::verb::put) {
+        auto pools = parseWarmPoolSpecs(request.body());
+        if (!pools.ok()) return replyWith(errorReply(400, pools.status().message()));
+        if (executions_.draining()) return replyWith(errorReply(503, "worker is draining"));
+        executions_.setWarmPools(std::move(pools).value());
+      } else if (method != http::verb::get) {
+        return replyWith(not_allowed);
+      }
+      Json items = Json::array();
+      for (const auto& state : executions_.warmPools()) items.push_back(toJson(state));
+      return replyWith(jsonReply(200, Json{{"pools", std::move(items)}}));
+    }
     if (parts[1] != "executions" || parts.size() > 4) return replyWith(not_found);
     if (parts.size() == 2) {
       if (method == http::verb::get) {
