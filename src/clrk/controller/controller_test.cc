@@ -330,6 +330,42 @@ TEST_F(ControllerTest, HttpTriggerRunsTheAgentAndRecordsTheInvocation) {
   EXPECT_EQ(by_header.status, 200) << by_header.body;
 }
 
+TEST_F(ControllerTest, WarmPoolSandboxesAreKeptOnTheWorkerAndClaimedByInvocations) {
+  ManagerOptions options;
+  options.warm_pools.interval = 200ms;
+  restartManager(options);
+  apply(taskAgent("warm", "cat >/dev/null; echo warm-ok", {{"warmPoolSize", 1}}));
+  // The controller tells the worker; the worker boots one; the controller reports it.
+  waitFor("TaskAgent", "warm", [](const Json& a) {
+    return a.value("status", Json::object()).value("warmSandboxes", 0) == 1;
+  });
+  auto pools = worker_.executions->warmPools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].key, "default/warm");
+  EXPECT_EQ(pools[0].ready, 1);
+
+  HttpResult reply = invoke("warm", "{}");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.body, "warm-ok\n");
+  pools = worker_.executions->warmPools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].claims, 1u);  // the invocation ran in the warm sandbox
+  EXPECT_EQ(pools[0].misses, 0u);
+  {
+    std::lock_guard lock(worker_.runtime.mutex_);
+    for (const auto& spec : worker_.runtime.specs) EXPECT_TRUE(spec.await_launch);
+  }
+
+  // warmPoolSize 0: the worker lets its pool go and the status follows.
+  auto patched = client_->patch(kind("TaskAgent"), "default", "warm", kube::PatchType::MergePatch,
+                                R"({"spec": {"warmPoolSize": 0}})");
+  ASSERT_TRUE(patched.ok()) << patched.status().toString();
+  waitFor("TaskAgent", "warm", [](const Json& a) {
+    return a.value("status", Json::object()).value("warmSandboxes", -1) == 0;
+  });
+  EXPECT_TRUE(worker_.executions->warmPools().empty());
+}
+
 TEST_F(ControllerTest, TaskAgentStatusRevisionAndPoolStatus) {
   apply(taskAgent("stat", "true"));
   Json agent = waitFor("TaskAgent", "stat", [](const Json& a) {

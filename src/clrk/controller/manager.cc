@@ -51,8 +51,10 @@ class ManagerImpl : public Manager {
                             [this](const std::string& ns, const std::string& name) {
                               return task_agents_.get(ns + "/" + name);
                             }),
-        context_{client_,      task_agents_, worker_pools_,
-                 invocations_, registry_,    invocation_manager_},
+        warm_pools_(task_agents_, registry_, options_.warm_pools,
+                    [this](const std::string& key) { task_agent_controller_.enqueue(key); }),
+        context_{client_,   task_agents_,        worker_pools_, invocations_,
+                 registry_, invocation_manager_, &warm_pools_},
         task_agent_reconciler_(context_),
         worker_pool_reconciler_(context_, options_.worker_deployments),
         invocation_reconciler_(context_),
@@ -93,7 +95,15 @@ class ManagerImpl : public Manager {
           .on_delete = nullptr,
       });
     }
-    registry_.onChange([this] { enqueueAll(); });
+    registry_.onChange([this] {
+      enqueueAll();
+      warm_pools_.wake();
+    });
+    task_agents_.addHandlers(kube::InformerHandlers{
+        .on_add = [this](const Json&) { warm_pools_.wake(); },
+        .on_update = [this](const Json&, const Json&) { warm_pools_.wake(); },
+        .on_delete = [this](const Json&) { warm_pools_.wake(); },
+    });
     invocation_manager_.onActiveChanged([this](const std::string& agent_key) {
       task_agent_controller_.enqueue(agent_key);
       if (auto agent = task_agents_.get(agent_key)) {
@@ -121,6 +131,7 @@ class ManagerImpl : public Manager {
     daemon_agent_controller_.start();
     if (options_.egress_statuses) egress_status_.start();
     invocation_collector_.start();
+    warm_pools_.start();
     trigger_ =
         makeTriggerServer(TriggerServerOptions{options_.trigger_listen}, invocation_manager_);
     CLRK_RETURN_IF_ERROR(trigger_->start());
@@ -133,6 +144,7 @@ class ManagerImpl : public Manager {
     stopped_ = true;
     // Order: stop taking triggers, end waits, then controllers and caches.
     invocation_manager_.stop();
+    warm_pools_.stop();
     if (trigger_) trigger_->stop();
     task_agent_controller_.stop();
     worker_pool_controller_.stop();
@@ -189,6 +201,7 @@ class ManagerImpl : public Manager {
   kube::Informer invocations_;
   WorkerRegistry registry_;
   InvocationManager invocation_manager_;
+  WarmPoolSync warm_pools_;
   ControllerContext context_;
   TaskAgentReconciler task_agent_reconciler_;
   WorkerPoolReconciler worker_pool_reconciler_;

@@ -6,7 +6,8 @@
 //   * TaskAgent: finalizer clrk.apoxy.dev/executions (deleting an agent stops its executions);
 //     an AgentSandboxRevision <agent>-<generation> per template change; status conditions Ready
 //     (reasons Ready, InvalidTemplate, WorkerPoolNotFound, NoReadyWorkers), observedGeneration,
-//     activeExecutions, latest{Created,Ready}RevisionName.
+//     activeExecutions, warmSandboxes (ready across workers: warm_pools.h, which also tells the
+//     workers which warm pools to keep), latest{Created,Ready}RevisionName.
 //   * WorkerPool: status readyReplicas, capacity, activeExecutions and Ready from the Leases of
 //     the workers serving it; with ManagerOptions::worker_deployments (cluster mode) also the
 //     pool's clrk-worker Deployment and Service and the Available condition
@@ -26,6 +27,7 @@
 #include "clrk/base/status.h"
 #include "clrk/controller/daemons.h"
 #include "clrk/controller/invocation_gc.h"
+#include "clrk/controller/warm_pools.h"
 #include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/kube/client.h"
 
@@ -42,6 +44,7 @@ struct ManagerOptions {
   int reconcile_workers = 2;
   DaemonOptions daemons;              // crash-loop backoff of DaemonAgents
   InvocationGcOptions invocation_gc;  // deleting finished Invocations
+  WarmPoolSyncOptions warm_pools;     // pushing warm pools to workers (warm_pools.h)
   bool egress_statuses = true;        // egress_status.h
   // Set in cluster mode: WorkerPools get worker Deployments and Services.
   std::optional<WorkerDeploymentOptions> worker_deployments;

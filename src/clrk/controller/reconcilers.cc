@@ -155,6 +155,9 @@ Result<ReconcileResult> TaskAgentReconciler::reconcile(const Request& request) {
   Json status = agent.value("status", Json::object());
   status["observedGeneration"] = metadata.value("generation", int64_t{1});
   status["activeExecutions"] = context_.invocation_manager.active(request.key());
+  if (context_.warm_pools != nullptr) {
+    status["warmSandboxes"] = context_.warm_pools->ready(request.key());
+  }
   ReconcileResult result;
 
   auto execution = executionFromTaskAgent(agent);

@@ -3,6 +3,7 @@
 
 #include "clrk/controller/controller.h"
 #include "clrk/controller/invocations.h"
+#include "clrk/controller/warm_pools.h"
 #include "clrk/controller/worker_pool_deployment.h"
 #include "clrk/controller/worker_registry.h"
 #include "clrk/kube/watch.h"
@@ -22,6 +23,7 @@ struct ControllerContext {
   kube::Informer& invocations;
   WorkerRegistry& workers;
   InvocationManager& invocation_manager;
+  const WarmPoolSync* warm_pools;  // null: no warm pools (status.warmSandboxes not written)
 };
 
 // Sets (replaces by type) a condition in `status`; keeps lastTransitionTime when the condition's
