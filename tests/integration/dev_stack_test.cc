@@ -574,11 +574,34 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   // hello: the README's first agent; stdin is the CloudEvents envelope, echoed back.
   CommandResult hello = test.clrk("--local apply -f " + examples + "/hello/manifests.yaml");
   ASSERT_EQ(hello.exit_code, 0) << hello.output;
+  // hello keeps a warm pool (warmPoolSize: 1): once the worker reports a booted sandbox, the run
+  // claims it (its sandbox id starts with wp-) instead of creating one.
+  std::string hello_agent;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        hello_agent = test.clrk("--local get taskagent hello -o json").output;
+        auto parsed = json::parse(hello_agent, nullptr, false);
+        return !parsed.is_discarded() &&
+               parsed.value("status", json::object()).value("warmSandboxes", 0) >= 1;
+      },
+      60s))
+      << hello_agent;
   CommandResult hello_ran =
       test.clrk("--local run-task hello --timeout 60s --input '{\"who\": \"e2e\"}'");
   EXPECT_EQ(hello_ran.exit_code, 0) << hello_ran.output;
   EXPECT_TRUE(contains(hello_ran.output, "hello from hello (CLI)")) << hello_ran.output;
   EXPECT_TRUE(contains(hello_ran.output, "\"who\":\"e2e\"")) << hello_ran.output;
+  json hello_invocations =
+      json::parse(test.clrk("--local get invocations -o json").output, nullptr, false);
+  int warm_runs = 0;
+  if (!hello_invocations.is_discarded()) {
+    for (const auto& item : hello_invocations.value("items", json::array())) {
+      if (item["spec"]["parentRef"].value("name", "") != "hello") continue;
+      std::string sandbox = item.value("status", json::object()).value("sandboxId", "");
+      if (sandbox.rfind("wp-", 0) == 0) ++warm_runs;
+    }
+  }
+  EXPECT_EQ(warm_runs, 1) << hello_invocations.dump();
 
   // curl-bot: a shell agent through the same egress and key policy.
   CommandResult curl_bot = test.clrk("--local apply -f " + examples + "/curl-bot/manifests.yaml");

@@ -347,6 +347,10 @@ TEST_F(ControllerTest, WarmPoolSandboxesAreKeptOnTheWorkerAndClaimedByInvocation
   HttpResult reply = invoke("warm", "{}");
   ASSERT_EQ(reply.status, 200) << reply.body;
   EXPECT_EQ(reply.body, "warm-ok\n");
+  Json record = waitFor("Invocation", reply.headers["X-Clrk-Invocation"], [](const Json& inv) {
+    return inv["status"].value("phase", "") == "Succeeded";
+  });
+  EXPECT_THAT(record["status"].value("sandboxId", ""), ::testing::StartsWith("wp-"));
   pools = worker_.executions->warmPools();
   ASSERT_EQ(pools.size(), 1u);
   EXPECT_EQ(pools[0].claims, 1u);  // the invocation ran in the warm sandbox
@@ -364,6 +368,34 @@ TEST_F(ControllerTest, WarmPoolSandboxesAreKeptOnTheWorkerAndClaimedByInvocation
     return a.value("status", Json::object()).value("warmSandboxes", -1) == 0;
   });
   EXPECT_TRUE(worker_.executions->warmPools().empty());
+}
+
+TEST(PickWorkerTest, PrefersAWarmSandboxThenFreeSlots) {
+  auto now = std::chrono::system_clock::now();
+  auto worker = [&](const std::string& name, int free) {
+    WorkerInfo info;
+    info.name = name;
+    info.pool = "p";
+    info.pool_namespace = "ns";
+    info.state = "Ready";
+    info.capacity.max_executions = 8;
+    info.capacity.free = free;
+    info.renew_time = now;
+    return info;
+  };
+  std::vector<WorkerInfo> workers = {worker("a", 6), worker("b", 2), worker("c", 0)};
+  PickOptions options;
+  options.pool_namespace = "ns";
+  options.pool = "p";
+  options.now = now;
+  EXPECT_EQ(pickWorker(workers, options)->name, "a");  // most free slots
+  options.warm = {{"b", 1}, {"a", 0}};
+  EXPECT_EQ(pickWorker(workers, options)->name, "b");  // a warm sandbox beats free slots
+  options.warm = {{"c", 3}};
+  EXPECT_EQ(pickWorker(workers, options)->name, "a");  // but never a full worker
+  options.in_flight = {{"b", 8}};                      // b is full by our own count
+  options.warm = {{"b", 1}};
+  EXPECT_EQ(pickWorker(workers, options)->name, "a");
 }
 
 TEST_F(ControllerTest, TaskAgentStatusRevisionAndPoolStatus) {

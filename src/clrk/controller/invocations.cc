@@ -408,6 +408,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
       std::lock_guard lock(mutex_);
       pick.in_flight = placed_;
     }
+    if (warm_hints_.ready) pick.warm = warm_hints_.ready(agent_key);
     auto chosen = pickWorker(workers_.workers(), pick);
     if (!chosen.ok()) {
       last_error = chosen.status().message();
@@ -433,6 +434,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     return reject(request, std::move(invocation), "NoCapacity",
                   last_error.empty() ? "no worker accepted the execution" : last_error);
   }
+  if (warm_hints_.placed) warm_hints_.placed(placed->name, agent_key);
   track(name, Running{agent_key, placed->name, name}, true);
   struct TrackGuard {
     InvocationManager& manager;
@@ -530,6 +532,7 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
     result.output_truncated = final_status->output.truncated;
     result.stderr_tail = final_status->output.stderr_tail;
     if (!reported_running) terminal["startTime"] = final_status->started_at;
+    if (!final_status->sandbox_id.empty()) terminal["sandboxId"] = final_status->sandbox_id;
     if (result.exit_code) terminal["exitCode"] = *result.exit_code;
     terminal["output"] = utf8Prefix(result.output, kMaxStatusOutputBytes);
     terminal["outputTruncated"] =

@@ -114,6 +114,14 @@ class InvocationManager {
   // Stops the executions of an agent (deleted) on their workers; returns how many were asked.
   int stopAgent(const std::string& agent_key);
 
+  // Where the agent's warm sandboxes are (worker -> ready), so placement prefers those workers,
+  // and a note that one was probably claimed. Set before start; both optional.
+  struct WarmHints {
+    std::function<std::map<std::string, int>(const std::string& agent_key)> ready;
+    std::function<void(const std::string& worker, const std::string& agent_key)> placed;
+  };
+  void setWarmHints(WarmHints hints) { warm_hints_ = std::move(hints); }
+
   void stop();
 
   static constexpr int kMaxInFlight = 512;
@@ -141,6 +149,7 @@ class InvocationManager {
   WorkerRegistry& workers_;
   AgentLookup agent_lookup_;
   std::function<void(const std::string&)> on_active_changed_;
+  WarmHints warm_hints_;
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;

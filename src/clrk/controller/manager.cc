@@ -95,6 +95,11 @@ class ManagerImpl : public Manager {
           .on_delete = nullptr,
       });
     }
+    invocation_manager_.setWarmHints(InvocationManager::WarmHints{
+        .ready = [this](const std::string& key) { return warm_pools_.readyByWorker(key); },
+        .placed = [this](const std::string& worker,
+                         const std::string& key) { warm_pools_.notePlaced(worker, key); },
+    });
     registry_.onChange([this] {
       enqueueAll();
       warm_pools_.wake();

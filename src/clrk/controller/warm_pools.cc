@@ -53,8 +53,11 @@ void WarmPoolSync::start() {
       held.unlock();
       syncOnce();
       held.lock();
-      cv_.wait_for(held, options_.interval, [this] { return stopping_ || woken_; });
+      auto until = std::chrono::steady_clock::now() + options_.interval;
+      if (refresh_at_) until = std::min(until, *refresh_at_);
+      cv_.wait_until(held, until, [this] { return stopping_ || woken_; });
       woken_ = false;
+      refresh_at_.reset();
     }
   });
 }
@@ -78,15 +81,34 @@ void WarmPoolSync::wake() {
 }
 
 int WarmPoolSync::ready(const std::string& agent_key) const {
+  int total = 0;
+  for (const auto& [worker, count] : readyByWorker(agent_key)) total += count;
+  return total;
+}
+
+std::map<std::string, int> WarmPoolSync::readyByWorker(const std::string& agent_key) const {
   std::lock_guard lock(mutex_);
   auto it = ready_.find(agent_key);
-  return it == ready_.end() ? 0 : it->second;
+  return it == ready_.end() ? std::map<std::string, int>() : it->second;
+}
+
+void WarmPoolSync::notePlaced(const std::string& worker, const std::string& agent_key) {
+  std::lock_guard lock(mutex_);
+  auto agent = ready_.find(agent_key);
+  if (agent == ready_.end()) return;
+  auto count = agent->second.find(worker);
+  if (count == agent->second.end() || count->second <= 0) return;
+  --count->second;
+  auto soon = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  if (!refresh_at_ || *refresh_at_ > soon) refresh_at_ = soon;
+  // No notify: the thread picks refresh_at_ up when it next waits, at most one interval late;
+  // a claim that drained the pool is refreshed by then anyway.
 }
 
 void WarmPoolSync::syncOnce() {
   auto agents = task_agents_.list();
   auto now = std::chrono::system_clock::now();
-  std::map<std::string, int> ready;
+  std::map<std::string, std::map<std::string, int>> ready;
   std::set<std::string> pushed;
   {
     std::lock_guard lock(mutex_);
@@ -109,18 +131,23 @@ void WarmPoolSync::syncOnce() {
     } else {
       pushed.insert(worker.name);
     }
-    for (const auto& state : *states) ready[state.key] += state.ready;
+    for (const auto& state : *states) ready[state.key][worker.name] = state.ready;
   }
   std::vector<std::string> changed;
   {
     std::lock_guard lock(mutex_);
     pushed_ = std::move(pushed);
-    for (const auto& [key, count] : ready) {
+    auto total = [](const std::map<std::string, int>& by_worker) {
+      int sum = 0;
+      for (const auto& [worker, count] : by_worker) sum += count;
+      return sum;
+    };
+    for (const auto& [key, by_worker] : ready) {
       auto it = ready_.find(key);
-      if (it == ready_.end() || it->second != count) changed.push_back(key);
+      if (it == ready_.end() || total(it->second) != total(by_worker)) changed.push_back(key);
     }
-    for (const auto& [key, count] : ready_) {
-      if (ready.count(key) == 0 && count != 0) changed.push_back(key);
+    for (const auto& [key, by_worker] : ready_) {
+      if (ready.count(key) == 0 && total(by_worker) != 0) changed.push_back(key);
     }
     ready_ = std::move(ready);
   }

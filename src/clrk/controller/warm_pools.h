@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -48,6 +49,11 @@ class WarmPoolSync {
   void syncOnce();
   // Warm sandboxes ready for the agent ("namespace/name") across workers, as last reported.
   int ready(const std::string& agent_key) const;
+  // The same per worker, minus the placements noted since (the scheduler's hint).
+  std::map<std::string, int> readyByWorker(const std::string& agent_key) const;
+  // An execution of the agent was placed on `worker`: it probably claimed a warm sandbox there.
+  // Counts one down and asks for a fresh report within a second.
+  void notePlaced(const std::string& worker, const std::string& agent_key);
 
  private:
   kube::Informer& task_agents_;
@@ -59,8 +65,9 @@ class WarmPoolSync {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool woken_ = false;
-  std::map<std::string, int> ready_;  // agent key -> ready sandboxes
-  std::set<std::string> pushed_;      // workers sent a non-empty set at least once
+  std::optional<std::chrono::steady_clock::time_point> refresh_at_;  // after notePlaced()
+  std::map<std::string, std::map<std::string, int>> ready_;          // agent key -> worker -> ready
+  std::set<std::string> pushed_;  // workers sent a non-empty set at least once
   std::stop_source cancel_;
   std::thread thread_;
 };

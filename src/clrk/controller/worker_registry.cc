@@ -59,6 +59,7 @@ Result<WorkerInfo> parseWorkerLease(const kube::Json& lease) {
 Result<WorkerInfo> pickWorker(const std::vector<WorkerInfo>& workers, const PickOptions& options) {
   const WorkerInfo* best = nullptr;
   int best_free = 0;
+  bool best_warm = false;
   int alive = 0, serving = 0;
   for (const WorkerInfo& candidate : workers) {
     if (!candidate.alive(options.now)) continue;
@@ -75,9 +76,15 @@ Result<WorkerInfo> pickWorker(const std::vector<WorkerInfo>& workers, const Pick
     // The Lease's free count lags (renewed every few seconds); our own placements are exact.
     int free = std::min(candidate.capacity.free, candidate.capacity.max_executions - ours);
     if (free <= 0) continue;
-    if (best == nullptr || free > best_free || (free == best_free && candidate.name < best->name)) {
+    auto warm_it = options.warm.find(candidate.name);
+    bool warm = warm_it != options.warm.end() && warm_it->second > 0;
+    bool better = best == nullptr || (warm && !best_warm) ||
+                  (warm == best_warm &&
+                   (free > best_free || (free == best_free && candidate.name < best->name)));
+    if (better) {
       best = &candidate;
       best_free = free;
+      best_warm = warm;
     }
   }
   if (best != nullptr) return *best;

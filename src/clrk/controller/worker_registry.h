@@ -51,10 +51,13 @@ struct PickOptions {
   std::map<std::string, int> in_flight;
   // Workers not to use (e.g. one that just refused).
   std::vector<std::string> exclude;
+  // Warm sandboxes of the agent ready on each worker (warm_pools.h), as far as known.
+  std::map<std::string, int> warm;
 };
 
-// The eligible worker (alive, Ready, serving the pool, not excluded) with the most free slots,
-// counting in_flight; ties go to the name that sorts first. Unavailable with a message saying
+// The eligible worker (alive, Ready, serving the pool, not excluded) with a warm sandbox of the
+// agent if any has one, else with the most free slots, counting in_flight; ties go to the name
+// that sorts first. Unavailable with a message saying
 // how many workers exist, are alive and serve the pool when none has room.
 Result<WorkerInfo> pickWorker(const std::vector<WorkerInfo>& workers, const PickOptions& options);
 

@@ -663,31 +663,36 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     }
   }
 
-  // 5. Clean-up, then the result.
-  destroySandbox();
-  releaseNetwork();
+  // 5. The result first (waiters answer at once), then the clean-up: the slot stays taken until
+  // run() marks the execution cleaned up, so capacity never counts a sandbox twice.
   bool stopped = stopRequested();
+  Phase phase = Phase::Failed;
+  std::optional<int> exit_code;
+  std::string message;
   if (!exit) {
-    finish(*execution, stopped ? Phase::Stopped : Phase::Failed, std::nullopt,
-           "waiting for the sandbox: " + wait_error);
-    return;
+    phase = stopped ? Phase::Stopped : Phase::Failed;
+    message = "waiting for the sandbox: " + wait_error;
+  } else {
+    {
+      std::lock_guard lock(execution->mutex);
+      execution->status.started_at = formatRfc3339Micro(exit->started_at);
+      execution->status.finished_at = formatRfc3339Micro(exit->finished_at);
+    }
+    phase = exit->timed_out        ? Phase::TimedOut
+            : stopped              ? Phase::Stopped
+            : exit->exit_code == 0 ? Phase::Succeeded
+                                   : Phase::Failed;
+    exit_code = exit->exit_code;
+    message = exit->message;
+    if (message.empty()) message = fmt::format("exited {}", exit->exit_code);
+    if (exit->oom_killed) message += " (out of memory)";
+    if (phase == Phase::Stopped) message = "stopped: " + message;
   }
-  {
-    std::lock_guard lock(execution->mutex);
-    execution->status.started_at = formatRfc3339Micro(exit->started_at);
-    execution->status.finished_at = formatRfc3339Micro(exit->finished_at);
-  }
-  Phase phase = exit->timed_out        ? Phase::TimedOut
-                : stopped              ? Phase::Stopped
-                : exit->exit_code == 0 ? Phase::Succeeded
-                                       : Phase::Failed;
-  std::string message = exit->message;
-  if (message.empty()) message = fmt::format("exited {}", exit->exit_code);
-  if (exit->oom_killed) message += " (out of memory)";
-  if (phase == Phase::Stopped) message = "stopped: " + message;
-  finish(*execution, phase, exit->exit_code, message);
+  finish(*execution, phase, exit_code, message);
   log->info("execution {} ({}/{}) {}: {}", id, request.namespace_name, request.agent,
             phaseName(phase), message);
+  destroySandbox();
+  releaseNetwork();
 }
 
 void ExecutionManager::scheduleIdentityRemoval(const std::string& address,

@@ -118,6 +118,8 @@ TEST_F(WorkerApiTest, RunsWithStdinAndReportsOutputAndExitCode) {
   ASSERT_EQ(spec.mounts.size(), 1u);  // the worker's --share directories reach every sandbox
   EXPECT_EQ(spec.mounts[0].destination, "/opt/shared");
   EXPECT_TRUE(spec.mounts[0].read_only);
+  // The result is reported first, the clean-up follows at once.
+  for (int i = 0; i < 500 && network_.inUse() > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(network_.released, 1);
   EXPECT_EQ(network_.inUse(), 0u);
 
@@ -393,6 +395,8 @@ TEST_F(WorkerApiTest, WarmPoolIsNotUsedForADifferentShapeAndFollowsTemplateChang
 
   // The template changes to those limits: the old sandbox is destroyed, one of the new shape
   // booted, and the next execution claims it.
+  for (int i = 0; i < 500 && network_.inUse() > 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(network_.inUse(), 1u);  // b1's network is released; the warm one remains
   int released = network_.released;
   tmpl.resources = {"", "256Mi"};
   ASSERT_TRUE(client_->setWarmPools({warmPool("team/bot", 1, tmpl)}).ok());

@@ -53,6 +53,9 @@ ResourceType invocationType() {
       field("conditions", conditions()),
       field("executionId", str().doc("Id of the (last) execution on a worker.")),
       field("worker", str().doc("Worker that ran the (last) execution.")),
+      field("sandboxId",
+            str().doc("Sandbox that ran the (last) execution on its worker (\"wp-...\" when it "
+                      "came from the agent's warm pool).")),
       field("attempts", i32().doc("Placements tried (a worker that refused counts).")),
       field("startTime", timestamp().doc("When the execution started on the worker.")),
       field("completionTime", timestamp().doc("When the invocation reached a terminal phase.")),
