@@ -364,10 +364,14 @@ TEST_F(ControllerTest, WarmPoolSandboxesAreKeptOnTheWorkerAndClaimedByInvocation
   auto patched = client_->patch(kind("TaskAgent"), "default", "warm", kube::PatchType::MergePatch,
                                 R"({"spec": {"warmPoolSize": 0}})");
   ASSERT_TRUE(patched.ok()) << patched.status().toString();
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!worker_.executions->warmPools().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(worker_.executions->warmPools().empty());
   waitFor("TaskAgent", "warm", [](const Json& a) {
     return a.value("status", Json::object()).value("warmSandboxes", -1) == 0;
   });
-  EXPECT_TRUE(worker_.executions->warmPools().empty());
 }
 
 TEST(PickWorkerTest, PrefersAWarmSandboxThenFreeSlots) {

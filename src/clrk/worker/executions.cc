@@ -52,6 +52,7 @@ ExecutionManager::ExecutionManager(ExecutionManagerOptions options, sandbox::Run
   janitor_ = std::thread([this] { janitorLoop(); });
   WarmPoolOptions warm;
   warm.max_executions = options_.max_executions;
+  warm.busy = [this] { return running() > 0; };
   warm_pool_ = std::make_unique<WarmPool>(
       warm, runtime_, network_,
       [this](const ExecutionRequest& request) { return sandboxSpecFor(request); });
@@ -349,6 +350,7 @@ void ExecutionManager::run(const std::shared_ptr<Execution>& execution) {
   }
   execution->cv.notify_all();
   notifyChange();
+  warm_pool_->nudge();  // boots wait while executions run
 }
 
 Result<sandbox::SandboxSpec> ExecutionManager::sandboxSpecFor(

@@ -147,6 +147,8 @@ void WarmPool::stop() {
   for (auto& sandbox : doomed) dispose(std::move(sandbox));
 }
 
+void WarmPool::nudge() { cv_.notify_all(); }
+
 void WarmPool::dispose(WarmSandbox sandbox) {
   if (sandbox.box) {
     Status destroyed = sandbox.box->destroy();
@@ -218,7 +220,18 @@ void WarmPool::fillLoop() {
     // Poll for dead launchers now and then even when nothing expires.
     wake = std::min(wake, Clock::now() + std::chrono::seconds(5));
     if (Pool* pool = nextToBoot(wake)) {
+      auto allowed = last_boot_ + options_.busy_spacing;
+      if (options_.busy && Clock::now() < allowed) {
+        lock.unlock();
+        bool busy = options_.busy();
+        lock.lock();
+        if (busy) {
+          cv_.wait_until(lock, std::min(wake, allowed));
+          continue;
+        }
+      }
       std::string key = pool->spec.key;
+      last_boot_ = Clock::now();
       boot(key, pool->version, lock);
       continue;
     }

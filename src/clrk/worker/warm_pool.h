@@ -16,7 +16,10 @@
 //   * A failed boot is recorded (WarmPoolState::last_error) and retried with a backoff of 2 s
 //     doubling to 60 s.
 //   * Sandboxes are booted one at a time by one filler thread, so a pool refills at the speed of
-//     one boot (gVisor ~0.2 s) and never competes with executions for more than one core.
+//     one boot (gVisor ~0.2 s) and never competes with executions for more than one core. While
+//     executions run (options.busy), boots are spaced by options.busy_spacing: a boot costs as
+//     much CPU as a cold start, and taking it from running executions would slow exactly the
+//     runs the pool is there to speed up. nudge() re-evaluates at once (an execution ended).
 // Warm sandboxes hold no execution slot; they are the worker's memory (~16 MiB each for gVisor).
 // Thread model: every public method is thread-safe; claim() never blocks on a sandbox.
 #pragma once
@@ -50,6 +53,8 @@ struct WarmPoolOptions {
   int max_executions = 4;  // the worker's slots: the caps derive from it
   std::chrono::milliseconds retry_min{2000};
   std::chrono::milliseconds retry_max{60000};
+  std::function<bool()> busy;  // executions are running (null: never busy)
+  std::chrono::milliseconds busy_spacing{1000};
 };
 
 class WarmPool {
@@ -70,6 +75,8 @@ class WarmPool {
   std::optional<WarmSandbox> claim(const std::string& key, const std::string& shape);
   // Destroys every warm sandbox and stops the filler; later setDesired() calls are ignored.
   void stop();
+  // Wakes the filler to look again (e.g. the worker just became idle).
+  void nudge();
 
   // The parts of a spec that a booted sandbox is made of, as one comparable string.
   static std::string shapeOf(const sandbox::SandboxSpec& spec);
@@ -113,6 +120,7 @@ class WarmPool {
   std::condition_variable cv_;
   std::map<std::string, Pool> pools_;
   uint64_t versions_ = 0;
+  std::chrono::steady_clock::time_point last_boot_{};
   bool stopping_ = false;
   std::thread filler_;
 };
