@@ -158,6 +158,7 @@ kind: FallbackRoutingPolicy
 metadata: {{name: anthropic, namespace: default}}
 spec:
   targetRefs: [{{group: clrk.apoxy.dev, kind: AIProviderRoute, name: anthropic}}]
+  ejection: {{maxEjectionTime: 1s}}
 ---
 apiVersion: clrk.apoxy.dev/v1alpha1
 kind: CredentialInjectionPolicy
@@ -518,6 +519,23 @@ TEST_F(EgressTest, FallbackMovesToTheNextBackendAndInjectsPerAttempt) {
   EXPECT_EQ(str(*record, telemetry::attr::kClrkBackend), "default/anthropic-direct");
   EXPECT_EQ(num(*record, telemetry::attr::kClrkFallbackCount), 1);
   EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 2);
+
+  // The failed primary is ejected: the next request goes straight to the second backend ...
+  std::string request =
+      "https://api.anthropic.com/v1/messages -H 'anthropic-version: 2023-06-01' "
+      "-H 'x-api-key: agent-key' -H 'Content-Type: application/json' "
+      "-d '{\"model\":\"claude-3-5-haiku\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\","
+      "\"content\":\"again\"}]}'";
+  result = curl(request);
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  EXPECT_EQ(mock("primary.example.com").requests().size(), 1u);
+  EXPECT_EQ(mock("api.anthropic.com").requests().size(), 2u);
+  // ... until its ejection (maxEjectionTime 1s) ends and it is tried first again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  result = curl(request);
+  EXPECT_THAT(result.output, HasSubstr("HTTP 200"));
+  EXPECT_EQ(mock("primary.example.com").requests().size(), 2u);
+  EXPECT_EQ(mock("api.anthropic.com").requests().size(), 3u);
 }
 
 TEST_F(EgressTest, AnthropicStreamUsageFromPythonHttpx) {

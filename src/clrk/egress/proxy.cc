@@ -57,6 +57,35 @@ size_t UpstreamPool::size() const {
   return total;
 }
 
+bool EjectionTable::ejected(const std::string& backend, Clock::time_point now) const {
+  if (count_.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(backend);
+  return it != states_.end() && now < it->second.until;
+}
+
+void EjectionTable::failed(const std::string& backend, std::chrono::milliseconds max_ejection,
+                           Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  State& state = states_[backend];
+  count_.store(states_.size(), std::memory_order_release);
+  state.failures = std::min(state.failures + 1, 1000);
+  auto base = std::min(kBase, max_ejection);
+  state.until = now + std::min(max_ejection, base * state.failures);
+}
+
+void EjectionTable::succeeded(const std::string& backend) {
+  if (count_.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard lock(mutex_);
+  states_.erase(backend);
+  count_.store(states_.size(), std::memory_order_release);
+}
+
+size_t EjectionTable::size() const {
+  std::lock_guard lock(mutex_);
+  return states_.size();
+}
+
 Shared::Shared(ProxyOptions opts, const config::SnapshotHolder& holder, const IdentityMap& ids,
                telemetry::Pipeline* pipeline)
     : options(std::move(opts)), snapshots(holder), identities(ids), telemetry(pipeline) {}

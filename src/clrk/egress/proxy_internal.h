@@ -93,6 +93,32 @@ struct EventLoop {
              std::chrono::milliseconds(options.idle_timeout_ms)) {}
 };
 
+// Passive ejection of the backends of FallbackRoutingPolicy chains: a backend that failed (no
+// connection, no response, or a retriable status) is tried last by later requests until its
+// ejection ends. The ejection lasts 30 s (or maxEjectionTime when shorter) times its consecutive
+// failures, at most maxEjectionTime; a success ends it and resets the count. While no backend is
+// ejected, ejected() reads one atomic and takes no lock.
+class EjectionTable {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kBase{30000};
+
+  bool ejected(const std::string& backend, Clock::time_point now) const;
+  void failed(const std::string& backend, std::chrono::milliseconds max_ejection,
+              Clock::time_point now);
+  void succeeded(const std::string& backend);
+  size_t size() const;
+
+ private:
+  struct State {
+    int failures = 0;
+    Clock::time_point until{};
+  };
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, State> states_;
+  std::atomic<size_t> count_{0};  // states_.size()
+};
+
 // Proxy-wide state. Read-mostly; caches guarded by their own mutexes (cold paths only).
 class Shared {
  public:
@@ -106,6 +132,7 @@ class Shared {
   Counters counters;
   llm::RateLimiter rate_limiter;
   llm::TokenBudgets budgets;
+  EjectionTable ejections;
   std::unique_ptr<dns::NameTable> names;
 
   Status init();  // CA, upstream context, name table

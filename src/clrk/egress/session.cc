@@ -568,9 +568,10 @@ std::string retryAfterSeconds(std::chrono::milliseconds ms) {
   return std::to_string(std::max<int64_t>(1, (ms.count() + 999) / 1000));
 }
 
-// Picks attempts for a request: the original destination, or backends (weighted or in order).
+// Picks attempts for a request: the original destination, or backends (weighted, or in order for
+// a fallback chain, where ejected backends move to the end).
 std::vector<Attempt> planAttempts(const config::RequestDecision& decision, const Exchange& ex,
-                                  bool tls) {
+                                  bool tls, const EjectionTable& ejections) {
   std::vector<Attempt> attempts;
   if (decision.backends.empty()) {
     Attempt attempt;
@@ -587,7 +588,17 @@ std::vector<Attempt> planAttempts(const config::RequestDecision& decision, const
   if (decision.fallback) {
     size_t count = std::min<size_t>(decision.backends.size(),
                                     static_cast<size_t>(decision.fallback->num_retries) + 1);
-    for (size_t i = 0; i < count; ++i) attempts.push_back(toAttempt(decision.backends[i]));
+    auto now = EjectionTable::Clock::now();
+    std::vector<Attempt> ejected;
+    for (const auto& backend : decision.backends) {
+      if (ejections.ejected(backend.name, now)) {
+        ejected.push_back(toAttempt(backend));
+      } else {
+        attempts.push_back(toAttempt(backend));
+      }
+    }
+    attempts.insert(attempts.end(), ejected.begin(), ejected.end());
+    attempts.resize(count);
     return attempts;
   }
   uint64_t total = 0;
@@ -916,7 +927,17 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   }
 
   // Attempts (fallback only when the whole body is in hand).
-  std::vector<Attempt> attempts = planAttempts(decision, ex, tls);
+  std::vector<Attempt> attempts = planAttempts(decision, ex, tls, shared.ejections);
+  // A fallback backend's outcome feeds the ejection table.
+  auto outcome = [&](const Attempt& attempt, bool ok) {
+    if (!decision.fallback || attempt.backend == nullptr) return;
+    if (ok) {
+      shared.ejections.succeeded(attempt.backend->name);
+    } else {
+      shared.ejections.failed(attempt.backend->name, decision.fallback->max_ejection_time,
+                              EjectionTable::Clock::now());
+    }
+  };
   if (streamed && !streamed->is_done() && attempts.size() > 1) attempts.resize(1);
   std::vector<std::string> failures;
   for (size_t index = 0; index < attempts.size(); ++index) {
@@ -972,6 +993,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     auto upstream = co_await dial(conn, attempt.target, &failure);
     if (!upstream) {
       shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+      outcome(attempt, false);
       failures.push_back(fmt::format(
           "{}: {}", attempt.backend ? attempt.backend->name : attempt.target.host, failure));
       continue;
@@ -1052,6 +1074,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
         upstream->stream);
     if (!got_head) {
       shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+      if (!upstream->reused) outcome(attempt, false);  // a stale pooled connection says nothing
       failures.push_back(fmt::format("{}: {} {}",
                                      attempt.backend ? attempt.backend->name : attempt.target.host,
                                      sent ? "no response:" : "send failed:", ec.message()));
@@ -1064,6 +1087,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     }
     ex.first_byte = steady_clock::now();
     ex.status = parser->get().result_int();
+    outcome(attempt, !retriable(decision, ex.status));
     if (retriable(decision, ex.status) && index + 1 < attempts.size()) {
       failures.push_back(fmt::format(
           "{}: HTTP {}", attempt.backend ? attempt.backend->name : attempt.target.host, ex.status));
