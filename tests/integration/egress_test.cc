@@ -201,7 +201,7 @@ spec:
   rules:
   - filters:
     - type: ToolPolicy
-      toolPolicy: {{deniedTools: ["danger*"]}}
+      toolPolicy: {{deniedTools: ["danger*"], maxCallsPerExecution: 2}}
 )",
                      kOpenAiSecret, kAnthropicSecret, kGeminiSecret);
 }
@@ -603,7 +603,11 @@ init = rpc(1, "initialize", {{"protocolVersion": "2025-06-18", "capabilities": {
 session = init.headers.get("Mcp-Session-Id")
 ok = rpc(2, "tools/call", {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}, session)
 denied = rpc(3, "tools/call", {{"name": "danger_rm", "arguments": {{}}}}, session)
+ok2 = rpc(4, "tools/call", {{"name": "add", "arguments": {{"a": 1, "b": 1}}}}, session)
+over = rpc(5, "tools/call", {{"name": "add", "arguments": {{"a": 1, "b": 2}}}}, session)
+listed = rpc(6, "tools/list", {{}}, session)
 print(init.status_code, ok.status_code, denied.status_code, denied.text)
+print("cap", ok2.status_code, over.status_code, listed.status_code, over.text)
 )",
                                    proxyUrl());
   std::ofstream(*dir_ / "mcp.py") << script;
@@ -611,15 +615,19 @@ print(init.status_code, ok.status_code, denied.status_code, denied.text)
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("200 200 403"));
   EXPECT_THAT(result.output, HasSubstr("danger_rm"));
-  bool saw_call = false;
+  // maxCallsPerExecution 2: the denied call does not count, the third allowed one is refused,
+  // and other methods are not limited.
+  EXPECT_THAT(result.output, HasSubstr("cap 200 429 200"));
+  EXPECT_THAT(result.output, HasSubstr("mcp_call_limit"));
+  std::map<int64_t, int> add_calls;  // by status
   for (const auto& record : records()) {
     if (str(record, telemetry::attr::kMcpMethodName) == "tools/call" &&
         str(record, telemetry::attr::kGenAiToolName) == "add") {
-      saw_call = true;
-      EXPECT_EQ(num(record, telemetry::attr::kHttpResponseStatusCode), 200);
+      ++add_calls[num(record, telemetry::attr::kHttpResponseStatusCode)];
     }
   }
-  EXPECT_TRUE(saw_call);
+  EXPECT_EQ(add_calls[200], 2);
+  EXPECT_EQ(add_calls[429], 1);
 }
 
 TEST_F(EgressTest, PassthroughKeepsTheUpstreamCertificateAndIsRecordedAtL4) {

@@ -132,6 +132,7 @@ class Shared {
   Counters counters;
   llm::RateLimiter rate_limiter;
   llm::TokenBudgets budgets;
+  llm::TokenBudgets tool_calls;  // MCP tools/call per execution (ToolPolicy maxCallsPerExecution)
   EjectionTable ejections;
   std::unique_ptr<dns::NameTable> names;
 

@@ -893,6 +893,29 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                                 "rate_limited", retryAfterSeconds(verdict.retry_after), true);
     }
   }
+  // MCP tool calls per execution (ToolPolicy maxCallsPerExecution): every tools/call of a
+  // request counts, a JSON-RPC batch included; over the cap the request is refused.
+  if (decision.tool_policy && decision.tool_policy->max_calls_per_execution > 0) {
+    int64_t calls = std::count_if(ex.mcp.begin(), ex.mcp.end(), [](const llm::McpCall& call) {
+      return call.method == "tools/call";
+    });
+    if (calls > 0) {
+      const Identity* id = conn.identity.get();
+      std::string key = "mcp|" + decision.rule + "|" +
+                        (id && !id->execution_id.empty() ? id->execution_id : conn.client_ip);
+      int64_t cap = decision.tool_policy->max_calls_per_execution;
+      auto now = system_clock::now();
+      if (shared.tool_calls.used(key, llm::BudgetWindow::kExecution, now) + calls > cap) {
+        shared.counters.rate_limited.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await refuse(
+            429, "mcp_call_limit",
+            fmt::format("MCP tool call limit of rule {} reached: {} tools/call per execution",
+                        decision.rule, cap),
+            "rate_limited", "", false);
+      }
+      shared.tool_calls.consume(key, calls, llm::BudgetWindow::kExecution, now);
+    }
+  }
   // Token budgets.
   std::vector<std::pair<std::string, llm::BudgetWindow>> budget_keys;
   if (decision.budget) {
