@@ -41,12 +41,14 @@ struct ExecutionManager::Execution {
 ExecutionManager::ExecutionManager(ExecutionManagerOptions options, sandbox::Runtime& runtime,
                                    sandbox::net::NetworkManager* network,
                                    sandbox::image::ImageStore* images,
-                                   egress::IdentityMap* identities, PullAuthResolver pull_auth)
+                                   egress::IdentityMap* identities, egress::MetadataStore* metadata,
+                                   PullAuthResolver pull_auth)
     : options_(std::move(options)),
       runtime_(runtime),
       network_(network),
       images_(images),
       identities_(identities),
+      metadata_(metadata),
       pull_auth_(std::move(pull_auth)) {
   if (options_.max_executions < 1) options_.max_executions = 1;
   janitor_ = std::thread([this] { janitorLoop(); });
@@ -117,6 +119,14 @@ Result<ExecutionStatus> ExecutionManager::submit(ExecutionRequest request) {
   if (request.image.empty()) return invalidArgument("image: required");
   if (request.command.empty() && request.args.empty() && request.image == "host") {
     return invalidArgument("command: required with image \"host\" (it has no entrypoint)");
+  }
+  if (request.delivery_mode == DeliveryMode::Metadata) {
+    if (request.stdin_data) {
+      return invalidArgument("stdin: must be absent with deliveryMode Metadata");
+    }
+    if (request.event.empty()) {
+      return invalidArgument("event: required with deliveryMode Metadata");
+    }
   }
   auto execution = std::make_shared<Execution>();
   {
@@ -437,6 +447,8 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     if (eq != std::string::npos) put(entry.substr(0, eq), entry.substr(eq + 1));
   }
   for (const auto& var : request.env) put(var.name, var.value);
+  const bool metadata_delivery = request.delivery_mode == DeliveryMode::Metadata;
+  if (metadata_delivery) put("CLRK_METADATA_URL", std::string(egress::kMetadataUrl));
   if (spec.rootfs_kind == sandbox::RootfsKind::Host) {
     // The host's / is shown read-only: run as nobody so root-only host files (/etc/shadow,
     // other services' 0600 files) stay unreadable even without capabilities.
@@ -459,7 +471,7 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
   }
   spec.limits.pids = options_.default_pids_limit;
   spec.timeout = std::chrono::seconds(request.timeout_seconds);
-  spec.stdin_data = request.stdin_data;
+  spec.stdin_data = metadata_delivery ? std::nullopt : request.stdin_data;
   std::weak_ptr<Execution> weak = execution;
   size_t max_lines = options_.log_lines_max;
   spec.on_log = [weak, max_lines](const sandbox::LogLine& line) {
@@ -496,7 +508,14 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     return;
   }
 
-  // 2. Network + identity.
+  // 2. Network + identity (+ the event of a Metadata delivery).
+  if (metadata_delivery &&
+      (network_ == nullptr || identities_ == nullptr || metadata_ == nullptr)) {
+    finish(*execution, Phase::Failed, std::nullopt,
+           "deliveryMode Metadata: this worker runs sandboxes without the egress network, so "
+           "there is no metadata endpoint; use delivery mode Stdin");
+    return;
+  }
   std::optional<sandbox::net::SandboxNetwork> network;
   if (network_ != nullptr) {
     auto allocated = network_->allocate(sandbox_id);
@@ -524,9 +543,22 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
       std::lock_guard lock(identity_mutex_);
       identities_->set(network->sandbox_address, std::move(identity));
     }
+    if (metadata_delivery) metadata_->add(id, request.event);
   }
+  // After the sandbox is gone: no request can reach the endpoint any more, so the response
+  // taken here is final.
   auto releaseNetwork = [&] {
     if (!network) return;
+    if (metadata_delivery) {
+      if (auto posted = metadata_->remove(id)) {
+        ExecutionResponse response;
+        response.content_type = std::move(posted->content_type);
+        response.bytes = static_cast<int64_t>(posted->body.size());
+        response.body = std::move(posted->body);
+        std::lock_guard lock(execution->mutex);
+        execution->status.response = std::move(response);
+      }
+    }
     Status released = network_->releaseSoon(*network);
     if (!released.ok()) {
       log->warn("execution {}: releasing network {}: {}", id, network->netns_name,
@@ -692,6 +724,37 @@ void ExecutionManager::prune() {
   }
   for (auto& execution : removed) {
     if (execution->thread.joinable()) execution->thread.join();
+  }
+  discardOldResponses();
+}
+
+// Keeps the response bodies of finished executions within max_retained_response_bytes, newest
+// first; older ones are dropped (the execution itself stays readable).
+void ExecutionManager::discardOldResponses() {
+  std::vector<std::pair<Clock::time_point, std::shared_ptr<Execution>>> finished;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, execution] : executions_) {
+      std::lock_guard execution_lock(execution->mutex);
+      if (execution->cleaned_up && execution->status.response &&
+          !execution->status.response->body.empty()) {
+        finished.emplace_back(execution->finished_at, execution);
+      }
+    }
+  }
+  std::sort(finished.begin(), finished.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  size_t kept = 0;
+  for (auto& [finished_at, execution] : finished) {
+    std::lock_guard lock(execution->mutex);
+    auto& response = *execution->status.response;
+    if (kept + response.body.size() <= options_.max_retained_response_bytes) {
+      kept += response.body.size();
+      continue;
+    }
+    response.body.clear();
+    response.body.shrink_to_fit();
+    response.discarded = true;
   }
 }
 
