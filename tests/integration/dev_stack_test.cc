@@ -471,8 +471,9 @@ void daemonBotEndToEnd(DevStackTest& test, const std::string& examples) {
 // https://api.openai.com, answered by the mock provider through the egress with the key injected
 // from a Secret it never saw; a second agent is denied; both show in `clrk traces`. Triggered by
 // `clrk run-task` and by the HTTP trigger (whose X-Request-Id reaches the egress record). Then
-// the shell agents (curl-bot, cron-bot) and the other examples: anthropic-bot (streaming),
-// mcp-bot (MCP tools), fallback-routing (a dead primary Backend) and daemon-bot (a DaemonAgent).
+// the shell agents (curl-bot, metadata-bot, cron-bot) and the other examples: anthropic-bot
+// (streaming), mcp-bot (MCP tools), fallback-routing (a dead primary Backend) and daemon-bot (a
+// DaemonAgent).
 void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
   std::string examples = sourcePath("examples");
   for (const char* module :
@@ -610,6 +611,37 @@ void agentsEndToEnd(DevStackTest& test, const std::string& runtime) {
       test.clrk("--local run-task curl-bot --timeout 60s --input '{\"prompt\": \"a colour\"}'");
   EXPECT_EQ(curl_ran.exit_code, 0) << curl_ran.output;
   EXPECT_TRUE(contains(curl_ran.output, "\"answer\"")) << curl_ran.output;
+
+  // metadata-bot: spec.delivery.mode Metadata. It reads its event from the in-sandbox metadata
+  // endpoint and POSTs its answer there; that body, not its stdout log, is the response.
+  CommandResult metadata_bot =
+      test.clrk("--local apply -f " + examples + "/metadata-bot/manifests.yaml");
+  ASSERT_EQ(metadata_bot.exit_code, 0) << metadata_bot.output;
+  CommandResult metadata_ran =
+      test.clrk("--local run-task metadata-bot --timeout 60s --input '{\"prompt\": \"a river\"}'");
+  EXPECT_EQ(metadata_ran.exit_code, 0) << metadata_ran.output << "\n"
+                                       << test.clrk("--local logs metadata-bot").output;
+  EXPECT_TRUE(contains(metadata_ran.output, "\"answer\"")) << metadata_ran.output;
+  EXPECT_FALSE(contains(metadata_ran.output, "response posted")) << metadata_ran.output;
+  CommandResult metadata_http = runCommand(
+      "curl -sS --max-time 60 -D - -XPOST -H 'content-type: application/json' -d '{\"prompt\": "
+      "\"hi\"}' " +
+      url + "/v1/namespaces/default/taskagents/metadata-bot/invoke");
+  EXPECT_TRUE(contains(metadata_http.output, "HTTP/1.1 200")) << metadata_http.output;
+  EXPECT_TRUE(contains(metadata_http.output, "X-Clrk-Output-Source: Response"))
+      << metadata_http.output;
+  EXPECT_TRUE(contains(metadata_http.output, "\"invocation\":\"metadata-bot-"))
+      << metadata_http.output;
+  EXPECT_TRUE(contains(test.clrk("--local logs metadata-bot").output, "response posted"));
+  std::string metadata_tree;
+  EXPECT_TRUE(awaitCondition(
+      [&] {
+        metadata_tree = test.clrk("--local traces metadata-bot").output;
+        return contains(metadata_tree, "GET http://metadata.clrk.internal/event") &&
+               contains(metadata_tree, "POST http://metadata.clrk.internal/response");
+      },
+      60s))
+      << metadata_tree;
 
   // cron-bot, with its schedule shortened to every 2 s: a Cron invocation with scheduleInput.
   CommandResult cron_bot =

@@ -35,7 +35,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using worker::DeliveryMode;
 using worker::ExecutionRequest;
+using worker::ExecutionStatus;
 using worker::Phase;
 
 std::string buildDir() {
@@ -360,6 +362,40 @@ ExecutionRequest shell(const std::string& id, const std::string& script) {
   return r;
 }
 
+// A Metadata-delivery agent: reads its event from $CLRK_METADATA_URL/event, probes what must not
+// work (an unknown path, TLS to the metadata name, a body over 8 MiB), then POSTs
+// {"me": <event id>, "stdin": <bytes on stdin>} to /response. `sleep` keeps two of them
+// running at once.
+ExecutionRequest metadataAgent(const std::string& id) {
+  ExecutionRequest r = shell(id, R"sh(set -u
+ev=$(curl -sS --fail --max-time 10 "$CLRK_METADATA_URL/event") || exit 7
+me=$(printf '%s' "$ev" | jq -r .id)
+sleep 1
+echo "nope=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$CLRK_METADATA_URL/nope")"
+curl -s -o /dev/null --max-time 5 https://metadata.clrk.internal/; echo "tls=$?"
+echo "big=$(head -c 9000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' --max-time 20   --data-binary @- "$CLRK_METADATA_URL/response")"
+printf '{"me":"%s","stdin":%s}' "$me" "$(wc -c)" | curl -sS --fail --max-time 10   -H 'content-type: application/json' --data-binary @- "$CLRK_METADATA_URL/response" || exit 8)sh");
+  r.delivery_mode = DeliveryMode::Metadata;
+  r.event = R"({"specversion":"1.0","id":")" + id + R"(","data":{"n":1}})";
+  return r;
+}
+
+// Checks what metadataAgent(id) reported.
+void expectMetadataAgentRan(const Result<ExecutionStatus>& done, const std::string& id,
+                            const std::string& log) {
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->phase, Phase::Succeeded)
+      << done->message << "\n"
+      << done->output.stdout_text << done->output.stderr_tail << log;
+  EXPECT_THAT(done->output.stdout_text, ::testing::HasSubstr("nope=404"));
+  EXPECT_THAT(done->output.stdout_text, ::testing::HasSubstr("big=413"));
+  EXPECT_THAT(done->output.stdout_text, ::testing::Not(::testing::HasSubstr("tls=0")));
+  ASSERT_TRUE(done->response) << done->output.stdout_text << done->output.stderr_tail;
+  EXPECT_EQ(done->response->content_type, "application/json");
+  auto body = api::Json::parse(done->response->body, nullptr, false);
+  EXPECT_EQ(body, api::Json({{"me", id}, {"stdin", 0}})) << done->response->body;
+}
+
 class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -649,6 +685,32 @@ TEST_F(WorkerTest, SigkillLeavesNothingAfterRestart) {
   EXPECT_EQ(runCommand(pgrep).output, "");
 }
 
+// spec.delivery.mode Metadata through the real data plane: the sandbox resolves
+// metadata.clrk.internal with the worker's DNS, its connection is redirected to the egress, which
+// answers from the execution's own entry: two sandboxes at once each see only their own event.
+TEST_F(WorkerTest, MetadataDeliveryServesEachSandboxItsOwnEvent) {
+  Worker w = makeWorker("md");
+  w.start("namespaces", Worker::randomCidr());
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+  auto client = w.client(workerToken());
+  ASSERT_TRUE(client);
+  // Submitted together, so md-c asks while md-a and md-b (which sleep) hold their entries: a
+  // Stdin-mode sandbox gets 404, not another execution's event.
+  ASSERT_TRUE(client->run(metadataAgent("md-a")).ok());
+  ASSERT_TRUE(client->run(metadataAgent("md-b")).ok());
+  auto stdin_mode = client->run(shell(
+      "md-c", "curl -s -w ' %{http_code}' --max-time 10 http://metadata.clrk.internal/event"));
+  ASSERT_TRUE(stdin_mode.ok()) << stdin_mode.status().toString();
+  expectMetadataAgentRan(client->get("md-a", 60s), "md-a", w.log());
+  expectMetadataAgentRan(client->get("md-b", 60s), "md-b", w.log());
+  auto plain = client->get("md-c", 60s);
+  ASSERT_TRUE(plain.ok()) << plain.status().toString();
+  EXPECT_THAT(plain->output.stdout_text, ::testing::HasSubstr(" 404"));
+  EXPECT_THAT(plain->output.stdout_text, ::testing::HasSubstr("does not use"));
+  EXPECT_FALSE(plain->response);
+  EXPECT_EQ(w.process->stop(SIGTERM), 0) << w.log();
+}
+
 TEST_F(WorkerTest, GvisorRuns) {
   if (runCommand("command -v runsc").exit_code != 0) GTEST_SKIP() << "runsc is not installed";
   Worker w = makeWorker("gv");
@@ -662,6 +724,9 @@ TEST_F(WorkerTest, GvisorRuns) {
   ASSERT_TRUE(done.ok()) << done.status().toString();
   EXPECT_EQ(done->phase, Phase::Succeeded) << done->message << "\n" << w.log();
   EXPECT_EQ(done->output.stdout_text, "hi-from-gvisor\ngot it\n");
+  // Metadata delivery under gVisor's netstack: the same netns path to the egress.
+  ASSERT_TRUE(client->run(metadataAgent("gv-md")).ok());
+  expectMetadataAgentRan(client->get("gv-md", 60s), "gv-md", w.log());
   auto status = client->status();
   ASSERT_TRUE(status.ok());
   EXPECT_EQ((*status)["runtime"], "gvisor");

@@ -9,6 +9,8 @@
 #include "clrk/controller/invocation_gc.h"
 #include "clrk/controller/manager.h"
 #include "clrk/controller/trigger_server.h"
+#include "clrk/egress/config/snapshot.h"
+#include "clrk/egress/proxy.h"
 #include "clrk/worker/certs.h"
 #include "clrk/worker/executions.h"
 #include "clrk/worker/fake_runtime_for_test.h"
@@ -122,10 +124,16 @@ Json terminatingGateway(const std::string& name) {
 }
 
 // One worker: the real ExecutionManager and worker API with process sandboxes, registered
-// through a real Lease.
+// through a real Lease, and a real egress whose explicit listener on loopback serves the metadata
+// endpoint (every sandbox has the address 127.0.0.1, so a plain-process agent that calls it
+// through `curl -x $CLRK_TEST_EGRESS` is attributed to its execution; one at a time).
 struct TestWorker {
   worker::testing::FakeRuntime runtime;
   worker::testing::FakeNetwork network;
+  egress::config::SnapshotHolder snapshots;
+  egress::IdentityMap identities;
+  egress::MetadataStore metadata;
+  std::unique_ptr<egress::Proxy> egress;
   std::unique_ptr<worker::ExecutionManager> executions;
   std::unique_ptr<worker::ApiServer> server;
   std::unique_ptr<worker::LeaseKeeper> lease;
@@ -139,8 +147,16 @@ struct TestWorker {
     options.ca_cert_pem = "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n";
     options.identity_linger = 100ms;
     options.stop_grace = 500ms;
-    executions =
-        std::make_unique<worker::ExecutionManager>(options, runtime, &network, nullptr, nullptr);
+    snapshots.swap(egress::config::compile({}, 1).snapshot);
+    egress::ProxyOptions proxy_options;
+    proxy_options.threads = 1;
+    proxy_options.explicit_listen = "127.0.0.1:0";
+    auto proxy = egress::Proxy::start(proxy_options, snapshots, identities, nullptr, &metadata);
+    ASSERT_TRUE(proxy.ok()) << proxy.status().toString();
+    egress = std::move(proxy).value();
+    network.address_for_all = "127.0.0.1";
+    executions = std::make_unique<worker::ExecutionManager>(options, runtime, &network, nullptr,
+                                                            &identities, &metadata);
     auto cert = worker::generateSelfSigned(name, {"127.0.0.1"});
     ASSERT_TRUE(cert.ok());
     worker::ServerOptions server_options;
@@ -168,6 +184,11 @@ struct TestWorker {
     if (server) server->stop();
     server.reset();
     executions.reset();
+    if (egress) egress->stop();
+    egress.reset();
+  }
+  std::string egressUrl() const {
+    return "http://127.0.0.1:" + std::to_string(egress->explicitPort());
   }
   ~TestWorker() { stop(); }
 };
@@ -400,6 +421,63 @@ TEST(PickWorkerTest, PrefersAWarmSandboxThenFreeSlots) {
   options.in_flight = {{"b", 8}};                      // b is full by our own count
   options.warm = {{"b", 1}};
   EXPECT_EQ(pickWorker(workers, options)->name, "a");
+}
+
+// spec.delivery.mode Metadata: stdin is closed, the agent GETs the event from
+// $CLRK_METADATA_URL/event and POSTs its answer to /response, which becomes the trigger's body
+// with the POST's Content-Type; stdout stays a log.
+TEST_F(ControllerTest, MetadataDeliveryAnswersWithWhatTheAgentPosted) {
+  Json agent = taskAgent("meta", R"sh(echo "stdin bytes: $(wc -c)"
+ev=$(curl -sS --fail -x "$CLRK_TEST_EGRESS" "$CLRK_METADATA_URL/event") || exit 7
+q=$(printf '%s' "$ev" | jq -r .data.question)
+id=$(printf '%s' "$ev" | jq -r .id)
+jq -nc --arg q "$q" --arg id "$id" '{answer: ("pong to " + $q), event: $id}' |
+  curl -sS --fail -x "$CLRK_TEST_EGRESS" -H 'content-type: application/vnd.answer+json' \
+    --data-binary @- "$CLRK_METADATA_URL/response" || exit 8
+echo "posted")sh",
+                         {{"delivery", {{"mode", "Metadata"}}}});
+  agent["spec"]["template"]["spec"]["env"].push_back(
+      {{"name", "CLRK_TEST_EGRESS"}, {"value", worker_.egressUrl()}});
+  apply(agent);
+  waitReady("meta");
+  HttpResult reply = invoke("meta", R"({"question":"ping"})", {{"X-Request-Id", "req-meta"}});
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.headers["Content-Type"], "application/vnd.answer+json");
+  EXPECT_EQ(reply.headers["X-Clrk-Output-Source"], "Response");
+  Json answer = Json::parse(reply.body, nullptr, false);
+  ASSERT_FALSE(answer.is_discarded()) << reply.body;
+  EXPECT_EQ(answer["answer"], "pong to ping");
+  std::string invocation = reply.headers["X-Clrk-Invocation"];
+  EXPECT_EQ(answer["event"], invocation);  // the envelope's id is the Invocation's name
+
+  Json record = waitFor("Invocation", invocation, [](const Json& inv) {
+    return inv["status"].value("phase", "") == "Succeeded";
+  });
+  EXPECT_EQ(record["status"]["outputSource"], "Response");
+  EXPECT_EQ(Json::parse(record["status"]["output"].get<std::string>())["answer"], "pong to ping");
+  ASSERT_EQ(worker_.runtime.specs.size(), 1u);
+  EXPECT_FALSE(worker_.runtime.specs[0].stdin_data) << "stdin is closed in Metadata mode";
+  std::string env_lines;
+  for (const auto& env : worker_.runtime.specs[0].env) env_lines += env + "\n";
+  EXPECT_THAT(env_lines, HasSubstr("CLRK_METADATA_URL=http://metadata.clrk.internal\n"));
+
+  // An agent that posts nothing answers with its stdout, as in Stdin mode.
+  apply(taskAgent("meta-quiet", "echo '{\"from\":\"stdout\"}'",
+                  {{"delivery", {{"mode", "Metadata"}}}}));
+  waitReady("meta-quiet");
+  HttpResult quiet = invoke("meta-quiet", "{}");
+  ASSERT_EQ(quiet.status, 200) << quiet.body;
+  EXPECT_EQ(quiet.headers["X-Clrk-Output-Source"], "Stdout");
+  EXPECT_EQ(quiet.headers["Content-Type"], "application/json");
+  EXPECT_EQ(Json::parse(quiet.body)["from"], "stdout");
+
+  // Stdin mode is unchanged and says where its answer came from.
+  apply(taskAgent("plain", "cat"));
+  waitReady("plain");
+  HttpResult plain = invoke("plain", R"({"x":1})");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.headers["X-Clrk-Output-Source"], "Stdout");
+  EXPECT_EQ(Json::parse(plain.body)["data"]["x"], 1);
 }
 
 TEST_F(ControllerTest, TaskAgentStatusRevisionAndPoolStatus) {

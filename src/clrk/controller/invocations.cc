@@ -44,6 +44,24 @@ bool isUtf8(std::string_view text) {
   return true;
 }
 
+// A value that can go into an HTTP header as is: printable ASCII, at most 256 bytes.
+bool headerSafe(std::string_view value) {
+  if (value.size() > 256) return false;
+  return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+// Whether `text` can be a JSON string as is (valid UTF-8 by nlohmann's strict decoder, which is
+// what serialises the status later).
+bool isJsonText(const std::string& text) {
+  if (!isUtf8(text)) return false;
+  try {
+    (void)Json(text).dump();
+    return true;
+  } catch (const Json::exception&) {
+    return false;
+  }
+}
+
 // Cuts `text` to at most `limit` bytes without splitting a UTF-8 sequence.
 std::string utf8Prefix(const std::string& text, size_t limit) {
   if (text.size() <= limit) return text;
@@ -197,10 +215,11 @@ Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
                         executionFromAgentTemplate(agent, "TaskAgent"));
   const Json spec = agent.value("spec", Json::object());
   std::string mode = spec.value("delivery", Json::object()).value("mode", "Stdin");
-  if (mode != "Stdin") {
-    return invalidArgument("spec.delivery.mode " + mode +
-                           " is not supported yet; use Stdin (the CloudEvents envelope on stdin)");
+  auto delivery = worker::parseDeliveryMode(mode);
+  if (!delivery) {
+    return invalidArgument("spec.delivery.mode \"" + mode + "\" must be Stdin or Metadata");
   }
+  exec.delivery_mode = *delivery;
   std::string timeout_text = spec.value("timeout", "100s");
   auto timeout = parseDuration(timeout_text);
   if (!timeout || timeout->count() <= 0) {
@@ -384,7 +403,12 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
 
   exec->execution_id = name;
   exec->request_id = request.request_id;
-  exec->stdin_data = cloudEventEnvelope(request, name, SystemClock::now());
+  std::string event = cloudEventEnvelope(request, name, SystemClock::now());
+  if (exec->delivery_mode == worker::DeliveryMode::Metadata) {
+    exec->event = std::move(event);  // served at $CLRK_METADATA_URL/event; stdin stays closed
+  } else {
+    exec->stdin_data = std::move(event);
+  }
   exec->env.push_back({"CLRK_INVOCATION", name});
   exec->env.push_back({"CLRK_REQUEST_ID", request.request_id});
   exec->env.push_back({"CLRK_TRIGGER", request.trigger_type});
@@ -528,15 +552,33 @@ InvokeResult InvocationManager::awaitAndRecord(Json& invocation,
                                                                      : "Error";
     result.message = final_status->message;
     result.exit_code = final_status->exit_code;
-    result.output = final_status->output.stdout_text;
-    result.output_truncated = final_status->output.truncated;
     result.stderr_tail = final_status->output.stderr_tail;
+    if (final_status->response) {
+      // Metadata delivery: what the agent POSTed to /response is the response body.
+      worker::ExecutionResponse& response = *final_status->response;
+      result.output_source = "Response";
+      result.output_content_type = headerSafe(response.content_type) ? response.content_type : "";
+      result.output = std::move(response.body);
+      result.output_truncated = response.discarded;
+      if (response.discarded) {
+        result.message += "; the worker discarded the " + std::to_string(response.bytes) +
+                          "-byte response body (its memory bound) before it was read";
+      }
+    } else {
+      result.output_source = "Stdout";
+      result.output = final_status->output.stdout_text;
+      result.output_truncated = final_status->output.truncated;
+    }
     if (!reported_running) terminal["startTime"] = final_status->started_at;
     if (!final_status->sandbox_id.empty()) terminal["sandboxId"] = final_status->sandbox_id;
     if (result.exit_code) terminal["exitCode"] = *result.exit_code;
-    terminal["output"] = utf8Prefix(result.output, kMaxStatusOutputBytes);
+    // The status holds text only: a binary body is left out (outputTruncated says so).
+    std::string shown = utf8Prefix(result.output, kMaxStatusOutputBytes);
+    bool text = isJsonText(shown);
+    terminal["output"] = text ? std::move(shown) : std::string();
     terminal["outputTruncated"] =
-        result.output_truncated || result.output.size() > kMaxStatusOutputBytes;
+        result.output_truncated || !text || result.output.size() > kMaxStatusOutputBytes;
+    terminal["outputSource"] = result.output_source;
     terminal["stderrTail"] = utf8Suffix(result.stderr_tail, kMaxStatusStderrBytes);
   }
   terminal["phase"] = result.phase;

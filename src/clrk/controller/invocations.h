@@ -11,8 +11,10 @@
 //               worker whose Lease expires mid-run fails the invocation with reason WorkerLost
 //               (it is not re-run: agents have side effects).
 // Placement tries up to 3 workers when one refuses (full, draining) or cannot be reached.
-// The agent reads its input as a CloudEvents 1.0 structured-mode JSON envelope on stdin
-// (delivery mode Stdin); its stdout is the response body.
+// The agent's input is a CloudEvents 1.0 structured-mode JSON envelope: written to its stdin
+// (spec.delivery.mode Stdin; its stdout is the response body), or served by the worker's egress
+// at $CLRK_METADATA_URL/event with stdin closed (Metadata; the response body is what the agent
+// POSTs to $CLRK_METADATA_URL/response, and its stdout when it posts nothing).
 //
 // Thread model: run() blocks for the whole invocation and may be called from many threads;
 // runAsync() runs it on a thread the manager owns. stop() fails new calls and joins.
@@ -65,8 +67,12 @@ struct InvokeResult {
                        // AgentNotReady, ConcurrencyLimit, NoCapacity, ...
   std::string message;
   std::optional<int> exit_code;
-  std::string output;  // full stdout as the worker returned it (up to 1 MiB)
+  // The response body: full stdout as the worker returned it (up to 1 MiB), or what a Metadata
+  // delivery agent POSTed to /response (up to 8 MiB; see output_source).
+  std::string output;
   bool output_truncated = false;
+  std::string output_source;        // "Stdout" | "Response"
+  std::string output_content_type;  // the POST's Content-Type (Response only; may be empty)
   std::string stderr_tail;
 };
 

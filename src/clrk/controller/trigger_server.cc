@@ -71,8 +71,12 @@ Reply replyForResult(const InvokeResult& result) {
   int status = httpStatusForResult(result);
   Reply reply;
   if (status == 200) {
-    reply.content_type =
-        looksLikeJson(result.output) ? "application/json" : "text/plain; charset=utf-8";
+    if (!result.output_content_type.empty()) {
+      reply.content_type = result.output_content_type;  // as the agent POSTed it (sanitised)
+    } else {
+      reply.content_type =
+          looksLikeJson(result.output) ? "application/json" : "text/plain; charset=utf-8";
+    }
     reply.body = result.output;
   } else {
     std::string message = result.message;
@@ -94,6 +98,9 @@ Reply replyForResult(const InvokeResult& result) {
   if (!result.worker.empty()) reply.headers.emplace_back("X-Clrk-Worker", result.worker);
   if (result.exit_code) {
     reply.headers.emplace_back("X-Clrk-Exit-Code", std::to_string(*result.exit_code));
+  }
+  if (!result.output_source.empty()) {
+    reply.headers.emplace_back("X-Clrk-Output-Source", result.output_source);
   }
   if (status == 429 || status == 503) reply.headers.emplace_back("Retry-After", "1");
   return reply;

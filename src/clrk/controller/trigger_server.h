@@ -8,7 +8,10 @@
 // The request's X-Request-Id (or a new UUID) becomes the invocation's request id, carried to
 // every egress record the execution causes. Responses:
 //   200  the agent exited 0; body = its stdout (application/json when stdout is JSON, else
-//        text/plain), headers X-Clrk-Invocation, X-Clrk-Request-Id, X-Clrk-Worker, X-Clrk-Exit-Code
+//        text/plain), or with spec.delivery.mode Metadata what it POSTed to
+//        $CLRK_METADATA_URL/response (with that POST's Content-Type; stdout when it posted
+//        nothing); headers X-Clrk-Invocation, X-Clrk-Request-Id, X-Clrk-Worker, X-Clrk-Exit-Code,
+//        X-Clrk-Output-Source (Stdout | Response)
 //   404 agent not found · 409 agent not ready · 429 spec.maxConcurrent reached · 502 the agent
 //   failed (exit code and stderr tail in a JSON error) or its worker was lost · 503 no worker
 //   with a free slot · 504 the execution timed out. Errors are JSON

@@ -87,8 +87,12 @@ size_t EjectionTable::size() const {
 }
 
 Shared::Shared(ProxyOptions opts, const config::SnapshotHolder& holder, const IdentityMap& ids,
-               telemetry::Pipeline* pipeline)
-    : options(std::move(opts)), snapshots(holder), identities(ids), telemetry(pipeline) {}
+               telemetry::Pipeline* pipeline, MetadataStore* metadata_store)
+    : options(std::move(opts)),
+      snapshots(holder),
+      identities(ids),
+      telemetry(pipeline),
+      metadata(metadata_store) {}
 
 Status Shared::init() {
   if (!options.default_ca_cert_pem.empty()) {
@@ -214,8 +218,8 @@ Result<tcp::endpoint> parseListen(const std::string& text, std::string_view what
 class ProxyImpl final : public Proxy {
  public:
   ProxyImpl(ProxyOptions options, const config::SnapshotHolder& snapshots,
-            const IdentityMap& identities, telemetry::Pipeline* telemetry)
-      : shared_(std::move(options), snapshots, identities, telemetry) {}
+            const IdentityMap& identities, telemetry::Pipeline* telemetry, MetadataStore* metadata)
+      : shared_(std::move(options), snapshots, identities, telemetry, metadata) {}
 
   ~ProxyImpl() override { stop(); }
 
@@ -366,8 +370,10 @@ class ProxyImpl final : public Proxy {
 Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options,
                                             const config::SnapshotHolder& snapshots,
                                             const IdentityMap& identities,
-                                            telemetry::Pipeline* telemetry) {
-  auto proxy = std::make_unique<ProxyImpl>(std::move(options), snapshots, identities, telemetry);
+                                            telemetry::Pipeline* telemetry,
+                                            MetadataStore* metadata) {
+  auto proxy =
+      std::make_unique<ProxyImpl>(std::move(options), snapshots, identities, telemetry, metadata);
   CLRK_RETURN_IF_ERROR(proxy->start());
   return std::unique_ptr<Proxy>(std::move(proxy));
 }

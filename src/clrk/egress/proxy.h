@@ -11,6 +11,7 @@
 #include "clrk/base/status.h"
 #include "clrk/egress/config/snapshot.h"
 #include "clrk/egress/identity.h"
+#include "clrk/egress/metadata.h"
 
 #include <cstdint>
 #include <memory>
@@ -69,12 +70,14 @@ struct ProxyStats {
 
 class Proxy {
  public:
-  // Starts listeners and event loop threads. `telemetry` may be null (records discarded); it must
-  // outlive the Proxy, like `snapshots` and `identities`.
+  // Starts listeners and event loop threads. `telemetry` may be null (records discarded);
+  // `metadata` may be null (the metadata endpoint then answers 404 to everyone). Both must outlive
+  // the Proxy, like `snapshots` and `identities`.
   static Result<std::unique_ptr<Proxy>> start(ProxyOptions options,
                                               const config::SnapshotHolder& snapshots,
                                               const IdentityMap& identities,
-                                              telemetry::Pipeline* telemetry);
+                                              telemetry::Pipeline* telemetry,
+                                              MetadataStore* metadata = nullptr);
   virtual ~Proxy() = default;
 
   // Bound ports (0 when the listener is off).

@@ -5,6 +5,7 @@
 #include "clrk/egress/dns/name_table.h"
 #include "clrk/egress/identity.h"
 #include "clrk/egress/llm/limits.h"
+#include "clrk/egress/metadata.h"
 #include "clrk/egress/proxy.h"
 #include "clrk/egress/tls/leaf_cache.h"
 #include "clrk/telemetry/record.h"
@@ -15,6 +16,8 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <atomic>
@@ -123,12 +126,13 @@ class EjectionTable {
 class Shared {
  public:
   Shared(ProxyOptions options, const config::SnapshotHolder& snapshots,
-         const IdentityMap& identities, telemetry::Pipeline* telemetry);
+         const IdentityMap& identities, telemetry::Pipeline* telemetry, MetadataStore* metadata);
 
   const ProxyOptions options;
   const config::SnapshotHolder& snapshots;
   const IdentityMap& identities;
   telemetry::Pipeline* const telemetry;
+  MetadataStore* const metadata;  // null: the metadata endpoint answers 404
   Counters counters;
   llm::RateLimiter rate_limiter;
   llm::TokenBudgets budgets;
@@ -157,6 +161,24 @@ class Shared {
   std::unordered_map<std::string, std::shared_ptr<net::ssl::context>> upstream_contexts_;
   std::unordered_map<std::string, std::string> overrides_;
 };
+
+// Sets the client address and the identity's clrk.* attributes of a record.
+void setIdentityAttributes(telemetry::Record& record, const std::string& client_ip,
+                           const Identity* identity);
+
+// Who called the metadata endpoint.
+struct MetadataCaller {
+  std::string client_ip;
+  std::shared_ptr<const Identity> identity;  // null: not a sandbox of this worker
+  std::string listener;                      // "transparent" | "explicit"
+};
+
+// Serves the metadata endpoint (metadata.h) on a plain HTTP connection until it closes, one
+// telemetry record per request. `first` is a request head the caller already read (the explicit
+// listener's absolute-URI request), or null.
+net::awaitable<void> serveMetadata(Shared& shared, beast::tcp_stream& stream,
+                                   beast::flat_buffer& buffer, const MetadataCaller& caller,
+                                   beast::http::request_parser<beast::http::empty_body>* first);
 
 // Serves one accepted connection to completion.
 net::awaitable<void> serveTransparent(Shared& shared, EventLoop& loop, tcp::socket socket);

@@ -156,15 +156,7 @@ struct Connection {
 };
 
 void setIdentity(telemetry::Record& record, const Connection& conn) {
-  namespace attr = telemetry::attr;
-  telemetry::set(record, attr::kClientAddress, conn.client_ip);
-  if (!conn.identity) return;
-  const Identity& id = *conn.identity;
-  if (!id.namespace_name.empty()) telemetry::set(record, attr::kClrkNamespace, id.namespace_name);
-  if (!id.agent.empty()) telemetry::set(record, attr::kClrkAgent, id.agent);
-  if (!id.execution_id.empty()) telemetry::set(record, attr::kClrkExecutionId, id.execution_id);
-  if (!id.request_id.empty()) telemetry::set(record, attr::kClrkRequestId, id.request_id);
-  if (!id.sandbox_id.empty()) telemetry::set(record, attr::kClrkSandboxId, id.sandbox_id);
+  setIdentityAttributes(record, conn.client_ip, conn.identity.get());
 }
 
 double msDouble(steady_clock::duration d) {
@@ -1220,6 +1212,21 @@ net::awaitable<void> classifyAndServe(Connection& conn, beast::tcp_stream& strea
   auto start = system_clock::now();
   auto started = steady_clock::now();
   boost::system::error_code ec;
+  if (conn.dst.hostname == kMetadataHost) {
+    // clrk's own endpoint, answered here: never forwarded, never subject to the policy. Plain
+    // HTTP on port 80 only; nothing else of that name exists.
+    if (conn.dst.port != kMetadataPort) {
+      shared.counters.connections_denied.fetch_add(1, std::memory_order_relaxed);
+      emitL4(conn, "deny", "clrk-metadata",
+             fmt::format("{} serves plain HTTP on port {} only", kMetadataHost, kMetadataPort),
+             start, started, 0, 0, "");
+      co_return;
+    }
+    // A named caller: GCC 12 destroys aggregate temporaries in co_await arguments twice.
+    MetadataCaller caller{conn.client_ip, conn.identity, conn.listener};
+    co_await serveMetadata(shared, stream, buffer, caller, nullptr);
+    co_return;
+  }
   stream.expires_after(std::chrono::milliseconds(shared.options.header_timeout_ms));
   while (buffer.size() == 0) {
     co_await readMore(stream, buffer, 4096, ec);
@@ -1371,6 +1378,19 @@ struct ActiveGuard {
 
 }  // namespace
 
+void setIdentityAttributes(telemetry::Record& record, const std::string& client_ip,
+                           const Identity* identity) {
+  namespace attr = telemetry::attr;
+  telemetry::set(record, attr::kClientAddress, client_ip);
+  if (identity == nullptr) return;
+  const Identity& id = *identity;
+  if (!id.namespace_name.empty()) telemetry::set(record, attr::kClrkNamespace, id.namespace_name);
+  if (!id.agent.empty()) telemetry::set(record, attr::kClrkAgent, id.agent);
+  if (!id.execution_id.empty()) telemetry::set(record, attr::kClrkExecutionId, id.execution_id);
+  if (!id.request_id.empty()) telemetry::set(record, attr::kClrkRequestId, id.request_id);
+  if (!id.sandbox_id.empty()) telemetry::set(record, attr::kClrkSandboxId, id.sandbox_id);
+}
+
 net::awaitable<void> serveTransparent(Shared& shared, EventLoop& loop, tcp::socket socket) {
   ActiveGuard guard(shared.counters);
   Connection conn = makeConnection(shared, loop, socket, "transparent");
@@ -1458,6 +1478,11 @@ net::awaitable<void> serveExplicit(Shared& shared, EventLoop& loop, tcp::socket 
   conn.dst.hostname = isIpLiteral(host) ? "" : host;
   conn.dst.ip = isIpLiteral(host) ? host : "";
   conn.dst.port = port;
+  if (host == kMetadataHost && port == kMetadataPort) {
+    MetadataCaller caller{conn.client_ip, conn.identity, conn.listener};
+    co_await serveMetadata(shared, stream, buffer, caller, &parser);
+    co_return;
+  }
   config::ConnectionInfo info;
   info.gateway = conn.gateway_name;
   info.identity = conn.identity.get();

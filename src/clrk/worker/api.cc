@@ -1,5 +1,7 @@
 #include "clrk/worker/api.h"
 
+#include "clrk/base/base64.h"
+
 #include <fmt/format.h>
 
 #include <cctype>
@@ -136,6 +138,29 @@ Result<ExecutionRequest> parseRequestObject(const Json& json) {
   if (auto it = json.find("stdin"); it != json.end() && !it->is_null()) {
     if (!it->is_string()) return wrongType("stdin", "a string");
     r.stdin_data = it->get<std::string>();
+  }
+  std::string mode;
+  CLRK_RETURN_IF_ERROR(readString(json, "deliveryMode", mode, 32));
+  if (!mode.empty()) {
+    auto parsed = parseDeliveryMode(mode);
+    if (!parsed) {
+      return invalidArgument("deliveryMode: \"" + mode + "\" must be Stdin or Metadata");
+    }
+    r.delivery_mode = *parsed;
+  }
+  CLRK_RETURN_IF_ERROR(readString(json, "event", r.event, kMaxRequestBodyBytes));
+  if (r.delivery_mode == DeliveryMode::Metadata) {
+    if (r.stdin_data) {
+      return invalidArgument(
+          "stdin: must be absent with deliveryMode Metadata (stdin is closed; "
+          "the input is \"event\")");
+    }
+    if (r.event.empty()) return invalidArgument("event: required with deliveryMode Metadata");
+    if (Json::parse(r.event, nullptr, false).is_discarded()) {
+      return invalidArgument("event: must be a JSON document (the CloudEvents envelope)");
+    }
+  } else if (!r.event.empty()) {
+    return invalidArgument("event: only with deliveryMode Metadata (Stdin mode uses \"stdin\")");
   }
   return r;
 }
@@ -294,7 +319,27 @@ Json toJson(const ExecutionRequest& r) {
     json["resources"] = std::move(resources);
   }
   if (r.stdin_data) json["stdin"] = *r.stdin_data;
+  if (r.delivery_mode != DeliveryMode::Stdin) {
+    json["deliveryMode"] = std::string(deliveryModeName(r.delivery_mode));
+    json["event"] = r.event;
+  }
   return json;
+}
+
+std::string_view deliveryModeName(DeliveryMode mode) {
+  switch (mode) {
+    case DeliveryMode::Stdin:
+      return "Stdin";
+    case DeliveryMode::Metadata:
+      return "Metadata";
+  }
+  return "Stdin";
+}
+
+std::optional<DeliveryMode> parseDeliveryMode(std::string_view text) {
+  if (text == "Stdin") return DeliveryMode::Stdin;
+  if (text == "Metadata") return DeliveryMode::Metadata;
+  return std::nullopt;
 }
 
 std::string_view phaseName(Phase phase) {
@@ -341,6 +386,13 @@ Json toJson(const ExecutionStatus& s) {
         {"stderrTail", s.output.stderr_tail}}},
   };
   json["exitCode"] = s.exit_code ? Json(*s.exit_code) : Json(nullptr);
+  if (s.response) {
+    // Base64: the agent may post any bytes, and JSON strings carry only UTF-8.
+    json["response"] = {{"contentType", s.response->content_type},
+                        {"bytes", s.response->bytes},
+                        {"bodyBase64", base64Encode(s.response->body)},
+                        {"discarded", s.response->discarded}};
+  }
   return json;
 }
 
@@ -371,6 +423,27 @@ Result<ExecutionStatus> executionStatusFromJson(const Json& json) {
     auto truncated = it->find("truncated");
     s.output.truncated =
         truncated != it->end() && truncated->is_boolean() && truncated->get<bool>();
+  }
+  if (auto it = json.find("response"); it != json.end() && !it->is_null()) {
+    if (!it->is_object()) return wrongType("response", "an object");
+    ExecutionResponse response;
+    CLRK_RETURN_IF_ERROR(readString(*it, "contentType", response.content_type, 1024));
+    std::string encoded;
+    // 8 MiB of body is at most 11.2 MB of base64.
+    CLRK_RETURN_IF_ERROR(readString(*it, "bodyBase64", encoded, 12 << 20));
+    auto decoded = base64Decode(encoded);
+    if (!decoded) return invalidArgument("response.bodyBase64: not valid base64");
+    response.body = std::move(decoded).value();
+    if (auto bytes = it->find("bytes"); bytes != it->end() && !bytes->is_null()) {
+      if (!bytes->is_number_integer()) return wrongType("response.bytes", "an integer");
+      response.bytes = bytes->get<int64_t>();
+    } else {
+      response.bytes = static_cast<int64_t>(response.body.size());
+    }
+    auto discarded = it->find("discarded");
+    response.discarded =
+        discarded != it->end() && discarded->is_boolean() && discarded->get<bool>();
+    s.response = std::move(response);
   }
   return s;
 }

@@ -61,6 +61,15 @@ struct Resources {
   std::string memory;  // Kubernetes quantity ("512Mi", "1G"); empty = unlimited
 };
 
+// How the input reaches the agent (TaskAgent spec.delivery.mode).
+enum class DeliveryMode {
+  Stdin,     // `stdin` is written to the agent's stdin, then closed
+  Metadata,  // stdin is closed (/dev/null); the worker's egress serves `event` at
+             // $CLRK_METADATA_URL/event and keeps what the agent POSTs to /response
+};
+std::string_view deliveryModeName(DeliveryMode mode);
+std::optional<DeliveryMode> parseDeliveryMode(std::string_view text);
+
 struct ExecutionRequest {
   std::string execution_id;  // [A-Za-z0-9._-]{1,128}, unique on the worker
   std::string namespace_name;
@@ -79,7 +88,11 @@ struct ExecutionRequest {
   std::string working_dir;
   int64_t timeout_seconds = 0;  // 0 = none
   Resources resources;
-  std::optional<std::string> stdin_data;  // JSON "stdin"
+  std::optional<std::string> stdin_data;             // JSON "stdin"; only with DeliveryMode::Stdin
+  DeliveryMode delivery_mode = DeliveryMode::Stdin;  // JSON "deliveryMode"
+  // JSON "event": with DeliveryMode::Metadata (required there, a JSON document), what GET
+  // $CLRK_METADATA_URL/event answers: the CloudEvents envelope Stdin mode writes to stdin.
+  std::string event;
 };
 
 Result<ExecutionRequest> parseExecutionRequest(std::string_view body);
@@ -97,6 +110,17 @@ struct ExecutionOutput {
   std::string stderr_tail;  // JSON "stderrTail": the last 64 KiB of stderr
 };
 
+// What a DeliveryMode::Metadata agent POSTed to $CLRK_METADATA_URL/response (the last POST).
+// JSON "response": {"contentType", "bytes", "bodyBase64", "discarded"}.
+struct ExecutionResponse {
+  std::string content_type;  // as the agent sent it; empty when absent
+  std::string body;          // at most egress::kMaxMetadataResponseBytes (8 MiB)
+  int64_t bytes = 0;         // size of the body as posted
+  // The worker dropped the body after the execution ended to stay within its memory bound for
+  // retained responses (ExecutionManagerOptions::max_retained_response_bytes); `body` is empty.
+  bool discarded = false;
+};
+
 struct ExecutionStatus {
   std::string execution_id;
   std::string namespace_name;
@@ -110,6 +134,7 @@ struct ExecutionStatus {
   std::string sandbox_id;
   std::string sandbox_address;  // what the egress sees as the client
   ExecutionOutput output;
+  std::optional<ExecutionResponse> response;  // Metadata delivery, once terminal, if posted
 };
 
 Json toJson(const ExecutionStatus& status);

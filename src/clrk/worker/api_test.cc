@@ -35,6 +35,27 @@ TEST(ExecutionRequest, RoundTripsEveryField) {
   EXPECT_EQ(parsed->env[1].name, "B");
 }
 
+TEST(ExecutionRequest, MetadataDeliveryCarriesTheEventAndNoStdin) {
+  ExecutionRequest r;
+  r.execution_id = "exec-2";
+  r.image = "host";
+  r.delivery_mode = DeliveryMode::Metadata;
+  r.event = R"({"specversion":"1.0","data":{"q":"ping"}})";
+  Json json = toJson(r);
+  EXPECT_EQ(json["deliveryMode"], "Metadata");
+  EXPECT_FALSE(json.contains("stdin"));
+  auto parsed = parseExecutionRequest(json.dump());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  EXPECT_EQ(parsed->delivery_mode, DeliveryMode::Metadata);
+  EXPECT_EQ(parsed->event, r.event);
+  EXPECT_FALSE(parsed->stdin_data);
+  // Stdin is the default and stays off the wire.
+  r.delivery_mode = DeliveryMode::Stdin;
+  r.event.clear();
+  EXPECT_FALSE(toJson(r).contains("deliveryMode"));
+  EXPECT_EQ(parseExecutionRequest(toJson(r).dump())->delivery_mode, DeliveryMode::Stdin);
+}
+
 TEST(ExecutionRequest, ErrorsNameTheField) {
   auto check = [](const std::string& body, const std::string& want) {
     auto parsed = parseExecutionRequest(body);
@@ -59,6 +80,14 @@ TEST(ExecutionRequest, ErrorsNameTheField) {
   check(R"({"executionId":"a","image":"host","stdin":5})", "stdin");
   check(R"({"executionId":"a","image":"host","agentLabels":{"x":1}})", "agentLabels.x");
   check(std::string(kMaxRequestBodyBytes + 1, ' '), "larger than");
+  check(R"({"executionId":"a","image":"host","deliveryMode":"Carrier"})", "deliveryMode");
+  check(R"({"executionId":"a","image":"host","deliveryMode":"Metadata"})", "event: required");
+  check(R"({"executionId":"a","image":"host","deliveryMode":"Metadata","event":"{"})",
+        "event: must be a JSON document");
+  check(R"({"executionId":"a","image":"host","deliveryMode":"Metadata","event":"{}",)"
+        R"("stdin":"x"})",
+        "stdin: must be absent");
+  check(R"({"executionId":"a","image":"host","event":"{}"})", "event: only with");
 }
 
 TEST(Quantities, CpuAndMemory) {
@@ -96,6 +125,30 @@ TEST(ExecutionStatus, RoundTrips) {
   s.exit_code.reset();
   EXPECT_TRUE(toJson(s)["exitCode"].is_null());
   EXPECT_FALSE(executionStatusFromJson(Json{{"executionId", "e"}, {"phase", "Nope"}}).ok());
+}
+
+TEST(ExecutionStatus, ResponseRoundTripsAnyBytes) {
+  ExecutionStatus s;
+  s.execution_id = "e";
+  s.phase = Phase::Succeeded;
+  EXPECT_FALSE(toJson(s).contains("response"));
+  EXPECT_FALSE(executionStatusFromJson(toJson(s))->response);
+  ExecutionResponse response;
+  response.content_type = "application/octet-stream";
+  response.body = std::string("\xff\x00binary\xfe", 9);
+  response.bytes = 9;
+  s.response = response;
+  Json json = toJson(s);
+  EXPECT_NO_THROW((void)json.dump());  // not UTF-8, yet dumpable: base64 on the wire
+  auto parsed = executionStatusFromJson(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
+  ASSERT_TRUE(parsed->response);
+  EXPECT_EQ(parsed->response->body, response.body);
+  EXPECT_EQ(parsed->response->bytes, 9);
+  EXPECT_EQ(parsed->response->content_type, "application/octet-stream");
+  EXPECT_FALSE(parsed->response->discarded);
+  json["response"]["bodyBase64"] = "*not base64*";
+  EXPECT_FALSE(executionStatusFromJson(json).ok());
 }
 
 TEST(Certs, SelfSignedHasStableFingerprintAndConstantTimeCompare) {

@@ -117,6 +117,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<sandbox::Runtime> runtime_;
   egress::config::SnapshotHolder snapshots_;
   egress::IdentityMap identities_;
+  egress::MetadataStore metadata_;  // events and responses of Metadata-delivery executions
   std::unique_ptr<telemetry::Pipeline> pipeline_;
   std::unique_ptr<EgressFeed> feed_;
   std::unique_ptr<egress::Proxy> proxy_;
@@ -192,7 +193,8 @@ Status DaemonImpl::init() {
     }
     proxy_options.upstream_overrides.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
   }
-  auto proxy = egress::Proxy::start(proxy_options, snapshots_, identities_, pipeline_.get());
+  auto proxy =
+      egress::Proxy::start(proxy_options, snapshots_, identities_, pipeline_.get(), &metadata_);
   if (!proxy.ok()) return proxy.status().withContext("egress data plane");
   proxy_ = std::move(proxy).value();
 
@@ -220,7 +222,7 @@ Status DaemonImpl::init() {
   }
   kube::ClientPtr client = client_;
   executions_ = std::make_unique<ExecutionManager>(
-      execution_options, *runtime_, network_.get(), images_.get(), &identities_,
+      execution_options, *runtime_, network_.get(), images_.get(), &identities_, &metadata_,
       [client](const std::string& ns, const std::vector<std::string>& names,
                const std::string& registry) { return pullAuth(*client, ns, names, registry); });
   std::string host = options_.listen.substr(0, options_.listen.rfind(':'));

@@ -41,12 +41,14 @@ struct ExecutionManager::Execution {
 ExecutionManager::ExecutionManager(ExecutionManagerOptions options, sandbox::Runtime& runtime,
                                    sandbox::net::NetworkManager* network,
                                    sandbox::image::ImageStore* images,
-                                   egress::IdentityMap* identities, PullAuthResolver pull_auth)
+                                   egress::IdentityMap* identities, egress::MetadataStore* metadata,
+                                   PullAuthResolver pull_auth)
     : options_(std::move(options)),
       runtime_(runtime),
       network_(network),
       images_(images),
       identities_(identities),
+      metadata_(metadata),
       pull_auth_(std::move(pull_auth)) {
   if (options_.max_executions < 1) options_.max_executions = 1;
   janitor_ = std::thread([this] { janitorLoop(); });
@@ -130,6 +132,14 @@ Result<ExecutionStatus> ExecutionManager::submit(ExecutionRequest request) {
   if (request.image.empty()) return invalidArgument("image: required");
   if (request.command.empty() && request.args.empty() && request.image == "host") {
     return invalidArgument("command: required with image \"host\" (it has no entrypoint)");
+  }
+  if (request.delivery_mode == DeliveryMode::Metadata) {
+    if (request.stdin_data) {
+      return invalidArgument("stdin: must be absent with deliveryMode Metadata");
+    }
+    if (request.event.empty()) {
+      return invalidArgument("event: required with deliveryMode Metadata");
+    }
   }
   auto execution = std::make_shared<Execution>();
   {
@@ -432,6 +442,8 @@ Result<sandbox::SandboxSpec> ExecutionManager::sandboxSpecFor(
     if (eq != std::string::npos) put(entry.substr(0, eq), entry.substr(eq + 1));
   }
   for (const auto& var : request.env) put(var.name, var.value);
+  const bool metadata_delivery = request.delivery_mode == DeliveryMode::Metadata;
+  if (metadata_delivery) put("CLRK_METADATA_URL", std::string(egress::kMetadataUrl));
   if (spec.rootfs_kind == sandbox::RootfsKind::Host) {
     // The host's / is shown read-only: run as nobody so root-only host files (/etc/shadow,
     // other services' 0600 files) stay unreadable even without capabilities.
@@ -454,7 +466,7 @@ Result<sandbox::SandboxSpec> ExecutionManager::sandboxSpecFor(
   }
   spec.limits.pids = options_.default_pids_limit;
   spec.timeout = std::chrono::seconds(request.timeout_seconds);
-  spec.stdin_data = request.stdin_data;
+  spec.stdin_data = metadata_delivery ? std::nullopt : request.stdin_data;
   return spec;
 }
 
@@ -483,6 +495,7 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
   }
   sandbox::SandboxSpec spec = std::move(resolved).value();
   spec.id = sandbox_id;
+  const bool metadata_delivery = request.delivery_mode == DeliveryMode::Metadata;
   std::weak_ptr<Execution> weak = execution;
   size_t max_lines = options_.log_lines_max;
   spec.on_log = [weak, max_lines](const sandbox::LogLine& line) {
@@ -519,7 +532,15 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     return;
   }
 
-  // 2. A warm sandbox of the agent's pool (network and sandbox ready), else a new network.
+  if (metadata_delivery &&
+      (network_ == nullptr || identities_ == nullptr || metadata_ == nullptr)) {
+    finish(*execution, Phase::Failed, std::nullopt,
+           "deliveryMode Metadata: this worker runs sandboxes without the egress network, so "
+           "there is no metadata endpoint; use delivery mode Stdin");
+    return;
+  }
+  // 2. A warm sandbox of the agent's pool (network and sandbox ready), else a new network,
+  // then the identity (+ the event of a Metadata delivery).
   std::optional<sandbox::net::SandboxNetwork> network;
   std::shared_ptr<sandbox::Sandbox> box;
   if (auto warm = warm_pool_->claim(request.namespace_name + "/" + request.agent,
@@ -557,9 +578,24 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
       std::lock_guard lock(identity_mutex_);
       identities_->set(network->sandbox_address, std::move(identity));
     }
+    if (metadata_delivery) metadata_->add(id, request.event);
   }
+  // Once the sandbox's processes are gone (its end was seen, or it is destroyed) no request can
+  // reach the endpoint any more, so the response taken here is final.
+  auto takeResponse = [&] {
+    if (!metadata_delivery || !network) return;
+    if (auto posted = metadata_->remove(id)) {
+      ExecutionResponse response;
+      response.content_type = std::move(posted->content_type);
+      response.bytes = static_cast<int64_t>(posted->body.size());
+      response.body = std::move(posted->body);
+      std::lock_guard lock(execution->mutex);
+      execution->status.response = std::move(response);
+    }
+  };
   auto releaseNetwork = [&] {
     if (!network) return;
+    takeResponse();
     Status released = network_->releaseSoon(*network);
     if (!released.ok()) {
       log->warn("execution {}: releasing network {}: {}", id, network->netns_name,
@@ -690,6 +726,7 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
     if (exit->oom_killed) message += " (out of memory)";
     if (phase == Phase::Stopped) message = "stopped: " + message;
   }
+  if (exit) takeResponse();  // the process tree has ended: nothing can post any more
   finish(*execution, phase, exit_code, message);
   log->info("execution {} ({}/{}) {}: {}", id, request.namespace_name, request.agent,
             phaseName(phase), message);
@@ -761,6 +798,37 @@ void ExecutionManager::prune() {
   }
   for (auto& execution : removed) {
     if (execution->thread.joinable()) execution->thread.join();
+  }
+  discardOldResponses();
+}
+
+// Keeps the response bodies of finished executions within max_retained_response_bytes, newest
+// first; older ones are dropped (the execution itself stays readable).
+void ExecutionManager::discardOldResponses() {
+  std::vector<std::pair<Clock::time_point, std::shared_ptr<Execution>>> finished;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, execution] : executions_) {
+      std::lock_guard execution_lock(execution->mutex);
+      if (execution->cleaned_up && execution->status.response &&
+          !execution->status.response->body.empty()) {
+        finished.emplace_back(execution->finished_at, execution);
+      }
+    }
+  }
+  std::sort(finished.begin(), finished.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  size_t kept = 0;
+  for (auto& [finished_at, execution] : finished) {
+    std::lock_guard lock(execution->mutex);
+    auto& response = *execution->status.response;
+    if (kept + response.body.size() <= options_.max_retained_response_bytes) {
+      kept += response.body.size();
+      continue;
+    }
+    response.body.clear();
+    response.body.shrink_to_fit();
+    response.discarded = true;
   }
 }
 

@@ -2,22 +2,27 @@
 // its lifecycle:
 //   resolve the root filesystem (host | dir:/path | OCI image via ImageStore)
 //   -> allocate the sandbox network (NetworkManager)
-//   -> publish the identity (egress::IdentityMap, keyed by the sandbox address)
+//   -> publish the identity (egress::IdentityMap, keyed by the sandbox address) and, for
+//      DeliveryMode::Metadata, the event (egress::MetadataStore, served at $CLRK_METADATA_URL)
 //   -> prepare + start the sandbox (CA certificate, netns, limits, timeout, stdin), or instead
 //      of the network and the sandbox, claim a warm one of the agent's pool and launch it
 //      (warm_pool.h; pools set through setWarmPools())
 //   -> wait (stop requests: SIGTERM, then SIGKILL after the grace period)
-//   -> destroy the sandbox, release the network, mark the execution terminal
+//   -> take the metadata response (what the agent POSTed to /response), mark the execution
+//      terminal, then destroy the sandbox and release the network
 //   -> remove the identity after `identity_linger` so late egress records still attribute.
 // Finished executions are kept (bounded) so their result and logs can be read.
 //
 // Dependencies are interfaces (Runtime, NetworkManager, ImageStore) so tests can use fakes; the
-// network and image store may be null (no network; only "host" and "dir:" roots).
+// network and image store may be null (no network; only "host" and "dir:" roots). Metadata
+// delivery needs the network, the identity map and the metadata store; without them such an
+// execution fails with a message saying so.
 // Thread model: every public method is thread-safe and never blocks on a sandbox except wait*()
 // and drain(), which block by contract.
 #pragma once
 
 #include "clrk/egress/identity.h"
+#include "clrk/egress/metadata.h"
 #include "clrk/sandbox/image/image_store.h"
 #include "clrk/sandbox/net/network.h"
 #include "clrk/sandbox/runtime.h"
@@ -50,7 +55,10 @@ struct ExecutionManagerOptions {
   std::chrono::milliseconds stop_grace{5000};  // SIGTERM -> SIGKILL
   std::chrono::minutes retention{60};          // finished executions kept this long ...
   size_t max_retained = 1000;                  // ... and at most this many
-  size_t log_lines_max = 50000;                // per execution, in memory (for /logs)
+  // Metadata responses (up to 8 MiB each) kept in finished executions, all together; beyond it
+  // the oldest finished executions drop their response body (ExecutionResponse::discarded).
+  size_t max_retained_response_bytes = 256 << 20;
+  size_t log_lines_max = 50000;  // per execution, in memory (for /logs)
   int64_t default_pids_limit = 4096;
   std::vector<std::string> insecure_registries;  // "host:port" pulled over plain HTTP
   // Host directories every sandbox sees (read-only unless marked), e.g. the examples of
@@ -65,7 +73,8 @@ class ExecutionManager {
  public:
   ExecutionManager(ExecutionManagerOptions options, sandbox::Runtime& runtime,
                    sandbox::net::NetworkManager* network, sandbox::image::ImageStore* images,
-                   egress::IdentityMap* identities, PullAuthResolver pull_auth = {});
+                   egress::IdentityMap* identities, egress::MetadataStore* metadata = nullptr,
+                   PullAuthResolver pull_auth = {});
   // Stops every execution (SIGKILL), waits for the clean-up and removes identities.
   ~ExecutionManager();
   ExecutionManager(const ExecutionManager&) = delete;
@@ -131,12 +140,14 @@ class ExecutionManager {
   void janitorLoop();
   void scheduleIdentityRemoval(const std::string& address, const std::string& execution_id);
   void prune();
+  void discardOldResponses();
 
   ExecutionManagerOptions options_;
   sandbox::Runtime& runtime_;
   sandbox::net::NetworkManager* network_;
   sandbox::image::ImageStore* images_;
   egress::IdentityMap* identities_;
+  egress::MetadataStore* metadata_;
   PullAuthResolver pull_auth_;
 
   mutable std::mutex mutex_;

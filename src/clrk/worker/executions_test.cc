@@ -3,6 +3,8 @@
 // pinning, bounds, long polls, log follows, stop, timeout, capacity, drain and identities.
 #include "clrk/worker/executions.h"
 
+#include "clrk/egress/config/snapshot.h"
+#include "clrk/egress/proxy.h"
 #include "clrk/worker/certs.h"
 #include "clrk/worker/client.h"
 #include "clrk/worker/fake_runtime_for_test.h"
@@ -287,6 +289,122 @@ TEST_F(WorkerApiTest, CancelledLongPollAndStopReleaseEverything) {
   ASSERT_FALSE(after.ok());
   EXPECT_THAT(after.status().message(), HasSubstr("refused"));
   EXPECT_TRUE(manager_->stop("long").ok());
+}
+
+// Metadata delivery with the real egress: the agent is a plain process that reaches the egress
+// explicit listener on loopback, where FakeNetwork's address 127.0.0.1 identifies its execution.
+class MetadataDeliveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    snapshots_.swap(egress::config::compile({}, 1).snapshot);
+    egress::ProxyOptions proxy_options;
+    proxy_options.threads = 1;
+    proxy_options.explicit_listen = "127.0.0.1:0";
+    auto proxy = egress::Proxy::start(proxy_options, snapshots_, identities_, nullptr, &store_);
+    ASSERT_TRUE(proxy.ok()) << proxy.status().toString();
+    proxy_ = std::move(proxy).value();
+    network_.address_for_all = "127.0.0.1";
+  }
+  void TearDown() override {
+    manager_.reset();
+    if (proxy_) proxy_->stop();
+  }
+  void startManager(ExecutionManagerOptions options, egress::MetadataStore* store) {
+    options.identity_linger = 100ms;
+    options.stop_grace = 500ms;
+    manager_ = std::make_unique<ExecutionManager>(options, runtime_, &network_, nullptr,
+                                                  &identities_, store);
+  }
+  // A Metadata-delivery agent script; $P is the egress proxy URL.
+  ExecutionRequest agent(const std::string& id, const std::string& script) {
+    ExecutionRequest request = shell(id, script);
+    request.delivery_mode = DeliveryMode::Metadata;
+    request.event = R"({"specversion":"1.0","id":")" + id + R"(","data":{"q":"ping"}})";
+    request.env = {{"P", "http://127.0.0.1:" + std::to_string(proxy_->explicitPort())}};
+    return request;
+  }
+  ExecutionStatus run(ExecutionRequest request) {
+    std::string id = request.execution_id;
+    auto submitted = manager_->submit(std::move(request));
+    EXPECT_TRUE(submitted.ok()) << submitted.status().toString();
+    auto done = manager_->waitTerminal(id, 20s);
+    EXPECT_TRUE(done && isTerminal(done->phase));
+    return done.value_or(ExecutionStatus{});
+  }
+
+  FakeRuntime runtime_;
+  FakeNetwork network_;
+  egress::IdentityMap identities_;
+  egress::MetadataStore store_;
+  egress::config::SnapshotHolder snapshots_;
+  std::unique_ptr<egress::Proxy> proxy_;
+  std::unique_ptr<ExecutionManager> manager_;
+};
+
+TEST_F(MetadataDeliveryTest, AgentReadsTheEventAndItsPostIsTheResponse) {
+  startManager({}, &store_);
+  ExecutionStatus done = run(agent("m1", R"sh(printf 'stdin=%s\n' "$(wc -c)"
+ev=$(curl -sS --fail -x "$P" "$CLRK_METADATA_URL/event")
+printf '{"echo":%s}' "$ev" | curl -sS --fail -x "$P" -H 'content-type: application/json' \
+  --data-binary @- "$CLRK_METADATA_URL/response"
+echo; echo log line)sh"));
+  EXPECT_EQ(done.phase, Phase::Succeeded) << done.message << done.output.stderr_tail;
+  // stdin was closed (nothing to read); stdout stays the agent's log.
+  EXPECT_THAT(done.output.stdout_text, HasSubstr("stdin=0"));
+  EXPECT_THAT(done.output.stdout_text, HasSubstr("\"replaced\":false"));
+  ASSERT_TRUE(done.response) << done.output.stdout_text << done.output.stderr_tail;
+  EXPECT_EQ(done.response->content_type, "application/json");
+  Json body = Json::parse(done.response->body, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << done.response->body;
+  EXPECT_EQ(body["echo"]["id"], "m1");
+  EXPECT_EQ(body["echo"]["data"]["q"], "ping");
+  EXPECT_EQ(done.response->bytes, static_cast<int64_t>(done.response->body.size()));
+  ASSERT_EQ(runtime_.specs.size(), 1u);
+  EXPECT_FALSE(runtime_.specs[0].stdin_data);
+  EXPECT_THAT(runtime_.specs[0].env,
+              ::testing::Contains("CLRK_METADATA_URL=" + std::string(egress::kMetadataUrl)));
+  EXPECT_EQ(store_.size(), 0u) << "the execution is unregistered once it ends";
+
+  // Posting nothing leaves no response; the controller then falls back to stdout.
+  ExecutionStatus silent = run(agent("m2", "echo only stdout"));
+  EXPECT_EQ(silent.phase, Phase::Succeeded);
+  EXPECT_FALSE(silent.response);
+  EXPECT_EQ(silent.output.stdout_text, "only stdout\n");
+}
+
+TEST_F(MetadataDeliveryTest, OldResponseBodiesAreDiscardedBeyondTheRetentionBound) {
+  ExecutionManagerOptions options;
+  options.max_retained_response_bytes = 12;
+  startManager(options, &store_);
+  const std::string post =
+      "printf %s \"$BODY\" | curl -sS --fail -x \"$P\" --data-binary @- "
+      "\"$CLRK_METADATA_URL/response\"";
+  ExecutionRequest first = agent("r1", post);
+  first.env.push_back({"BODY", "aaaaaaaa"});
+  EXPECT_EQ(run(first).response->body, "aaaaaaaa");
+  ExecutionRequest second = agent("r2", post);
+  second.env.push_back({"BODY", "bbbbbbbb"});
+  EXPECT_EQ(run(second).response->body, "bbbbbbbb");
+  // The next submission prunes: r1 (older) loses its body, r2 keeps it.
+  run(shell("r3", "true"));
+  auto old = manager_->get("r1");
+  ASSERT_TRUE(old && old->response);
+  EXPECT_TRUE(old->response->discarded);
+  EXPECT_EQ(old->response->body, "");
+  EXPECT_EQ(old->response->bytes, 8);
+  EXPECT_EQ(manager_->get("r2")->response->body, "bbbbbbbb");
+}
+
+TEST_F(MetadataDeliveryTest, WorkerWithoutAMetadataStoreFailsClearly) {
+  startManager({}, nullptr);
+  ExecutionStatus done = run(agent("n1", "echo never"));
+  EXPECT_EQ(done.phase, Phase::Failed);
+  EXPECT_THAT(done.message, HasSubstr("no metadata endpoint"));
+  EXPECT_TRUE(runtime_.specs.empty()) << "nothing was started";
+  // A request that contradicts itself is refused at submit.
+  ExecutionRequest both = agent("n2", "true");
+  both.stdin_data = "x";
+  EXPECT_EQ(manager_->submit(both).status().code(), Code::InvalidArgument);
 }
 
 TEST(ParseShareTest, AbsolutePathsReadOnlyByDefault) {

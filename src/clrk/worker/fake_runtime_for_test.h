@@ -204,7 +204,8 @@ class FakeNetwork : public sandbox::net::NetworkManager {
     sandbox::net::SandboxNetwork n;
     n.slot = next_++;
     n.netns_path = "/run/netns/fake-" + std::to_string(n.slot);
-    n.sandbox_address = "10.99.0." + std::to_string(2 + 4 * n.slot);
+    n.sandbox_address =
+        !address_for_all.empty() ? address_for_all : "10.99.0." + std::to_string(2 + 4 * n.slot);
     ++in_use_;
     return n;
   }
@@ -222,6 +223,9 @@ class FakeNetwork : public sandbox::net::NetworkManager {
     return static_cast<size_t>(in_use_);
   }
   int released = 0;
+  // When set, every sandbox gets this address, e.g. "127.0.0.1" so that an egress explicit
+  // listener on loopback attributes a plain-process agent's calls to its execution.
+  std::string address_for_all;
 
  private:
   mutable std::mutex mutex_;

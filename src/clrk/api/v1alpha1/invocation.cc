@@ -61,8 +61,15 @@ ResourceType invocationType() {
       field("completionTime", timestamp().doc("When the invocation reached a terminal phase.")),
       field("exitCode", i32().doc("Exit code of the agent process.")),
       field("message", str().doc("Human-readable outcome.")),
-      field("output", str().doc("The agent's stdout (the response body), first 64 KiB.")),
-      field("outputTruncated", boolean().doc("Whether output was cut at 64 KiB.")),
+      field("output", str().doc("The response body, first 64 KiB: the agent's stdout, or with "
+                                "spec.delivery.mode Metadata what it POSTed to "
+                                "$CLRK_METADATA_URL/response (stdout when it posted nothing; "
+                                "empty when the body is not UTF-8).")),
+      field("outputTruncated", boolean().doc("Whether output was cut at 64 KiB (or left out).")),
+      field("outputSource", str()
+                                .oneOf({"Stdout", "Response"})
+                                .doc("Where output came from: the agent's stdout, or the body it "
+                                     "POSTed to $CLRK_METADATA_URL/response.")),
       field("stderrTail", str().doc("The last 4 KiB of the agent's stderr.")),
   });
   type.schema = objectSchema(
