@@ -165,7 +165,10 @@ net::awaitable<Result<bool>> streamLogs(ssl::context& ctx, const WorkerEndpoint&
     // Follow streams stay idle while the execution is quiet: the server sends a keep-alive
     // line every 30 s, so a read that waits longer than that means the worker is gone.
     beast::get_lowest_layer(stream).expires_after(endpoint.timeout + std::chrono::seconds(35));
-    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    // read_some, not read: a read would wait until the 8 KiB buffer is full, holding back the
+    // lines of a follow until that much output accumulated.
+    co_await http::async_read_some(stream, buffer, parser,
+                                   net::redirect_error(net::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return Status(Code::Unavailable, "reading logs: " + ec.message());
     size_t n = sizeof chunk - parser.get().body().size;
@@ -352,17 +355,19 @@ Result<std::vector<WarmPoolState>> WorkerClient::setWarmPools(
 }
 
 Status WorkerClient::logs(const std::string& id, bool follow,
-                          const std::function<bool(const LogEntry&)>& on_entry) const {
+                          const std::function<bool(const LogEntry&)>& on_entry,
+                          std::stop_token cancel) const {
   if (!isValidExecutionId(id)) return invalidArgument("execution id \"" + id + "\" is not valid");
-  net::io_context ioc;
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_verify_mode(ssl::verify_none);
+  // Declared after `ctx`: a cancelled stream's coroutine frame is destroyed with `ioc`.
+  net::io_context ioc;
   std::string target = "/v1/executions/" + id + "/logs" + (follow ? "?follow=true" : "");
   std::optional<Result<bool>> out;
   auto task = [&]() -> net::awaitable<void> {
     out.emplace(co_await streamLogs(ctx, endpoint_, host_, port_, target, on_entry));
   };
-  auto result = runOn<bool>(ioc, task(), out);
+  auto result = runOn<bool>(ioc, task(), out, std::move(cancel));
   return result.ok() ? Status() : result.status();
 }
 

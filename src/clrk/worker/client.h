@@ -49,9 +49,10 @@ class WorkerClient {
   Result<std::vector<WarmPoolState>> setWarmPools(const std::vector<WarmPoolSpec>& pools,
                                                   std::stop_token cancel = {}) const;
   // Streams log lines to `on_entry` (return false to stop early). With `follow` the call lasts
-  // until the execution ends.
+  // until the execution ends. A stop requested on `cancel` ends it at once with Unavailable.
   Status logs(const std::string& id, bool follow,
-              const std::function<bool(const LogEntry&)>& on_entry) const;
+              const std::function<bool(const LogEntry&)>& on_entry,
+              std::stop_token cancel = {}) const;
 
   // Raw request (any status is returned; errors only for transport/TLS/pinning failures).
   Result<HttpReply> request(const std::string& method, const std::string& target,

@@ -16,6 +16,9 @@
 #include <atomic>
 #include <csignal>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <poll.h>
 #include <sys/wait.h>
 #include <thread>
@@ -192,6 +195,50 @@ TEST_F(WorkerApiTest, TimeoutStopAndLogsFollow) {
   int count = 0;
   ASSERT_TRUE(client_->logs("s1", false, [&](const LogEntry&) { return ++count, true; }).ok());
   EXPECT_EQ(count, 1);
+}
+
+// Regression: the follow read whole 8 KiB buffers, so short lines of a running execution only
+// arrived at its end. Each line must arrive while the execution still runs.
+TEST_F(WorkerApiTest, LogsFollowDeliversEachLineWhileRunningAndCanBeCancelled) {
+  char gate_template[] = "/tmp/clrk-follow-gate-XXXXXX";
+  ASSERT_NE(mkdtemp(gate_template), nullptr);
+  std::string gate = std::string(gate_template) + "/go";
+  ASSERT_TRUE(client_
+                  ->run(shell("f1", "echo first; while [ ! -e " + gate +
+                                        " ]; do sleep 0.05; done; echo second"))
+                  .ok());
+  std::promise<void> first_seen;
+  std::vector<std::string> lines;
+  std::thread follower([&] {
+    Status followed = client_->logs("f1", true, [&](const LogEntry& e) {
+      lines.push_back(e.text);
+      if (lines.size() == 1) first_seen.set_value();
+      return true;
+    });
+    EXPECT_TRUE(followed.ok()) << followed.toString();
+  });
+  bool arrived = first_seen.get_future().wait_for(20s) == std::future_status::ready;
+  EXPECT_TRUE(arrived);
+  EXPECT_EQ(client_->get("f1")->phase, Phase::Running);  // it waits for the gate
+  { std::ofstream(gate) << "go"; }
+  follower.join();
+  EXPECT_EQ(lines, (std::vector<std::string>{"first", "second"}));
+  std::filesystem::remove_all(gate_template);
+
+  // A stop requested on the token ends a follow of a quiet execution at once.
+  ASSERT_TRUE(client_->run(shell("f2", "sleep 30")).ok());
+  std::stop_source cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(300ms);
+    cancel.request_stop();
+  });
+  auto started = std::chrono::steady_clock::now();
+  Status followed = client_->logs(
+      "f2", true, [](const LogEntry&) { return true; }, cancel.get_token());
+  canceller.join();
+  EXPECT_EQ(followed.code(), Code::Unavailable) << followed.toString();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  ASSERT_TRUE(client_->stop("f2").ok());
 }
 
 TEST_F(WorkerApiTest, AuthPinningAndErrors) {
