@@ -2,13 +2,72 @@
 // worker fills an IdentityMap as it starts and ends sandboxes; the data plane reads it on accept.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace clrk::egress {
+
+// The caller identity of an execution: fields (e.g. user, tenant) a TaskAgent's spec.identity
+// extracted from the triggering request. Untrusted input, bounded where it enters (the HTTP
+// trigger) and again where the worker reads it: at most kMaxCallerFields fields, names
+// [a-z][a-z0-9_]{0,62}, values 1..kMaxCallerValueBytes bytes of UTF-8 without control
+// characters.
+inline constexpr size_t kMaxCallerFields = 16;
+inline constexpr size_t kMaxCallerFieldNameBytes = 63;
+inline constexpr size_t kMaxCallerValueBytes = 256;
+
+inline bool isValidCallerField(std::string_view name) {
+  if (name.empty() || name.size() > kMaxCallerFieldNameBytes) return false;
+  if (name[0] < 'a' || name[0] > 'z') return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+// Empty when `value` is a valid caller value, else what is wrong with it. UTF-8 is checked
+// strictly (no overlong forms, surrogates or code points past U+10FFFF), as JSON encoders want.
+inline std::string_view callerValueProblem(std::string_view value) {
+  if (value.empty()) return "empty";
+  if (value.size() > kMaxCallerValueBytes) return "longer than 256 bytes";
+  size_t pos = 0;
+  while (pos < value.size()) {
+    auto lead = static_cast<unsigned char>(value[pos]);
+    if (lead < 0x80) {
+      if (lead < 0x20 || lead == 0x7f) return "contains a control character";
+      ++pos;
+      continue;
+    }
+    size_t extra = 0;
+    unsigned char low = 0x80;  // bounds of the second byte
+    unsigned char high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      extra = 1;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      extra = 2;
+      if (lead == 0xe0) low = 0xa0;
+      if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      extra = 3;
+      if (lead == 0xf0) low = 0x90;
+      if (lead == 0xf4) high = 0x8f;
+    } else {
+      return "not UTF-8";
+    }
+    if (value.size() - pos <= extra) return "not UTF-8";
+    for (size_t k = 1; k <= extra; ++k) {
+      auto byte = static_cast<unsigned char>(value[pos + k]);
+      if (k == 1 ? (byte < low || byte > high) : (byte >> 6) != 0x2) return "not UTF-8";
+    }
+    pos += extra + 1;
+  }
+  return {};
+}
 
 // Attribution of one sandbox (one execution). Empty strings mean "unknown" (e.g. a client of the
 // explicit proxy outside any sandbox).

@@ -32,8 +32,21 @@ ResourceType invocationType() {
               })
               .required()
               .doc("How the invocation was initiated.")),
-      field("identity", obj({field("audiences", arr(str()).doc("Validated audiences."))})
-                            .doc("Identity asserted at ingress.")),
+      field("identity",
+            obj({
+                    field("audiences", arr(str()).doc("Validated audiences.")),
+                    field("fields", mapOf(str().maxLength(256))
+                                        .doc("Caller identity fields (user, tenant, ...) the "
+                                             "TaskAgent's spec.identity extracted.")),
+                    field("sources", mapOf(str()).doc("Which extractor filled each field.")),
+                    field("verified", boolean().doc("Whether the fields were authenticated; "
+                                                    "false: asserted by the caller (a JWT's "
+                                                    "signature is not checked).")),
+                    field("notes", arr(str()).maxItems(16).doc(
+                                       "Why extractors yielded nothing (missing header, malformed "
+                                       "JWT or body, value too long).")),
+                })
+                .doc("Identity asserted at ingress.")),
       field("requestId", str().doc("Request id carried to every egress record the invocation "
                                    "causes (X-Request-Id of an HTTP trigger, else generated).")),
       field("input",

@@ -6,31 +6,63 @@
 namespace clrk::api::v1alpha1 {
 namespace {
 
+// Mirrors the checks of controller/caller_identity.h, so mistakes surface when the object is
+// applied (a real Kubernetes API server checks the same patterns).
+constexpr const char* kIdentityFieldPattern = "^[a-z][a-z0-9_]{0,62}$";
+constexpr const char* kHeaderNamePattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
+// controller/json_path.h kJsonPathPattern: $ then .name, ['name'], ["name"] or [index] segments.
+constexpr const char* kJsonPathPattern =
+    R"(^\$(\.[A-Za-z0-9_-]+|\[[0-9]{1,6}\]|\['[^'\\]*'\]|\["[^"\\]*"\])*$)";
+
+SchemaBuilder identityField() {
+  return str()
+      .required()
+      .pattern(kIdentityFieldPattern)
+      .doc(
+          "Identity field to fill, lower snake case (user, tenant_id); recorded as "
+          "clrk.identity.<field>.");
+}
+
 SchemaBuilder identity() {
   auto extractor = obj({
       field("type", str()
                         .required()
                         .oneOf({"Header", "Body", "JWT"})
                         .doc("Extraction method: Header, Body or JWT.")),
-      field("header", obj({
-                              field("name", str().required().doc("HTTP header to read.")),
-                              field("field", str().required().doc("Identity field to fill.")),
-                          })
-                          .doc("Reads the identity from a request header (type Header).")),
-      field("body",
+      field("header",
             obj({
-                    field("jsonPath", str().required().doc("JSONPath into the request body.")),
-                    field("field", str().required().doc("Identity field to fill.")),
+                    field("name",
+                          str()
+                              .required()
+                              .maxLength(256)
+                              .pattern(kHeaderNamePattern)
+                              .doc("HTTP header to read (not Authorization, Proxy-Authorization "
+                                   "or Cookie, which carry credentials).")),
+                    field("field", identityField()),
                 })
-                .doc("Reads the identity from the JSON request body (type Body).")),
+                .doc("Reads the identity from a request header (type Header).")),
+      field("body", obj({
+                            field("jsonPath",
+                                  str()
+                                      .required()
+                                      .maxLength(256)
+                                      .pattern(kJsonPathPattern)
+                                      .doc("JSONPath into the request body: $ followed by .name, "
+                                           "['name'] or [index] segments, e.g. $.user.id.")),
+                            field("field", identityField()),
+                        })
+                        .doc("Reads the identity from the JSON request body (type Body).")),
       field("jwt", obj({
-                           field("claim", str().required().doc("JWT claim to read.")),
-                           field("field", str().required().doc("Identity field to fill.")),
+                           field("claim", str().required().minLength(1).maxLength(256).doc(
+                                              "Top-level claim of the bearer token in "
+                                              "Authorization (the signature is not verified).")),
+                           field("field", identityField()),
                        })
                        .doc("Reads the identity from a JWT claim (type JWT).")),
   });
-  return obj({field("extractors",
-                    arr(extractor).required().doc("Identity extraction rules, tried in order."))});
+  return obj({field("extractors", arr(extractor).required().maxItems(16).doc(
+                                      "Identity extraction rules, tried in order; the first that "
+                                      "yields a value for a field wins."))});
 }
 
 SchemaBuilder spec() {
