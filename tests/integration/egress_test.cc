@@ -822,6 +822,7 @@ TEST_F(EgressTest, TransparentInterceptionWithRealSdksInANetworkNamespace) {
   identity.agent_kind = "TaskAgent";
   identity.execution_id = "exec-42";
   identity.request_id = "req-7";
+  identity.caller = {{"user", "alice"}, {"tenant", "acme"}};
   identities_.set(net.sandboxIp(), identity);
   std::string ca = (*dir_ / "transparent-ca.pem").string();
   std::ofstream(ca) << proxy.value()->caCertificatePem();
@@ -871,6 +872,12 @@ TEST_F(EgressTest, TransparentInterceptionWithRealSdksInANetworkNamespace) {
       EXPECT_EQ(str(record, telemetry::attr::kClrkExecutionId), "exec-42");
       EXPECT_EQ(str(record, telemetry::attr::kClrkRequestId), "req-7");
       EXPECT_EQ(str(record, telemetry::attr::kClrkAgent), "openai-bot");
+      // The caller identity of the execution, marked as not authenticated.
+      EXPECT_EQ(str(record, "clrk.identity.user"), "alice");
+      EXPECT_EQ(str(record, "clrk.identity.tenant"), "acme");
+      const auto* verified = telemetry::find(record, telemetry::attr::kClrkIdentityVerified);
+      ASSERT_NE(verified, nullptr);
+      EXPECT_EQ(std::get<bool>(*verified), false);
       EXPECT_EQ(num(record, telemetry::attr::kGenAiUsageInputTokens),
                 mockprovider::countTokens("You are terse.") + mockprovider::countTokens("one two"));
     }

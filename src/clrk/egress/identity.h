@@ -80,6 +80,10 @@ struct Identity {
   std::string request_id;  // inbound trigger request that caused the run, if any
   std::string sandbox_id;  // sandbox (container) id
   std::string gateway;     // "namespace/name" of the EgressGateway used; empty = the default
+  // Caller identity fields (see above), recorded as clrk.identity.<field>. Asserted by the
+  // caller: caller_verified is false unless something checked them (nothing does yet).
+  std::map<std::string, std::string> caller;
+  bool caller_verified = false;
 };
 
 // Maps a client address (the sandbox's IP, as text, e.g. "10.200.0.2") to its identity.

@@ -1389,6 +1389,10 @@ void setIdentityAttributes(telemetry::Record& record, const std::string& client_
   if (!id.execution_id.empty()) telemetry::set(record, attr::kClrkExecutionId, id.execution_id);
   if (!id.request_id.empty()) telemetry::set(record, attr::kClrkRequestId, id.request_id);
   if (!id.sandbox_id.empty()) telemetry::set(record, attr::kClrkSandboxId, id.sandbox_id);
+  for (const auto& [field, value] : id.caller) {
+    telemetry::set(record, std::string(attr::kClrkIdentityPrefix) + field, value);
+  }
+  if (!id.caller.empty()) telemetry::set(record, attr::kClrkIdentityVerified, id.caller_verified);
 }
 
 net::awaitable<void> serveTransparent(Shared& shared, EventLoop& loop, tcp::socket socket) {

@@ -90,6 +90,12 @@ inline constexpr std::string_view kClrkAgent = "clrk.agent";
 inline constexpr std::string_view kClrkExecutionId = "clrk.execution_id";
 inline constexpr std::string_view kClrkRequestId = "clrk.request_id";
 inline constexpr std::string_view kClrkSandboxId = "clrk.sandbox_id";
+// string: one per caller identity field (TaskAgent spec.identity), clrk.identity.<field>, e.g.
+// clrk.identity.user. Asserted by the caller, not authenticated (see kClrkIdentityVerified).
+inline constexpr std::string_view kClrkIdentityPrefix = "clrk.identity.";
+// bool: whether the clrk.identity.* values were authenticated; false today (a JWT's signature is
+// not checked). Set iff there is at least one clrk.identity.* attribute.
+inline constexpr std::string_view kClrkIdentityVerified = "clrk.identity_verified";
 // string: name of the worker that produced the record (an OTLP resource attribute; the OTLP
 // receiver copies it onto each record).
 inline constexpr std::string_view kClrkWorker = "clrk.worker";

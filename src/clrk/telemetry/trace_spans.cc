@@ -75,6 +75,15 @@ const Json& memberAt(const Json& object, std::string_view key) {
   return it != object.end() ? *it : kNull;
 }
 
+void setCallerIdentity(Record& span, const InvocationSpanInput& invocation) {
+  for (const auto& [field, value] : invocation.caller_identity) {
+    set(span, std::string(attr::kClrkIdentityPrefix) + field, value);
+  }
+  if (!invocation.caller_identity.empty()) {
+    set(span, attr::kClrkIdentityVerified, invocation.caller_identity_verified);
+  }
+}
+
 TimePoint firstKnown(std::initializer_list<TimePoint> times) {
   for (TimePoint time : times) {
     if (time != TimePoint{}) return time;
@@ -176,6 +185,18 @@ Result<InvocationSpanInput> invocationSpanInput(const nlohmann::json& invocation
       if (stringAt(condition, "type") == "Completed") out.reason = stringAt(condition, "reason");
     }
   }
+  const Json& identity = memberAt(spec, "identity");
+  const Json& fields = memberAt(identity, "fields");
+  if (fields.is_object()) {
+    for (const auto& [field, value] : fields.items()) {
+      if (out.caller_identity.size() >= 16) break;
+      if (!value.is_string() || field.empty() || field.size() > 63) continue;
+      const auto& text = value.get_ref<const std::string&>();
+      if (!text.empty() && text.size() <= 256) out.caller_identity[field] = text;
+    }
+    const Json& verified = memberAt(identity, "verified");
+    out.caller_identity_verified = verified.is_boolean() && verified.get<bool>();
+  }
   const Json& exit_code = memberAt(status, "exitCode");
   if (exit_code.is_number_integer()) out.exit_code = exit_code.get<int64_t>();
   out.created = parseTime(metadata, "creationTimestamp");
@@ -218,6 +239,7 @@ std::vector<Record> invocationSpans(const InvocationSpanInput& invocation) {
   setIfNotEmpty(root, kClrkPhase, invocation.phase);
   setIfNotEmpty(root, kClrkPhaseReason, invocation.reason);
   if (invocation.exit_code) set(root, kClrkExitCode, *invocation.exit_code);
+  setCallerIdentity(root, invocation);
   spans.push_back(std::move(root));
 
   if (!invocation.execution_id.empty()) {
@@ -241,6 +263,7 @@ std::vector<Record> invocationSpans(const InvocationSpanInput& invocation) {
     setIfNotEmpty(execution, attr::kClrkWorker, invocation.worker);
     setIfNotEmpty(execution, kClrkPhase, invocation.phase);
     if (invocation.exit_code) set(execution, kClrkExitCode, *invocation.exit_code);
+    setCallerIdentity(execution, invocation);
     spans.push_back(std::move(execution));
   }
   return spans;

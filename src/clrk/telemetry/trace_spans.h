@@ -25,6 +25,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,11 @@ struct InvocationSpanInput {
   std::string reason;
   std::string message;
   std::optional<int64_t> exit_code;
+  // spec.identity.fields: the caller identity, as clrk.identity.<field> on both spans (at most 16
+  // fields; names up to 63 and values up to 256 bytes, others are left out), with
+  // clrk.identity_verified from spec.identity.verified.
+  std::map<std::string, std::string> caller_identity;
+  bool caller_identity_verified = false;
   std::chrono::system_clock::time_point created{};    // metadata.creationTimestamp
   std::chrono::system_clock::time_point started{};    // status.startTime; epoch = unknown
   std::chrono::system_clock::time_point completed{};  // status.completionTime

@@ -153,6 +153,36 @@ TEST(TraceSpans, InvocationSpansFromAnInvocationObject) {
   EXPECT_EQ(call.parent_span_id, execution.span_id);
 }
 
+// The caller identity of spec.identity goes on both invocation spans; egress spans carry it from
+// their records (the worker's egress sets clrk.identity.* on each).
+TEST(TraceSpans, CallerIdentityOnInvocationAndEgressSpans) {
+  Json invocation = invocationJson();
+  invocation["spec"]["identity"] = {{"fields", {{"user", "alice"}, {"tenant", "acme"}, {"bad", 7}}},
+                                    {"sources", {{"user", "extractors[0] (JWT claim sub)"}}},
+                                    {"verified", false}};
+  auto input = invocationSpanInput(invocation);
+  ASSERT_TRUE(input.ok());
+  EXPECT_EQ(input->caller_identity,
+            (std::map<std::string, std::string>{{"tenant", "acme"}, {"user", "alice"}}));
+  for (const Record& span : invocationSpans(*input)) {
+    ASSERT_NE(findString(span, "clrk.identity.user"), nullptr) << span.name;
+    EXPECT_EQ(*findString(span, "clrk.identity.user"), "alice");
+    EXPECT_EQ(*findString(span, "clrk.identity.tenant"), "acme");
+    EXPECT_EQ(find(span, "clrk.identity.bad"), nullptr);
+    const AttributeValue* verified = find(span, attr::kClrkIdentityVerified);
+    ASSERT_NE(verified, nullptr);
+    EXPECT_FALSE(std::get<bool>(*verified));
+  }
+  Record call = llmCall(input->execution_id);
+  set(call, "clrk.identity.user", std::string("alice"));
+  EXPECT_EQ(*findString(egressSpan(call), "clrk.identity.user"), "alice");
+
+  // No identity: no identity attributes at all.
+  for (const Record& span : invocationSpans(*invocationSpanInput(invocationJson()))) {
+    EXPECT_EQ(find(span, attr::kClrkIdentityVerified), nullptr);
+  }
+}
+
 TEST(TraceSpans, FailedAndRejectedInvocations) {
   Json failed = invocationJson();
   failed["status"]["phase"] = "Failed";

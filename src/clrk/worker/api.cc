@@ -1,6 +1,7 @@
 #include "clrk/worker/api.h"
 
 #include "clrk/base/base64.h"
+#include "clrk/egress/identity.h"
 
 #include <fmt/format.h>
 
@@ -51,6 +52,36 @@ bool validEnvName(std::string_view name) {
     if (c == '=' || c == '\0') return false;
   }
   return true;
+}
+
+// "callerIdentity": {"fields": {name: value}, "verified": bool}, bounded as egress/identity.h says.
+Status readCallerIdentity(const Json& json, ExecutionRequest& r) {
+  auto it = json.find("callerIdentity");
+  if (it == json.end() || it->is_null()) return {};
+  if (!it->is_object()) return wrongType("callerIdentity", "an object {fields, verified}");
+  if (auto verified = it->find("verified"); verified != it->end() && !verified->is_null()) {
+    if (!verified->is_boolean()) return wrongType("callerIdentity.verified", "a boolean");
+    r.caller_identity_verified = verified->get<bool>();
+  }
+  auto fields = it->find("fields");
+  if (fields == it->end() || fields->is_null()) return {};
+  if (!fields->is_object()) return wrongType("callerIdentity.fields", "an object of strings");
+  if (fields->size() > egress::kMaxCallerFields) {
+    return invalidArgument(
+        fmt::format("callerIdentity.fields: more than {} fields", egress::kMaxCallerFields));
+  }
+  for (const auto& [name, value] : fields->items()) {
+    std::string field = "callerIdentity.fields." + name.substr(0, 64);
+    if (!egress::isValidCallerField(name)) {
+      return invalidArgument(field + ": the name must match [a-z][a-z0-9_]{0,62}");
+    }
+    if (!value.is_string()) return wrongType(field, "a string");
+    std::string_view problem = egress::callerValueProblem(value.get_ref<const std::string&>());
+    if (!problem.empty())
+      return invalidArgument(fmt::format("{}: unusable value ({})", field, problem));
+    r.caller_identity[name] = value.get<std::string>();
+  }
+  return {};
 }
 
 Result<ExecutionRequest> parseRequestObject(const Json& json) {
@@ -162,6 +193,7 @@ Result<ExecutionRequest> parseRequestObject(const Json& json) {
   } else if (!r.event.empty()) {
     return invalidArgument("event: only with deliveryMode Metadata (Stdin mode uses \"stdin\")");
   }
+  CLRK_RETURN_IF_ERROR(readCallerIdentity(json, r));
   return r;
 }
 
@@ -322,6 +354,10 @@ Json toJson(const ExecutionRequest& r) {
   if (r.delivery_mode != DeliveryMode::Stdin) {
     json["deliveryMode"] = std::string(deliveryModeName(r.delivery_mode));
     json["event"] = r.event;
+  }
+  if (!r.caller_identity.empty()) {
+    json["callerIdentity"] = {{"fields", r.caller_identity},
+                              {"verified", r.caller_identity_verified}};
   }
   return json;
 }

@@ -93,6 +93,11 @@ struct ExecutionRequest {
   // JSON "event": with DeliveryMode::Metadata (required there, a JSON document), what GET
   // $CLRK_METADATA_URL/event answers: the CloudEvents envelope Stdin mode writes to stdin.
   std::string event;
+  // Who the run acts for (TaskAgent spec.identity; bounds in egress/identity.h), recorded on the
+  // execution's egress records as clrk.identity.<field>. JSON "callerIdentity":
+  // {"fields": {"user": "alice"}, "verified": false}; verified: whether anyone authenticated it.
+  std::map<std::string, std::string> caller_identity;
+  bool caller_identity_verified = false;
 };
 
 Result<ExecutionRequest> parseExecutionRequest(std::string_view body);

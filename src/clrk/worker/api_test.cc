@@ -28,11 +28,14 @@ TEST(ExecutionRequest, RoundTripsEveryField) {
   r.timeout_seconds = 30;
   r.resources = {"500m", "512Mi"};
   r.stdin_data = "hello\n";
+  r.caller_identity = {{"user", "alice"}, {"tenant_id", "acme \xc3\xa9"}};
   auto parsed = parseExecutionRequest(toJson(r).dump());
   ASSERT_TRUE(parsed.ok()) << parsed.status().toString();
   EXPECT_EQ(toJson(parsed.value()), toJson(r));
   EXPECT_EQ(parsed->stdin_data, "hello\n");
   EXPECT_EQ(parsed->env[1].name, "B");
+  EXPECT_EQ(parsed->caller_identity, r.caller_identity);
+  EXPECT_FALSE(parsed->caller_identity_verified);
 }
 
 TEST(ExecutionRequest, MetadataDeliveryCarriesTheEventAndNoStdin) {
@@ -79,6 +82,20 @@ TEST(ExecutionRequest, ErrorsNameTheField) {
   check(R"({"executionId":"a","image":"host","resources":{"cpu":"1Gi"}})", "resources.cpu");
   check(R"({"executionId":"a","image":"host","stdin":5})", "stdin");
   check(R"({"executionId":"a","image":"host","agentLabels":{"x":1}})", "agentLabels.x");
+  // Caller identity: untrusted values, bounded again where the worker reads them.
+  const std::string base = R"({"executionId":"a","image":"host","callerIdentity":)";
+  check(base + R"("alice"})", "callerIdentity: must be an object");
+  check(base + R"({"fields":{"User":"a"}}})", "callerIdentity.fields.User: the name must match");
+  check(base + R"({"fields":{"user":1}}})", "callerIdentity.fields.user: must be a string");
+  check(base + R"({"fields":{"user":""}}})", "callerIdentity.fields.user: unusable value (empty)");
+  check(base + R"({"fields":{"user":"a\nb"}}})", "unusable value (contains a control character)");
+  check(base + R"({"fields":{"user":")" + std::string(257, 'x') + R"("}}})",
+        "unusable value (longer than 256 bytes)");
+  check(base + R"({"verified":"no"}})", "callerIdentity.verified: must be a boolean");
+  std::string many = base + R"({"fields":{)";
+  for (int i = 0; i < 17; ++i)
+    many += (i ? "," : "") + std::string("\"f") + std::to_string(i) + "\":\"v\"";
+  check(many + "}}}", "callerIdentity.fields: more than 16 fields");
   check(std::string(kMaxRequestBodyBytes + 1, ' '), "larger than");
   check(R"({"executionId":"a","image":"host","deliveryMode":"Carrier"})", "deliveryMode");
   check(R"({"executionId":"a","image":"host","deliveryMode":"Metadata"})", "event: required");

@@ -575,6 +575,8 @@ void ExecutionManager::lifecycle(const std::shared_ptr<Execution>& execution) {
       identity.request_id = request.request_id;
       identity.sandbox_id = sandbox_id;
       identity.gateway = request.gateway;
+      identity.caller = request.caller_identity;
+      identity.caller_verified = request.caller_identity_verified;
       std::lock_guard lock(identity_mutex_);
       identities_->set(network->sandbox_address, std::move(identity));
     }

@@ -140,6 +140,7 @@ TEST_F(WorkerApiTest, IdentityPublishedWhileRunningAndRemovedAfterLinger) {
   auto request = shell("id1", "sleep 0.3");
   request.request_id = "req-7";
   request.agent_labels = {{"tier", "gold"}};
+  request.caller_identity = {{"user", "alice"}};
   ASSERT_TRUE(client_->run(request).ok());
   std::shared_ptr<const egress::Identity> identity;
   for (int i = 0; i < 100 && !identity; ++i) {
@@ -151,6 +152,8 @@ TEST_F(WorkerApiTest, IdentityPublishedWhileRunningAndRemovedAfterLinger) {
   EXPECT_EQ(identity->request_id, "req-7");
   EXPECT_EQ(identity->agent, "bot");
   EXPECT_EQ(identity->agent_labels.at("tier"), "gold");
+  EXPECT_EQ(identity->caller, (std::map<std::string, std::string>{{"user", "alice"}}));
+  EXPECT_FALSE(identity->caller_verified);
   EXPECT_EQ(client_->get("id1", 10s)->phase, Phase::Succeeded);
   // Still there right after the end (late records), gone after the linger.
   EXPECT_TRUE(identities_.lookup("10.99.0.2"));
