@@ -4,6 +4,7 @@
 // limits, CLI-created invocations, agent deletion and a lost worker.
 #include "clrk/api/builtin_types.h"
 #include "clrk/apiserver/server.h"
+#include "clrk/base/base64.h"
 #include "clrk/base/time.h"
 #include "clrk/controller/egress_status.h"
 #include "clrk/controller/invocation_gc.h"
@@ -23,10 +24,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <set>
-
 namespace clrk::controller {
 namespace {
 
@@ -66,6 +67,19 @@ HttpResult post(uint16_t port, const std::string& target, const std::string& bod
     result.headers[std::string(field.name_string())] = std::string(field.value());
   }
   return result;
+}
+
+// An unsigned JWT-shaped token (header.payload.signature, base64url): clrk reads its claims and
+// checks nothing.
+std::string unsignedJwt(const Json& payload) {
+  auto encode = [](const std::string& data) {
+    std::string text = base64Encode(data);
+    std::replace(text.begin(), text.end(), '+', '-');
+    std::replace(text.begin(), text.end(), '/', '_');
+    while (!text.empty() && text.back() == '=') text.pop_back();
+    return text;
+  };
+  return encode(R"({"alg":"RS256","typ":"JWT"})") + "." + encode(payload.dump()) + ".c2ln";
 }
 
 const api::ResourceType& kind(std::string_view name) {
@@ -596,6 +610,92 @@ TEST_F(ControllerTest, CliCreatedInvocationIsDispatched) {
   EXPECT_EQ(event["datacontenttype"], "text/plain");
   EXPECT_EQ(event["clrkrequestid"], "cli-req");
   EXPECT_EQ(event["clrktrigger"], "CLI");
+}
+
+TEST_F(ControllerTest, CallerIdentityReachesTheInvocationTheEnvelopeAndTheEnvironment) {
+  Json identity = {
+      {"extractors",
+       {{{"type", "JWT"}, {"jwt", {{"claim", "sub"}, {"field", "user"}}}},
+        {{"type", "Header"}, {"header", {{"name", "X-User"}, {"field", "user"}}}},
+        {{"type", "Header"}, {"header", {{"name", "X-Tenant"}, {"field", "tenant"}}}},
+        {{"type", "Body"}, {"body", {{"jsonPath", "$.org.ids[0]"}, {"field", "org"}}}}}}};
+  apply(taskAgent("whoami", "cat; echo; echo \"id=$CLRK_IDENTITY_USER/$CLRK_IDENTITY_TENANT\" >&2",
+                  {{"identity", identity}}));
+  waitReady("whoami");
+
+  HttpResult reply = invoke("whoami", R"({"org":{"ids":["o-7"]}})",
+                            {{"Authorization", "Bearer " + unsignedJwt({{"sub", "alice"}})},
+                             {"X-User", "mallory"},
+                             {"X-Tenant", "acme"}});
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  Json event = Json::parse(reply.body);
+  // CloudEvents extension values are scalars: the fields travel as one JSON text.
+  EXPECT_EQ(Json::parse(event["clrkidentity"].get<std::string>()),
+            Json({{"user", "alice"}, {"tenant", "acme"}, {"org", "o-7"}}));
+  EXPECT_EQ(event["clrkidentityverified"], false);
+  Json record = waitFor("Invocation", reply.headers["X-Clrk-Invocation"], [](const Json& inv) {
+    return inv["status"].value("phase", "") == "Succeeded";
+  });
+  Json recorded = record["spec"]["identity"];
+  EXPECT_EQ(recorded["fields"], Json({{"user", "alice"}, {"tenant", "acme"}, {"org", "o-7"}}));
+  EXPECT_EQ(recorded["sources"]["user"], "extractors[0] (JWT claim sub)");
+  EXPECT_EQ(recorded["sources"]["org"], "extractors[3] (Body $.org.ids[0])");
+  EXPECT_EQ(recorded["verified"], false);
+  EXPECT_FALSE(recorded.contains("notes")) << recorded.dump();
+  EXPECT_THAT(record["status"]["stderrTail"].get<std::string>(), HasSubstr("id=alice/acme"));
+
+  // A malformed token: the next extractor fills the field, the Invocation says why; a body that
+  // is not JSON leaves org out.
+  HttpResult fallback =
+      invoke("whoami", "not json", {{"Authorization", "Bearer not-a-jwt"}, {"X-User", "bob"}});
+  ASSERT_EQ(fallback.status, 200) << fallback.body;
+  record = waitFor("Invocation", fallback.headers["X-Clrk-Invocation"],
+                   [](const Json& inv) { return inv["status"].value("phase", "") == "Succeeded"; });
+  recorded = record["spec"]["identity"];
+  EXPECT_EQ(recorded["fields"], Json({{"user", "bob"}}));
+  EXPECT_EQ(recorded["sources"]["user"], "extractors[1] (Header X-User)");
+  EXPECT_EQ(recorded["notes"],
+            Json({"extractors[0] (JWT claim sub): the bearer token is not a JWT (want "
+                  "header.payload.signature)",
+                  "extractors[2] (Header X-Tenant): no X-Tenant header",
+                  "extractors[3] (Body $.org.ids[0]): the request body is not JSON"}));
+  EXPECT_THAT(record["status"]["stderrTail"].get<std::string>(), HasSubstr("id=bob/"));
+
+  // A CLI-created Invocation carries what its spec.identity.fields says (not verified either).
+  Json cli = {{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+              {"kind", "Invocation"},
+              {"metadata", {{"name", "whoami-cli"}, {"namespace", "default"}}},
+              {"spec",
+               {{"parentRef", {{"kind", "TaskAgent"}, {"name", "whoami"}}},
+                {"trigger", {{"type", "CLI"}}},
+                {"identity", {{"fields", {{"user", "carol"}}}, {"verified", true}}}}}};
+  apply(cli);
+  record = waitFor("Invocation", "whoami-cli", [](const Json& inv) {
+    return inv.value("status", Json::object()).value("phase", "") == "Succeeded";
+  });
+  event = Json::parse(record["status"]["output"].get<std::string>());
+  EXPECT_EQ(event["clrkidentity"], R"({"user":"carol"})");
+  EXPECT_EQ(event["clrkidentityverified"], false);
+}
+
+TEST_F(ControllerTest, InvalidIdentityRulesAreRefused) {
+  // The schema refuses a path outside the subset when the object is applied...
+  Json bad_path = taskAgent("badpath", "true");
+  bad_path["spec"]["identity"]["extractors"] =
+      Json::array({{{"type", "Body"}, {"body", {{"jsonPath", "$..x"}, {"field", "user"}}}}});
+  auto created = client_->create(kind("TaskAgent"), "default", bad_path);
+  ASSERT_FALSE(created.ok());
+  EXPECT_THAT(created.status().message(), HasSubstr("spec.identity.extractors[0].body.jsonPath"));
+  // ...and the controller what the schema cannot say: the agent is not Ready, invocations 409.
+  Json mismatched = taskAgent("mismatched", "true");
+  mismatched["spec"]["identity"]["extractors"] = Json::array({Json::object({{"type", "Header"}})});
+  apply(mismatched);
+  Json agent = waitFor("TaskAgent", "mismatched", [](const Json& a) {
+    return conditionReason(a, "Ready") == "False/InvalidTemplate";
+  });
+  EXPECT_THAT(agent.dump(),
+              HasSubstr("spec.identity.extractors[0]: type Header needs header {name, field}"));
+  EXPECT_EQ(invoke("mismatched", "{}").status, 409);
 }
 
 TEST_F(ControllerTest, DeletingAnAgentStopsItsExecutions) {

@@ -102,6 +102,17 @@ void setCondition(Json& status, Json cond) {
   list.push_back(std::move(cond));
 }
 
+// The caller identity into the execution (egress records) and the agent's environment.
+void addCallerIdentity(worker::ExecutionRequest& exec, const CallerIdentity& identity) {
+  if (identity.fields.empty()) return;
+  exec.caller_identity = identity.fields;
+  exec.caller_identity_verified = identity.verified;
+  exec.env.push_back({"CLRK_IDENTITY", callerFieldsJson(identity)});
+  for (const auto& [field, value] : identity.fields) {
+    exec.env.push_back({callerFieldEnvName(field), value});
+  }
+}
+
 std::string invocationPhaseOf(worker::Phase phase) {
   switch (phase) {
     case worker::Phase::Succeeded:
@@ -136,6 +147,11 @@ std::string cloudEventEnvelope(const InvokeRequest& request, const std::string& 
       {"clrkrequestid", request.request_id},
       {"clrktrigger", request.trigger_type},
   };
+  // CloudEvents extension values are scalars: the fields travel as one JSON object text.
+  if (!request.caller_identity.fields.empty()) {
+    event["clrkidentity"] = callerFieldsJson(request.caller_identity);
+    event["clrkidentityverified"] = request.caller_identity.verified;
+  }
   std::string lowered = content_type;
   std::transform(lowered.begin(), lowered.end(), lowered.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -226,6 +242,7 @@ Result<worker::ExecutionRequest> executionFromTaskAgent(const Json& agent) {
     return invalidArgument("spec.timeout \"" + timeout_text + "\" is not a positive duration");
   }
   exec.timeout_seconds = (timeout->count() + 999) / 1000;
+  CLRK_RETURN_IF_ERROR(compileIdentityExtractors(spec.value("identity", Json())).status());
   return exec;
 }
 
@@ -336,6 +353,18 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     return reject(request, std::move(invocation), "AgentNotFound",
                   "TaskAgent " + agent_key + " not found");
   }
+  // The caller identity: extracted from an HTTP request by spec.identity (an agent whose
+  // extractors do not compile is rejected below as not ready), or what a CLI-created
+  // Invocation's spec says.
+  if (invocation.is_null()) {
+    auto extractors = compileIdentityExtractors((*agent)["spec"].value("identity", Json()));
+    if (extractors.ok() && request.trigger_type == "HTTP") {
+      request.caller_identity = extractCallerIdentity(*extractors, request.headers, request.body);
+    }
+  } else {
+    request.caller_identity =
+        callerIdentityFromJson(invocation.value("spec", Json::object()).value("identity", Json()));
+  }
   if (invocation.is_null()) {
     Json owner = {{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
                   {"kind", "TaskAgent"},
@@ -357,6 +386,9 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
           {"requestId", request.request_id}}},
         {"status", {{"phase", "Pending"}}},
     };
+    if (!request.caller_identity.empty()) {
+      object["spec"]["identity"] = toJson(request.caller_identity);
+    }
     auto created = client_->create(type, request.namespace_name, object);
     if (!created.ok()) {
       return reject(request, Json(), "InvocationNotRecorded", created.status().message());
@@ -414,6 +446,7 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
   exec->env.push_back({"CLRK_TRIGGER", request.trigger_type});
   exec->env.push_back({"CLRK_AGENT", request.agent});
   exec->env.push_back({"CLRK_NAMESPACE", request.namespace_name});
+  addCallerIdentity(*exec, request.caller_identity);
   std::string pool = (*agent)["spec"].value("workerPoolRef", "");
 
   // Placement.

@@ -14,13 +14,18 @@
 // The agent's input is a CloudEvents 1.0 structured-mode JSON envelope: written to its stdin
 // (spec.delivery.mode Stdin; its stdout is the response body), or served by the worker's egress
 // at $CLRK_METADATA_URL/event with stdin closed (Metadata; the response body is what the agent
-// POSTs to $CLRK_METADATA_URL/response, and its stdout when it posts nothing).
+// POSTs to $CLRK_METADATA_URL/response, and its stdout when it posts nothing). With
+// spec.identity, the caller identity extracted from an HTTP request (caller_identity.h) goes into
+// the Invocation's spec.identity, the envelope (extensions clrkidentity, clrkidentityverified),
+// the environment (CLRK_IDENTITY, CLRK_IDENTITY_<FIELD>) and the execution (egress records:
+// clrk.identity.<field>).
 //
 // Thread model: run() blocks for the whole invocation and may be called from many threads;
 // runAsync() runs it on a thread the manager owns. stop() fails new calls and joins.
 #pragma once
 
 #include "clrk/base/status.h"
+#include "clrk/controller/caller_identity.h"
 #include "clrk/controller/worker_registry.h"
 #include "clrk/kube/client.h"
 
@@ -28,6 +33,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -55,6 +61,10 @@ struct InvokeRequest {
   std::string content_type;     // of body; empty: application/json
   std::string body;             // the input
   std::string invocation_name;  // an existing (CLI-created) Invocation; empty: create one
+  RequestHeaders headers;       // of an HTTP trigger's request, for spec.identity extractors
+  // Filled by run(): extracted by spec.identity (HTTP), or an existing Invocation's
+  // spec.identity.fields.
+  CallerIdentity caller_identity;
 };
 
 struct InvokeResult {

@@ -270,6 +270,11 @@ class TriggerServerImpl : public TriggerServer {
     if (auto type = request.find(http::field::content_type); type != request.end()) {
       invoke_request.content_type = std::string(type->value()).substr(0, 256);
     }
+    // For spec.identity extractors; bounded by the 64 KiB head limit.
+    for (const auto& field : request) {
+      invoke_request.headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
+    }
     invoke_request.body = request.body();
     auto result = co_await invoke(std::move(invoke_request));
     if (!result) {

@@ -16,6 +16,8 @@
 //   failed (exit code and stderr tail in a JSON error) or its worker was lost · 503 no worker
 //   with a free slot · 504 the execution timed out. Errors are JSON
 //   {"error": {"code", "reason", "message", "invocation", "requestId"}}.
+// Caller identity: the request's headers and body go to the TaskAgent's spec.identity
+// extractors (caller_identity.h); what they yield is recorded, never authenticated.
 // Bounds: request head 64 KiB (431), body 4 MiB (413), head and body within 30 s.
 // Thread model: start() runs one I/O thread; the invocation runs on the InvocationManager's
 // threads and the reply is posted back. stop() closes the listener and connections.
