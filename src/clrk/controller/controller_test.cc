@@ -26,8 +26,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
+#include <sys/socket.h>
+
 namespace clrk::controller {
 namespace {
 
@@ -67,6 +70,92 @@ HttpResult post(uint16_t port, const std::string& target, const std::string& bod
     result.headers[std::string(field.name_string())] = std::string(field.value());
   }
   return result;
+}
+
+// A streamed HTTP/1.1 response read as it arrives: the head first, then the chunks one read at a
+// time (reads give up after 30 s, so a broken stream fails the test instead of hanging it).
+class StreamingPost {
+ public:
+  StreamingPost(uint16_t port, const std::string& target, const std::string& body,
+                const std::map<std::string, std::string>& headers)
+      : stream_(ioc_) {
+    stream_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    timeval timeout{30, 0};
+    setsockopt(stream_.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    http::request<http::string_body> request{http::verb::post, target, 11};
+    request.set(http::field::host, "127.0.0.1");
+    request.set(http::field::content_type, "application/json");
+    for (const auto& [key, value] : headers) request.set(key, value);
+    request.body() = body;
+    request.prepare_payload();
+    http::write(stream_, request);
+    parser_.body_limit(16 << 20);
+    on_chunk_ = [this](uint64_t, beast::string_view data, beast::error_code&) {
+      chunks_.append(data.data(), data.size());
+      return data.size();
+    };
+    parser_.on_chunk_body(on_chunk_);
+    http::read_header(stream_, buffer_, parser_);
+  }
+
+  int status() const { return static_cast<int>(parser_.get().result_int()); }
+  // A header (or, once the response ended, a trailer) field; "" when absent.
+  std::string field(const std::string& name) const {
+    auto it = parser_.get().find(name);
+    return it == parser_.get().end() ? "" : std::string(it->value());
+  }
+  // Reads until the body holds `text` (true) or the response ends or fails (false).
+  bool readUntil(const std::string& text) {
+    while (chunks_.find(text) == std::string::npos) {
+      if (parser_.is_done() || !readSome()) return false;
+    }
+    return true;
+  }
+  bool readToEnd() {
+    while (!parser_.is_done()) {
+      if (!readSome()) return false;
+    }
+    return true;
+  }
+  // The streamed body (chunked), or the whole body of a buffered reply once read.
+  std::string body() const { return chunks_.empty() ? parser_.get().body() : chunks_; }
+
+ private:
+  bool readSome() {
+    beast::error_code ec;
+    http::read_some(stream_, buffer_, parser_, ec);
+    return !ec;
+  }
+
+  net::io_context ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http::response_parser<http::string_body> parser_;
+  std::function<size_t(uint64_t, beast::string_view, beast::error_code&)> on_chunk_;
+  std::string chunks_;
+};
+
+// The events of an SSE body: {"event": name, "data": parsed JSON}, comments skipped.
+std::vector<Json> sseEvents(const std::string& body) {
+  std::vector<Json> events;
+  size_t start = 0;
+  size_t end = 0;
+  while ((end = body.find("\n\n", start)) != std::string::npos) {
+    std::string block = body.substr(start, end - start);
+    start = end + 2;
+    Json event = Json::object();
+    size_t line_start = 0;
+    while (line_start <= block.size()) {
+      size_t line_end = block.find('\n', line_start);
+      if (line_end == std::string::npos) line_end = block.size();
+      std::string line = block.substr(line_start, line_end - line_start);
+      if (line.rfind("event: ", 0) == 0) event["event"] = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) event["data"] = Json::parse(line.substr(6));
+      line_start = line_end + 1;
+    }
+    if (event.contains("event")) events.push_back(event);
+  }
+  return events;
 }
 
 // An unsigned JWT-shaped token (header.payload.signature, base64url): clrk reads its claims and
@@ -696,6 +785,96 @@ TEST_F(ControllerTest, InvalidIdentityRulesAreRefused) {
   EXPECT_THAT(agent.dump(),
               HasSubstr("spec.identity.extractors[0]: type Header needs header {name, field}"));
   EXPECT_EQ(invoke("mismatched", "{}").status, 409);
+}
+
+TEST_F(ControllerTest, StreamingSendsLinesBeforeTheExecutionEnds) {
+  fs::create_directories(dir_);
+  std::string gate = (dir_ / "gate-chunked").string();
+  apply(taskAgent("streamer",
+                  "echo first; echo to-stderr >&2; while [ ! -e " + gate +
+                      " ]; do sleep 0.05; done; echo second",
+                  {{"streaming", {{"enabled", true}}}}));
+  waitReady("streamer");
+
+  StreamingPost stream(trigger_port_, "/v1/namespaces/default/taskagents/streamer/invoke", "{}",
+                       {});
+  ASSERT_EQ(stream.status(), 200);
+  EXPECT_EQ(stream.field("X-Clrk-Stream"), "chunked");
+  EXPECT_EQ(stream.field("Transfer-Encoding"), "chunked");
+  EXPECT_EQ(stream.field("Trailer"), "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code");
+  EXPECT_EQ(stream.field("X-Clrk-Worker"), "w1");
+  std::string invocation = stream.field("X-Clrk-Invocation");
+  ASSERT_FALSE(invocation.empty());
+  // The first line arrives while the agent waits for the gate: the execution has not ended.
+  ASSERT_TRUE(stream.readUntil("first\n")) << stream.body();
+  auto running = client_->get(kind("Invocation"), "default", invocation);
+  ASSERT_TRUE(running.ok());
+  EXPECT_THAT((std::vector<std::string>{"Dispatched", "Running"}),
+              ::testing::Contains((*running)["status"].value("phase", "")));
+  EXPECT_EQ(stream.body(), "first\n");  // nothing of stderr in the body
+  { std::ofstream(gate) << "go"; }
+  ASSERT_TRUE(stream.readToEnd()) << stream.body();
+  EXPECT_EQ(stream.body(), "first\nsecond\n");
+  EXPECT_EQ(stream.field("X-Clrk-Phase"), "Succeeded");
+  EXPECT_EQ(stream.field("X-Clrk-Reason"), "Completed");
+  EXPECT_EQ(stream.field("X-Clrk-Exit-Code"), "0");
+
+  // An agent without streaming gets the buffered reply.
+  apply(taskAgent("buffered", "echo whole"));
+  waitReady("buffered");
+  StreamingPost buffered(trigger_port_, "/v1/namespaces/default/taskagents/buffered/invoke", "{}",
+                         {});
+  ASSERT_TRUE(buffered.readToEnd());
+  EXPECT_EQ(buffered.field("X-Clrk-Stream"), "");
+  EXPECT_EQ(buffered.field("Content-Length"), "6");
+  EXPECT_EQ(buffered.body(), "whole\n");
+}
+
+TEST_F(ControllerTest, StreamingAsServerSentEventsEndsWithTheResult) {
+  fs::create_directories(dir_);
+  std::string gate = (dir_ / "gate-sse").string();
+  apply(taskAgent(
+      "sse",
+      "echo one; echo oops >&2; while [ ! -e " + gate + " ]; do sleep 0.05; done; echo two; exit 3",
+      {{"streaming", {{"enabled", true}}}}));
+  waitReady("sse");
+
+  StreamingPost stream(trigger_port_, "/v1/namespaces/default/taskagents/sse/invoke", "{}",
+                       {{"Accept", "text/event-stream"}, {"X-Request-Id", "sse-1"}});
+  ASSERT_EQ(stream.status(), 200);  // committed before the agent's outcome is known
+  EXPECT_EQ(stream.field("Content-Type"), "text/event-stream");
+  EXPECT_EQ(stream.field("X-Clrk-Stream"), "sse");
+  EXPECT_EQ(stream.field("X-Clrk-Request-Id"), "sse-1");
+  ASSERT_TRUE(stream.readUntil("\"text\":\"one\"")) << stream.body();
+  ASSERT_TRUE(stream.readUntil("\"text\":\"oops\"")) << stream.body();
+  EXPECT_EQ(stream.body().find("result"), std::string::npos);  // the agent still waits
+  { std::ofstream(gate) << "go"; }
+  ASSERT_TRUE(stream.readToEnd()) << stream.body();
+
+  std::vector<Json> events = sseEvents(stream.body());
+  ASSERT_EQ(events.size(), 4u) << stream.body();
+  std::vector<std::string> stdout_lines;
+  for (size_t event_idx = 0; event_idx + 1 < events.size(); ++event_idx) {
+    if (events[event_idx]["event"] == "stdout") {
+      stdout_lines.push_back(events[event_idx]["data"]["text"]);
+    } else {
+      EXPECT_EQ(events[event_idx]["event"], "stderr");
+      EXPECT_EQ(events[event_idx]["data"]["text"], "oops");
+    }
+  }
+  EXPECT_EQ(stdout_lines, (std::vector<std::string>{"one", "two"}));
+  const Json& result = events.back();
+  EXPECT_EQ(result["event"], "result");
+  EXPECT_EQ(result["data"]["phase"], "Failed");
+  EXPECT_EQ(result["data"]["reason"], "Error");
+  EXPECT_EQ(result["data"]["exitCode"], 3);
+  EXPECT_EQ(result["data"]["requestId"], "sse-1");
+  EXPECT_EQ(result["data"]["invocation"], stream.field("X-Clrk-Invocation"));
+
+  // Refused before placement: the buffered error, not a stream.
+  StreamingPost missing(trigger_port_, "/v1/namespaces/default/taskagents/nobody/invoke", "{}",
+                        {{"Accept", "text/event-stream"}});
+  EXPECT_EQ(missing.status(), 404);
 }
 
 TEST_F(ControllerTest, DeletingAnAgentStopsItsExecutions) {

@@ -113,6 +113,12 @@ void addCallerIdentity(worker::ExecutionRequest& exec, const CallerIdentity& ide
   }
 }
 
+bool streamingEnabled(const Json& agent) {
+  const Json spec = agent.value("spec", Json::object());
+  const Json streaming = spec.value("streaming", Json::object());
+  return streaming.is_object() && streaming.value("enabled", false);
+}
+
 std::string invocationPhaseOf(worker::Phase phase) {
   switch (phase) {
     case worker::Phase::Succeeded:
@@ -515,7 +521,19 @@ InvokeResult InvocationManager::run(InvokeRequest request) {
     log->warn("Invocation {}: {}", name, s.toString());
   }
 
-  return awaitAndRecord(invocation, *worker_client, placed->name, false, std::move(result));
+  if (!request.output_sink || !streamingEnabled(*agent)) {
+    return awaitAndRecord(invocation, *worker_client, placed->name, false, std::move(result));
+  }
+  // Streaming: the sink gets every line before the result is returned.
+  request.output_sink->begin(result);
+  OutputFollower follower(*worker_client, name, request.output_sink);
+  InvokeResult done =
+      awaitAndRecord(invocation, *worker_client, placed->name, false, std::move(result));
+  bool ended = done.reason != "WorkerLost" && done.reason != "ControllerStopping";
+  Status followed = follower.finish(ended ? std::chrono::seconds(10) : std::chrono::seconds(0));
+  if (!followed.ok())
+    log->info("invocation {}: streaming its output: {}", name, followed.toString());
+  return done;
 }
 
 InvokeResult InvocationManager::awaitAndRecord(Json& invocation,

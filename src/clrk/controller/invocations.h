@@ -18,7 +18,8 @@
 // spec.identity, the caller identity extracted from an HTTP request (caller_identity.h) goes into
 // the Invocation's spec.identity, the envelope (extensions clrkidentity, clrkidentityverified),
 // the environment (CLRK_IDENTITY, CLRK_IDENTITY_<FIELD>) and the execution (egress records:
-// clrk.identity.<field>).
+// clrk.identity.<field>). With spec.streaming.enabled and an InvokeRequest::output_sink, the
+// agent's log lines reach the sink while the execution runs (output_stream.h).
 //
 // Thread model: run() blocks for the whole invocation and may be called from many threads;
 // runAsync() runs it on a thread the manager owns. stop() fails new calls and joins.
@@ -26,6 +27,7 @@
 
 #include "clrk/base/status.h"
 #include "clrk/controller/caller_identity.h"
+#include "clrk/controller/output_stream.h"
 #include "clrk/controller/worker_registry.h"
 #include "clrk/kube/client.h"
 
@@ -65,6 +67,8 @@ struct InvokeRequest {
   // Filled by run(): extracted by spec.identity (HTTP), or an existing Invocation's
   // spec.identity.fields.
   CallerIdentity caller_identity;
+  // When set and the agent has spec.streaming.enabled: receives the output while it runs.
+  std::shared_ptr<OutputSink> output_sink;
 };
 
 struct InvokeResult {

@@ -8,9 +8,12 @@
 
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <variant>
 
 namespace clrk::controller {
 namespace {
@@ -27,6 +30,11 @@ constexpr auto kIdleTimeout = std::chrono::seconds(120);
 constexpr uint32_t kHeaderLimit = 64 * 1024;
 constexpr uint64_t kBodyLimit = 4 << 20;
 constexpr int kMaxConnections = 1024;
+// Streaming: output queued for a slow client before the follower waits (kStreamStall at most,
+// then the stream is abandoned); SSE comments keep an idle stream visibly alive.
+constexpr size_t kStreamBufferBytes = 1 << 20;
+constexpr auto kStreamStall = std::chrono::seconds(30);
+constexpr auto kSseKeepAlive = std::chrono::seconds(15);
 
 struct Reply {
   int status = 200;
@@ -113,6 +121,106 @@ struct InvocationWait {
   net::steady_timer timer;
   std::optional<InvokeResult> result;
 };
+
+enum class StreamMode { Off, Chunked, Sse };
+
+// A streaming HTTP/1.1 response for agents with spec.streaming.enabled: chunked stdout by
+// default, Server-Sent Events when the client accepts text/event-stream. HTTP/1.0 clients get
+// the buffered reply.
+StreamMode streamModeFor(const http::request<http::string_body>& request) {
+  if (request.version() < 11) return StreamMode::Off;
+  auto accept = request.find(http::field::accept);
+  if (accept != request.end() &&
+      accept->value().find("text/event-stream") != beast::string_view::npos) {
+    return StreamMode::Sse;
+  }
+  return StreamMode::Chunked;
+}
+
+// Where a streaming invocation's output meets the coroutine writing the response. The manager's
+// threads post events to the I/O thread (which alone touches `events`, `result` and `timer`);
+// `mutex` guards the byte count that makes a follower wait for a slow client, and `closed`.
+struct StreamChannel {
+  struct Event {
+    std::optional<InvokeResult> placed;  // set: the execution was placed (begin)
+    worker::LogEntry line;
+  };
+  explicit StreamChannel(const net::any_io_executor& executor) : timer(executor) {}
+
+  void close() {
+    std::lock_guard lock(mutex);
+    closed = true;
+    space.notify_all();
+  }
+  void release(size_t bytes) {
+    std::lock_guard lock(mutex);
+    queued_bytes -= std::min(queued_bytes, bytes);
+    space.notify_all();
+  }
+  // From any thread: queues `event` on the I/O thread and wakes the writer.
+  static void post(const std::shared_ptr<StreamChannel>& channel, Event event) {
+    net::post(channel->timer.get_executor(), [channel, event = std::move(event)]() mutable {
+      channel->events.push_back(std::move(event));
+      channel->timer.cancel();
+    });
+  }
+
+  net::steady_timer timer;
+  std::deque<Event> events;
+  std::optional<InvokeResult> result;
+  std::mutex mutex;
+  std::condition_variable space;
+  size_t queued_bytes = 0;
+  bool closed = false;
+};
+
+// The InvocationManager's side of a StreamChannel.
+class ChannelSink : public OutputSink {
+ public:
+  explicit ChannelSink(std::shared_ptr<StreamChannel> channel) : channel_(std::move(channel)) {}
+
+  // OutputSink
+  void begin(const InvokeResult& placed) override {
+    StreamChannel::Event event;
+    event.placed = placed;
+    StreamChannel::post(channel_, std::move(event));
+  }
+  bool line(const worker::LogEntry& entry) override {
+    {
+      std::unique_lock lock(channel_->mutex);
+      bool room = channel_->space.wait_for(lock, kStreamStall, [this] {
+        return channel_->closed || channel_->queued_bytes < kStreamBufferBytes;
+      });
+      if (!room) channel_->closed = true;  // the client stopped reading
+      if (channel_->closed) return false;
+      channel_->queued_bytes += entry.text.size();
+    }
+    StreamChannel::Event event;
+    event.line = entry;
+    StreamChannel::post(channel_, std::move(event));
+    return true;
+  }
+
+ private:
+  std::shared_ptr<StreamChannel> channel_;
+};
+
+// One SSE event: `data` is one line of JSON (no raw newlines can split it).
+std::string sseEvent(std::string_view name, const Json& data) {
+  return "event: " + std::string(name) +
+         "\ndata: " + data.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+Json resultEventData(const InvokeResult& result) {
+  Json data = {{"invocation", result.invocation_name},
+               {"requestId", result.request_id},
+               {"worker", result.worker},
+               {"phase", result.phase},
+               {"reason", result.reason},
+               {"message", result.message}};
+  if (result.exit_code) data["exitCode"] = *result.exit_code;
+  return data;
+}
 
 class TriggerServerImpl : public TriggerServer {
  public:
@@ -225,11 +333,12 @@ class TriggerServerImpl : public TriggerServer {
     co_return std::move(wait->result);
   }
 
-  net::awaitable<Reply> handle(const http::request<http::string_body>& request) {
+  // The invocation `request` asks for, or the reply when it asks for none or is wrong.
+  std::variant<Reply, InvokeRequest> route(const http::request<http::string_body>& request) {
     std::string target(request.target());
     auto parts = splitPath(target);
     if (parts.size() == 1 && parts[0] == "healthz") {
-      co_return Reply{200, "text/plain", "ok\n", {}};
+      return Reply{200, "text/plain", "ok\n", {}};
     }
     std::string ns, name;
     auto header = request.find("X-Clrk-TaskAgent");
@@ -248,16 +357,16 @@ class TriggerServerImpl : public TriggerServer {
         name = value.substr(slash + 1);
       }
       if (name.empty() || ns.empty()) {
-        co_return errorReply(400, "BadRequest",
-                             "X-Clrk-TaskAgent \"" + value + "\": want namespace/name");
+        return errorReply(400, "BadRequest",
+                          "X-Clrk-TaskAgent \"" + value + "\": want namespace/name");
       }
     } else {
-      co_return errorReply(
+      return errorReply(
           404, "NotFound",
           "no route for " + target + "; POST /v1/namespaces/{namespace}/taskagents/{name}/invoke");
     }
     if (request.method() != http::verb::post) {
-      co_return errorReply(405, "MethodNotAllowed", "invoke with POST");
+      return errorReply(405, "MethodNotAllowed", "invoke with POST");
     }
     InvokeRequest invoke_request;
     invoke_request.namespace_name = ns;
@@ -276,12 +385,156 @@ class TriggerServerImpl : public TriggerServer {
                                           std::string(field.value()));
     }
     invoke_request.body = request.body();
-    auto result = co_await invoke(std::move(invoke_request));
-    if (!result) {
-      co_return errorReply(503, "Unavailable",
-                           "the controller-manager cannot take invocations now");
+    return invoke_request;
+  }
+
+  net::awaitable<bool> respond(beast::tcp_stream& stream,
+                               const http::request<http::string_body>& request, bool keep_alive) {
+    auto routed = route(request);
+    if (auto* reply = std::get_if<Reply>(&routed)) {
+      co_return co_await write(stream, *reply, keep_alive && !stopped_.load());
     }
-    co_return replyForResult(*result);
+    InvokeRequest invoke_request = std::move(std::get<InvokeRequest>(routed));
+    StreamMode mode = streamModeFor(request);
+    if (mode != StreamMode::Off) {
+      co_return co_await invokeStreaming(stream, std::move(invoke_request), mode, keep_alive);
+    }
+    auto result = co_await invoke(std::move(invoke_request));
+    Reply reply = result ? replyForResult(*result)
+                         : errorReply(503, "Unavailable",
+                                      "the controller-manager cannot take invocations now");
+    co_return co_await write(stream, reply, keep_alive && !stopped_.load());
+  }
+
+  // Runs the invocation with an OutputSink. An agent that does not stream (or an invocation
+  // refused before placement) never begins the stream and gets the buffered reply; otherwise
+  // the head goes out when the execution is placed, then each line as it comes, then the
+  // outcome (trailers, or the SSE `result` event). Returns whether the connection may be reused.
+  net::awaitable<bool> invokeStreaming(beast::tcp_stream& stream, InvokeRequest invoke_request,
+                                       StreamMode mode, bool keep_alive) {
+    auto channel = std::make_shared<StreamChannel>(co_await net::this_coro::executor);
+    // However this ends (written, client gone, server stopping), the follower stops waiting.
+    struct CloseOnExit {
+      std::shared_ptr<StreamChannel> channel;
+      ~CloseOnExit() { channel->close(); }
+    } close_on_exit{channel};
+    invoke_request.output_sink = std::make_shared<ChannelSink>(channel);
+    Status started =
+        invocations_.runAsync(std::move(invoke_request), [channel](InvokeResult result) {
+          net::post(channel->timer.get_executor(), [channel, result = std::move(result)]() mutable {
+            channel->result = std::move(result);
+            channel->timer.cancel();
+          });
+        });
+    if (!started.ok()) {
+      Reply refused =
+          errorReply(503, "Unavailable", "the controller-manager cannot take invocations now");
+      co_return co_await write(stream, refused, keep_alive && !stopped_.load());
+    }
+    bool began = false;
+    for (;;) {
+      if (channel->events.empty() && !channel->result) {
+        bool keep_alive_comment = began && mode == StreamMode::Sse;
+        if (keep_alive_comment) {
+          channel->timer.expires_after(kSseKeepAlive);
+        } else {
+          channel->timer.expires_at(std::chrono::steady_clock::time_point::max());
+        }
+        error_code ec;
+        co_await channel->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+        if (!ec && keep_alive_comment && channel->events.empty() && !channel->result) {
+          bool written = co_await writeChunk(stream, ": keep-alive\n\n");
+          if (!written) co_return false;
+        }
+        continue;
+      }
+      if (!channel->events.empty()) {
+        StreamChannel::Event event = std::move(channel->events.front());
+        channel->events.pop_front();
+        if (event.placed) {
+          began = true;
+          bool written = co_await writeStreamHead(stream, *event.placed, mode, keep_alive);
+          if (!written) co_return false;
+          continue;
+        }
+        std::string data;
+        if (mode == StreamMode::Sse) {
+          data = sseEvent(event.line.stream, Json{{"text", event.line.text}});
+        } else if (event.line.stream == "stdout") {
+          data = event.line.text + "\n";
+        }
+        bool written = true;
+        if (!data.empty()) written = co_await writeChunk(stream, data);
+        channel->release(event.line.text.size());
+        if (!written) co_return false;
+        continue;
+      }
+      // The outcome; every line was written before it.
+      if (!began) {
+        Reply reply = replyForResult(*channel->result);
+        co_return co_await write(stream, reply, keep_alive && !stopped_.load());
+      }
+      bool ended = co_await writeStreamEnd(stream, *channel->result, mode);
+      bool reusable = ended && keep_alive && !stopped_.load();
+      co_return reusable;
+    }
+  }
+
+  net::awaitable<bool> writeStreamHead(beast::tcp_stream& stream, const InvokeResult& placed,
+                                       StreamMode mode, bool keep_alive) {
+    http::response<http::empty_body> head{http::status::ok, 11};
+    head.set(http::field::server, "clrk-controller-manager");
+    head.set(http::field::cache_control, "no-cache");
+    head.set("X-Content-Type-Options", "nosniff");
+    if (mode == StreamMode::Sse) {
+      head.set(http::field::content_type, "text/event-stream");
+    } else {
+      head.set(http::field::content_type, "text/plain; charset=utf-8");
+      head.set(http::field::trailer, "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code");
+    }
+    head.set("X-Clrk-Stream", mode == StreamMode::Sse ? "sse" : "chunked");
+    if (!placed.invocation_name.empty()) head.set("X-Clrk-Invocation", placed.invocation_name);
+    if (!placed.request_id.empty()) head.set("X-Clrk-Request-Id", placed.request_id);
+    if (!placed.worker.empty()) head.set("X-Clrk-Worker", placed.worker);
+    head.keep_alive(keep_alive);
+    head.chunked(true);
+    http::response_serializer<http::empty_body> serializer(head);
+    error_code ec;
+    stream.expires_after(kReadTimeout);
+    co_await http::async_write_header(stream, serializer,
+                                      net::redirect_error(net::use_awaitable, ec));
+    stream.expires_never();  // the stream may idle for as long as the agent is quiet
+    co_return !ec;
+  }
+
+  net::awaitable<bool> writeChunk(beast::tcp_stream& stream, const std::string& data) {
+    error_code ec;
+    stream.expires_after(kReadTimeout);
+    co_await net::async_write(stream, http::make_chunk(net::buffer(data)),
+                              net::redirect_error(net::use_awaitable, ec));
+    stream.expires_never();
+    co_return !ec;
+  }
+
+  net::awaitable<bool> writeStreamEnd(beast::tcp_stream& stream, const InvokeResult& result,
+                                      StreamMode mode) {
+    error_code ec;
+    if (mode == StreamMode::Sse) {
+      bool written = co_await writeChunk(stream, sseEvent("result", resultEventData(result)));
+      if (!written) co_return false;
+      stream.expires_after(kReadTimeout);
+      co_await net::async_write(stream, http::make_chunk_last(),
+                                net::redirect_error(net::use_awaitable, ec));
+      co_return !ec;
+    }
+    http::fields trailer;
+    trailer.set("X-Clrk-Phase", result.phase);
+    trailer.set("X-Clrk-Reason", result.reason);
+    if (result.exit_code) trailer.set("X-Clrk-Exit-Code", std::to_string(*result.exit_code));
+    stream.expires_after(kReadTimeout);
+    co_await net::async_write(stream, http::make_chunk_last(trailer),
+                              net::redirect_error(net::use_awaitable, ec));
+    co_return !ec;
   }
 
   struct Tracked {
@@ -338,8 +591,7 @@ class TriggerServerImpl : public TriggerServer {
         bool keep_alive = request.keep_alive();
         stream.expires_never();
         ++busy_;
-        Reply reply = co_await handle(request);
-        bool written = co_await write(stream, reply, keep_alive && !stopped_.load());
+        bool written = co_await respond(stream, request, keep_alive);
         --busy_;
         if (!written) break;
         if (!keep_alive) break;

@@ -18,7 +18,20 @@
 //   {"error": {"code", "reason", "message", "invocation", "requestId"}}.
 // Caller identity: the request's headers and body go to the TaskAgent's spec.identity
 // extractors (caller_identity.h); what they yield is recorded, never authenticated.
-// Bounds: request head 64 KiB (431), body 4 MiB (413), head and body within 30 s.
+// Streaming (spec.streaming.enabled, HTTP/1.1 requests): the head (200 and the X-Clrk headers)
+// goes out once the execution is placed and the output follows as the agent writes it, with
+// X-Clrk-Stream naming the form:
+//   chunked  (default) the body is stdout, line by line; the outcome is in the trailers
+//            X-Clrk-Phase, X-Clrk-Reason and X-Clrk-Exit-Code (declared by the Trailer header);
+//   sse      (Accept: text/event-stream) events `stdout` and `stderr` with data {"text": line},
+//            then `result` with data {invocation, requestId, worker, phase, reason, message,
+//            exitCode}; a ": keep-alive" comment every 15 s of silence.
+// The status is 200 once streaming began, whatever the agent then does: read the outcome from
+// the trailers or the result event. Invocations refused before placement (404, 409, 429, 503)
+// and HTTP/1.0 clients get the buffered replies above. A client that stops reading for 30 s is
+// dropped (the execution goes on).
+// Bounds: request head 64 KiB (431), body 4 MiB (413), head and body within 30 s; 1 MiB of
+// output queued per streaming response.
 // Thread model: start() runs one I/O thread; the invocation runs on the InvocationManager's
 // threads and the reply is posted back. stop() closes the listener and connections.
 #pragma once
