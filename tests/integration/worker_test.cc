@@ -19,6 +19,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -650,6 +651,133 @@ TEST_F(WorkerTest, AgentCallsOpenAiWithInjectedKeyAndRecordIsAttributed) {
   EXPECT_THAT(json, HasSubstr("chatter"));
   EXPECT_THAT(json, HasSubstr("gpt-4o-mini"));
   EXPECT_THAT(json, ::testing::Not(HasSubstr("sk-from-secret-7731")));
+  EXPECT_EQ(w.process->stop(SIGTERM), 0) << w.log();
+}
+
+// The HTTP trigger of the real controller-manager with a real worker: the TaskAgent's
+// spec.identity extracts the caller identity (a JWT claim, a header), which lands on the
+// Invocation and on the egress record of the agent's call; with spec.streaming.enabled the
+// agent's first line reaches the client (curl) while the agent still waits on a gate file, and
+// the outcome arrives in the trailers.
+TEST_F(WorkerTest, TriggerCarriesCallerIdentityToEgressRecordsAndStreamsOutput) {
+  auto apply = [](std::string_view kind, api::Json object) {
+    auto created =
+        g_env->client->create(typeOf("clrk.apoxy.dev/v1alpha1", kind), "default", object);
+    ASSERT_TRUE(created.ok() || created.status().code() == Code::AlreadyExists)
+        << created.status().toString();
+  };
+  apply("WorkerPool", {{"apiVersion", "clrk.apoxy.dev/v1alpha1"},
+                       {"kind", "WorkerPool"},
+                       {"metadata", {{"name", "default"}, {"namespace", "default"}}},
+                       {"spec", {{"replicas", 1}, {"template", {{"image", "clrk/worker:dev"}}}}}});
+  fs::path gate = g_env->dir / ("gate-" + randomHex(3));
+  fs::create_directories(gate);
+  Worker w = makeWorker("trigger");
+  w.start("namespaces", Worker::randomCidr(), {"--share", gate.string() + ":/opt/clrk-gate"});
+  ASSERT_FALSE(w.endpoint.empty()) << w.log();
+
+  // Calls out (any call is recorded, allowed or denied), prints a line, waits for the gate.
+  std::string script =
+      "curl -sS --max-time 10 -o /dev/null http://example.com/ 2>/dev/null; echo first; "
+      "while [ ! -e /opt/clrk-gate/go ]; do sleep 0.1; done; echo second";
+  apply("TaskAgent", api::Json::parse(R"({"apiVersion":"clrk.apoxy.dev/v1alpha1","kind":"TaskAgent",
+          "metadata":{"name":"who-streams","namespace":"default"},
+          "spec":{"workerPoolRef":"default","timeout":"60s",
+                  "streaming":{"enabled":true},
+                  "identity":{"extractors":[
+                    {"type":"JWT","jwt":{"claim":"sub","field":"user"}},
+                    {"type":"Header","header":{"name":"X-Tenant","field":"tenant"}}]},
+                  "template":{"spec":{"image":"host","command":["/bin/sh","-c",")" +
+                                      script + R"("]}}}})"));
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    auto agent = g_env->client->get(typeOf("clrk.apoxy.dev/v1alpha1", "TaskAgent"), "default",
+                                    "who-streams");
+    if (agent.ok()) {
+      api::Json status = agent->value("status", api::Json::object());
+      for (const auto& cond : status.value("conditions", api::Json::array())) {
+        ready = ready || (cond.value("type", "") == "Ready" && cond.value("status", "") == "True");
+      }
+    }
+    if (!ready) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(ready) << "TaskAgent who-streams never became Ready\n" << w.log();
+
+  auto url = readFile(g_env->dir / "cm" / "trigger.url");
+  ASSERT_TRUE(url.ok());
+  std::string trigger = *url;
+  while (!trigger.empty() && std::isspace(static_cast<unsigned char>(trigger.back()))) {
+    trigger.pop_back();
+  }
+  auto base64Url = [](const std::string& data) {
+    std::string text = base64Encode(data);
+    std::replace(text.begin(), text.end(), '+', '-');
+    std::replace(text.begin(), text.end(), '/', '_');
+    while (!text.empty() && text.back() == '=') text.pop_back();
+    return text;
+  };
+  std::string token =
+      base64Url(R"({"alg":"RS256"})") + "." + base64Url(R"({"sub":"alice"})") + ".c2ln";
+  fs::path head = g_env->dir / ("head-" + randomHex(3));
+  Process curl({"/usr/bin/curl", "-sS", "-N", "-D", head.string(), "-X", "POST", "-H",
+                "Authorization: Bearer " + token, "-H", "X-Tenant: acme", "-d", "{}",
+                trigger + "/v1/namespaces/default/taskagents/who-streams/invoke"},
+               g_env->dir / ("curl-" + randomHex(3) + ".log"));
+  // The first line arrives while the agent waits for the gate: the Invocation is not terminal.
+  ASSERT_FALSE(curl.waitFor("first\n", 90s).empty()) << curl.log() << "\n" << w.log();
+  std::smatch found;
+  std::string head_text = readAll(head);
+  ASSERT_TRUE(std::regex_search(head_text, found, std::regex(R"(X-Clrk-Invocation: (\S+))")))
+      << head_text;
+  std::string invocation = found[1].str();
+  auto during =
+      g_env->client->get(typeOf("clrk.apoxy.dev/v1alpha1", "Invocation"), "default", invocation);
+  ASSERT_TRUE(during.ok()) << during.status().toString();
+  std::string phase = (*during)["status"].value("phase", "");
+  EXPECT_TRUE(phase == "Dispatched" || phase == "Running") << phase;
+  EXPECT_THAT(curl.log(), ::testing::Not(HasSubstr("second")));
+  { std::ofstream(gate / "go") << "go"; }
+  ASSERT_FALSE(curl.waitFor("second\n", 30s).empty()) << curl.log();
+  for (int i = 0; i < 200 && !curl.exited(); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(curl.log(), "first\nsecond\n");
+  head_text = readAll(head);
+  EXPECT_THAT(head_text, HasSubstr("X-Clrk-Stream: chunked"));
+  EXPECT_THAT(head_text, HasSubstr("X-Clrk-Phase: Succeeded"));  // the trailers
+  EXPECT_THAT(head_text, HasSubstr("X-Clrk-Exit-Code: 0"));
+
+  // The Invocation records who asked, and that nobody checked it.
+  auto record =
+      g_env->client->get(typeOf("clrk.apoxy.dev/v1alpha1", "Invocation"), "default", invocation);
+  ASSERT_TRUE(record.ok());
+  api::Json identity = (*record)["spec"]["identity"];
+  EXPECT_EQ(identity["fields"], api::Json({{"user", "alice"}, {"tenant", "acme"}}))
+      << identity.dump();
+  EXPECT_EQ(identity["verified"], false);
+
+  // The egress record of the agent's call carries the same identity.
+  auto store = telemetry::LocalStore::open(w.state / "records.db");
+  ASSERT_TRUE(store.ok()) << store.status().toString();
+  std::vector<telemetry::Record> records;
+  for (int i = 0; i < 100 && records.empty(); ++i) {
+    telemetry::Query query;
+    query.execution_id = invocation;
+    auto got = store.value()->query(query);
+    if (got.ok()) records = got.value();
+    if (records.empty()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(records.empty()) << w.log();
+  const telemetry::Record& call = records.front();
+  ASSERT_NE(telemetry::findString(call, "clrk.identity.user"), nullptr) << telemetry::toJson(call);
+  EXPECT_EQ(*telemetry::findString(call, "clrk.identity.user"), "alice");
+  EXPECT_EQ(*telemetry::findString(call, "clrk.identity.tenant"), "acme");
+  const telemetry::AttributeValue* verified = telemetry::find(call, "clrk.identity_verified");
+  ASSERT_NE(verified, nullptr);
+  EXPECT_FALSE(std::get<bool>(*verified));
+  EXPECT_THAT(telemetry::toJson(call), ::testing::Not(HasSubstr(token)));  // never the token
+
+  ASSERT_TRUE(g_env->client
+                  ->remove(typeOf("clrk.apoxy.dev/v1alpha1", "TaskAgent"), "default", "who-streams")
+                  .ok());
   EXPECT_EQ(w.process->stop(SIGTERM), 0) << w.log();
 }
 
