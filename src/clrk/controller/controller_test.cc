@@ -801,7 +801,8 @@ TEST_F(ControllerTest, StreamingSendsLinesBeforeTheExecutionEnds) {
   ASSERT_EQ(stream.status(), 200);
   EXPECT_EQ(stream.field("X-Clrk-Stream"), "chunked");
   EXPECT_EQ(stream.field("Transfer-Encoding"), "chunked");
-  EXPECT_EQ(stream.field("Trailer"), "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code");
+  EXPECT_EQ(stream.field("Trailer"),
+            "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code, X-Clrk-Output-Source");
   EXPECT_EQ(stream.field("X-Clrk-Worker"), "w1");
   std::string invocation = stream.field("X-Clrk-Invocation");
   ASSERT_FALSE(invocation.empty());
@@ -818,6 +819,7 @@ TEST_F(ControllerTest, StreamingSendsLinesBeforeTheExecutionEnds) {
   EXPECT_EQ(stream.field("X-Clrk-Phase"), "Succeeded");
   EXPECT_EQ(stream.field("X-Clrk-Reason"), "Completed");
   EXPECT_EQ(stream.field("X-Clrk-Exit-Code"), "0");
+  EXPECT_EQ(stream.field("X-Clrk-Output-Source"), "Stdout");
 
   // An agent without streaming gets the buffered reply.
   apply(taskAgent("buffered", "echo whole"));
@@ -869,6 +871,7 @@ TEST_F(ControllerTest, StreamingAsServerSentEventsEndsWithTheResult) {
   EXPECT_EQ(result["data"]["reason"], "Error");
   EXPECT_EQ(result["data"]["exitCode"], 3);
   EXPECT_EQ(result["data"]["requestId"], "sse-1");
+  EXPECT_EQ(result["data"]["outputSource"], "Stdout");
   EXPECT_EQ(result["data"]["invocation"], stream.field("X-Clrk-Invocation"));
 
   // Refused before placement: the buffered error, not a stream.

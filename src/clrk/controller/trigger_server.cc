@@ -219,6 +219,9 @@ Json resultEventData(const InvokeResult& result) {
                {"reason", result.reason},
                {"message", result.message}};
   if (result.exit_code) data["exitCode"] = *result.exit_code;
+  // Metadata delivery: "Response" when the agent POSTed its answer, which is not in the stream
+  // (the Invocation's status.output has it).
+  if (!result.output_source.empty()) data["outputSource"] = result.output_source;
   return data;
 }
 
@@ -490,7 +493,8 @@ class TriggerServerImpl : public TriggerServer {
       head.set(http::field::content_type, "text/event-stream");
     } else {
       head.set(http::field::content_type, "text/plain; charset=utf-8");
-      head.set(http::field::trailer, "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code");
+      head.set(http::field::trailer,
+               "X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code, X-Clrk-Output-Source");
     }
     head.set("X-Clrk-Stream", mode == StreamMode::Sse ? "sse" : "chunked");
     if (!placed.invocation_name.empty()) head.set("X-Clrk-Invocation", placed.invocation_name);
@@ -531,6 +535,7 @@ class TriggerServerImpl : public TriggerServer {
     trailer.set("X-Clrk-Phase", result.phase);
     trailer.set("X-Clrk-Reason", result.reason);
     if (result.exit_code) trailer.set("X-Clrk-Exit-Code", std::to_string(*result.exit_code));
+    if (!result.output_source.empty()) trailer.set("X-Clrk-Output-Source", result.output_source);
     stream.expires_after(kReadTimeout);
     co_await net::async_write(stream, http::make_chunk_last(trailer),
                               net::redirect_error(net::use_awaitable, ec));

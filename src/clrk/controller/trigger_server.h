@@ -22,10 +22,13 @@
 // goes out once the execution is placed and the output follows as the agent writes it, with
 // X-Clrk-Stream naming the form:
 //   chunked  (default) the body is stdout, line by line; the outcome is in the trailers
-//            X-Clrk-Phase, X-Clrk-Reason and X-Clrk-Exit-Code (declared by the Trailer header);
+//            X-Clrk-Phase, X-Clrk-Reason, X-Clrk-Exit-Code and X-Clrk-Output-Source (declared
+//            by the Trailer header);
 //   sse      (Accept: text/event-stream) events `stdout` and `stderr` with data {"text": line},
 //            then `result` with data {invocation, requestId, worker, phase, reason, message,
-//            exitCode}; a ": keep-alive" comment every 15 s of silence.
+//            exitCode, outputSource}; a ": keep-alive" comment every 15 s of silence.
+// The stream is the agent's log: with delivery mode Metadata a POSTed response is not in it
+// (outputSource "Response"; the Invocation's status.output has it).
 // The status is 200 once streaming began, whatever the agent then does: read the outcome from
 // the trailers or the result event. Invocations refused before placement (404, 409, 429, 503)
 // and HTTP/1.0 clients get the buffered replies above. A client that stops reading for 30 s is
