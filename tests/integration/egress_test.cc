@@ -710,6 +710,152 @@ TEST_F(EgressTest, LargeUploadAndKeepAliveReuseUpstream) {
   EXPECT_EQ(open_proxy_->stats().upstream_connections_reused, 1u);
 }
 
+TEST_F(EgressTest, Http2StreamsGoThroughTheSameFilters) {
+  // curl negotiates h2 by ALPN inside the CONNECT tunnel; the stream is governed exactly like
+  // an HTTP/1.1 request (injection, telemetry), and the record names the protocol.
+  std::string request = fmt::format(
+      "https://api.openai.com/v1/chat/completions -H 'Authorization: Bearer sk-agent-own-key' "
+      "-H 'Content-Type: application/json' -d '{}' "
+      "-w ' code=%{{http_code}} version=%{{http_version}}'",
+      kChatBody);
+  auto h2 = curl("--http2 " + request);
+  ASSERT_EQ(h2.exit_code, 0) << h2.output;
+  EXPECT_THAT(h2.output, HasSubstr("code=200"));
+  EXPECT_THAT(h2.output, HasSubstr("version=2"));
+  EXPECT_THAT(h2.output, HasSubstr("chat.completion"));
+  auto requests = mock("api.openai.com").requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].api_key, kOpenAiSecret);
+  auto record = recordFor("api.openai.com /v1/chat/completions");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(str(*record, telemetry::attr::kNetworkProtocolVersion), "2");
+  EXPECT_EQ(num(*record, telemetry::attr::kGenAiUsageInputTokens), 3);
+  EXPECT_EQ(str(*record, telemetry::attr::kClrkCredentialPolicy), "default/openai-key");
+
+  auto h1 = curl("--http1.1 " + request);
+  ASSERT_EQ(h1.exit_code, 0) << h1.output;
+  EXPECT_THAT(h1.output, HasSubstr("version=1.1"));
+  std::vector<std::string> versions;
+  for (int i = 0; i < 100 && versions.size() < 2; ++i) {
+    versions.clear();
+    for (const auto& any : records()) {
+      if (any.name.find("api.openai.com /v1/chat/completions") != std::string::npos) {
+        versions.push_back(str(any, telemetry::attr::kNetworkProtocolVersion));
+      }
+    }
+    if (versions.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_THAT(versions, ::testing::ElementsAre("2", "1.1"));
+
+  // A denied host answers over h2 too.
+  auto denied = curl("--http2 https://evil.example.com/steal");
+  EXPECT_THAT(denied.output, Not(HasSubstr("HTTP 200")));
+}
+
+TEST_F(EgressTest, Http2MultiplexedStreamsFromNode) {
+  std::string clients = testing::sourcePath("tests/clients");
+  constexpr int kChats = 8;
+  auto result = testing::runCommand(fmt::format(
+      "cd {} && PROXY=127.0.0.1:{} CA_FILE={} N={} BIG_HEADER=20000 node h2_multiplex.mjs", clients,
+      open_proxy_->explicitPort(), open_ca_file_, kChats));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  json out = json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(out["alpn"], "h2");
+  ASSERT_EQ(out["chats"].size(), static_cast<size_t>(kChats));
+  for (const auto& status : out["chats"]) EXPECT_EQ(status, 200);
+  EXPECT_EQ(out["distinct_ids"], kChats);
+  EXPECT_GT(out["sse_events"].get<int>(), 2);  // chunks, usage chunk, [DONE]
+  EXPECT_EQ(out["upload_status"], 404);        // the mock has no /v1/files; it counts the bytes
+  // CONNECT cannot be carried: a JSON 400 on that stream, the connection goes on.
+  EXPECT_EQ(out["connect_status"], 400);
+  EXPECT_THAT(out["connect_body"].get<std::string>(), HasSubstr("CONNECT over HTTP/2"));
+  // Over max_header_bytes (16 KiB here): 431 as for HTTP/1.1, and the next stream still works.
+  EXPECT_EQ(out["big_header_status"], 431);
+  EXPECT_EQ(out["after_status"], 200);
+
+  // The upload (2 MiB) arrived whole, streamed through flow control.
+  size_t chats_seen = 0;
+  size_t upload_bytes = 0;
+  for (const auto& request : mock("api.openai.com").requests()) {
+    if (request.target == "/v1/chat/completions") ++chats_seen;
+    if (request.target == "/v1/files") upload_bytes = request.body_bytes;
+  }
+  EXPECT_EQ(chats_seen, static_cast<size_t>(kChats + 1));
+  EXPECT_EQ(upload_bytes, 2u * 1024 * 1024);
+
+  int h2_records = 0;
+  bool rejected_connect = false;
+  for (const auto& record : records()) {
+    if (str(record, telemetry::attr::kNetworkProtocolVersion) == "2") ++h2_records;
+    if (record.name.rfind("CONNECT ", 0) == 0 &&
+        str(record, telemetry::attr::kClrkDecision) == "reject") {
+      rejected_connect = true;
+    }
+  }
+  // chats + SSE + upload + CONNECT + oversized + after (+ the cancelled stream when it got far).
+  EXPECT_GE(h2_records, kChats + 5);
+  EXPECT_TRUE(rejected_connect);
+  auto stats = open_proxy_->stats();
+  EXPECT_EQ(stats.connections_active, 0u);
+}
+
+TEST_F(EgressTest, Http2ProtocolErrorsEndTheConnectionNotTheProxy) {
+  // Raw HTTP/2 from Python's ssl module: the preface, then a frame that breaks the protocol
+  // (a DATA frame on stream 0), then a bad preface on a second connection. Each gets a GOAWAY or
+  // a close, and the proxy keeps serving.
+  std::string script =
+      fmt::format(R"PY(
+import socket, ssl, struct, sys
+def connect():
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    s.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    ctx = ssl.create_default_context(cafile="{ca}")
+    ctx.set_alpn_protocols(["h2"])
+    t = ctx.wrap_socket(s, server_hostname="api.openai.com")
+    assert t.selected_alpn_protocol() == "h2", t.selected_alpn_protocol()
+    return t
+def frames_until_close(t):
+    data = b""
+    try:
+        while True:
+            chunk = t.recv(65536)
+            if not chunk: break
+            data += chunk
+    except (ssl.SSLError, OSError, socket.timeout):
+        pass
+    types = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[0:3], "big")
+        types.append(data[3])
+        data = data[9 + length:]
+    return types
+t = connect()
+settings = struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(">I", 0)
+data_on_zero = struct.pack(">I", 4)[1:] + bytes([0, 0]) + struct.pack(">I", 0) + b"oops"
+t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + data_on_zero)
+first = frames_until_close(t)
+t = connect()
+t.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+second = frames_until_close(t)
+print("goaway" if 7 in first else "no-goaway:%s" % first, "closed", len(second))
+)PY",
+                  fmt::arg("port", open_proxy_->explicitPort()), fmt::arg("ca", open_ca_file_));
+  fs::path file = *dir_ / "h2_bad.py";
+  std::ofstream(file) << script;
+  auto result = testing::runCommand("python3 " + file.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("goaway closed"));
+  auto after = curl("--http2 https://api.openai.com/v1/models -H 'Authorization: Bearer x'", true);
+  EXPECT_THAT(after.output, HasSubstr("HTTP 200"));
+  for (int i = 0; i < 50 && open_proxy_->stats().connections_active > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(open_proxy_->stats().connections_active, 0u);
+}
+
 // A network namespace wired like a sandbox (environment.md §1): all TCP redirected to the
 // transparent listener, UDP 53 to the DNS server, everything else dropped. Needs root, ip, nft.
 class SandboxNet {

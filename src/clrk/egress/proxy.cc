@@ -142,7 +142,10 @@ Result<std::shared_ptr<net::ssl::context>> Shared::serverContext(
     }
     std::lock_guard lock(cache_mutex_);
     auto [it, inserted] = leaf_caches_.emplace(key, nullptr);
-    if (inserted) it->second = std::make_shared<tls::LeafCache>(ca);
+    if (inserted) {
+      it->second =
+          std::make_shared<tls::LeafCache>(ca, 4096, tls::LeafCache::Options{options.http2});
+    }
     cache = it->second;
   }
   return cache->serverContext(host);

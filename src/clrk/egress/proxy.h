@@ -50,6 +50,11 @@ struct ProxyOptions {
   uint32_t idle_timeout_ms = 120000;   // keep-alive idle / tunnel idle
   uint32_t connect_timeout_ms = 10000;
   uint32_t upstream_idle_pool_per_host = 256;  // per event loop; 16 starved 64 clients (bench)
+
+  // HTTP/2 towards agents: intercepted TLS offers ALPN "h2" (else only "http/1.1"); each stream
+  // goes through the same HTTP/1.1 filter chain (h2/server.h).
+  bool http2 = true;
+  uint32_t http2_max_concurrent_streams = 100;
 };
 
 // Counters for tests, `clrk status` and benchmarks.

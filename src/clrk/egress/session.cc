@@ -3,6 +3,7 @@
 // and upstream forwarding with bodies streamed in bounded chunks.
 #include "clrk/base/log.h"
 #include "clrk/egress/filters/request_edits.h"
+#include "clrk/egress/h2/server.h"
 #include "clrk/egress/llm/detect.h"
 #include "clrk/egress/llm/errors.h"
 #include "clrk/egress/llm/mcp.h"
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <netinet/in.h>
 #include <random>
 #include <sys/socket.h>
@@ -153,6 +155,7 @@ struct Connection {
   bool tls = false;
   std::string gateway_name;
   const config::GatewaySettings* gateway = nullptr;
+  bool http2 = false;  // the client speaks HTTP/2 (each stream is bridged to the HTTP/1.1 chain)
 };
 
 void setIdentity(telemetry::Record& record, const Connection& conn) {
@@ -468,6 +471,7 @@ void emitHttp(Connection& conn, const Exchange& ex) {
   if (!ex.rule.empty()) telemetry::set(record, attr::kClrkRule, ex.rule);
   if (!ex.reason.empty()) telemetry::set(record, attr::kClrkReason, ex.reason);
   telemetry::set(record, kAttrListener, conn.listener);
+  telemetry::set(record, attr::kNetworkProtocolVersion, std::string(conn.http2 ? "2" : "1.1"));
   if (conn.tls) telemetry::set(record, attr::kTlsServerName, conn.dst.hostname);
   if (!ex.backend.empty()) telemetry::set(record, attr::kClrkBackend, ex.backend);
   if (!ex.credential_policy.empty()) {
@@ -1198,6 +1202,52 @@ net::awaitable<void> serveHttp(Connection& conn, Client& client, beast::flat_buf
   }
 }
 
+// One HTTP/2 stream, bridged: the HTTP/1.1 chain reads its request and writes its response.
+net::awaitable<void> serveBridgedStream(Connection& conn, h2::BridgeEnd& stream) {
+  beast::flat_buffer buffer;
+  co_await serveHttp(conn, stream, buffer);
+}
+
+// A stream the HTTP/2 layer refused before the chain saw it: recorded like a malformed request.
+void recordRejectedStream(Connection& conn, int status, std::string_view reason,
+                          std::string_view method, std::string_view authority,
+                          std::string_view path) {
+  Exchange ex;
+  ex.method = method.empty() ? "?" : std::string(method);
+  ex.host = conn.dst.hostname;
+  ex.port = conn.dst.port;
+  ex.path = std::string(path.substr(0, path.find('?')));
+  ex.url = fmt::format("https://{}{}", authority.empty() ? ex.host : lower(authority), ex.path);
+  ex.status = status;
+  ex.decision = "reject";
+  ex.reason = std::string(reason);
+  emitHttp(conn, ex);
+}
+
+// Serves an intercepted TLS connection whose client chose HTTP/2 (ALPN "h2").
+net::awaitable<void> serveHttp2(Connection& conn, TlsStream& stream) {
+  const ProxyOptions& options = conn.shared.options;
+  conn.http2 = true;
+  h2::ServerOptions h2_options;
+  h2_options.max_concurrent_streams = options.http2_max_concurrent_streams;
+  h2_options.max_header_bytes = options.max_header_bytes;
+  h2_options.idle_timeout_ms = options.idle_timeout_ms;
+  h2::ServerHooks hooks;
+  hooks.serve = [&conn](h2::BridgeEnd& bridged) { return serveBridgedStream(conn, bridged); };
+  hooks.rejected = [&conn](int status, std::string_view reason, std::string_view method,
+                           std::string_view authority, std::string_view path) {
+    recordRejectedStream(conn, status, reason, method, authority, path);
+  };
+  co_await h2::serveServer(stream, h2_options, std::move(hooks));
+}
+
+bool negotiatedH2(TlsStream& stream) {
+  const unsigned char* protocol = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(stream.native_handle(), &protocol, &length);
+  return length == 2 && std::memcmp(protocol, "h2", 2) == 0;
+}
+
 bool looksLikeHttp(std::string_view data) {
   size_t i = 0;
   while (i < data.size() && i < 16 && data[i] >= 'A' && data[i] <= 'Z') ++i;
@@ -1340,8 +1390,12 @@ net::awaitable<void> classifyAndServe(Connection& conn, beast::tcp_stream& strea
       }
       conn.tls = true;
       conn.dst.hostname = leaf_host;
-      beast::flat_buffer tls_buffer;
-      co_await serveHttp(conn, tls_stream, tls_buffer);
+      if (negotiatedH2(tls_stream)) {
+        co_await serveHttp2(conn, tls_stream);
+      } else {
+        beast::flat_buffer tls_buffer;
+        co_await serveHttp(conn, tls_stream, tls_buffer);
+      }
       boost::system::error_code ignored;
       beast::get_lowest_layer(tls_stream).expires_after(std::chrono::seconds(1));
       co_await tls_stream.async_shutdown(net::redirect_error(use_awaitable, ignored));

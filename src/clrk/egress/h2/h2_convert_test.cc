@@ -1,0 +1,114 @@
+#include "clrk/egress/h2/convert.h"
+
+#include <gtest/gtest.h>
+
+namespace clrk::egress::h2 {
+namespace {
+
+namespace http = boost::beast::http;
+
+std::vector<HeaderField> base() {
+  return {{":method", "POST"},
+          {":scheme", "https"},
+          {":authority", "API.openai.com"},
+          {":path", "/v1/chat/completions?x=1"}};
+}
+
+TEST(H2ConvertTest, RequestHeadCarriesHostFieldsAndChunkedWithoutLength) {
+  auto fields = base();
+  fields.push_back({"content-type", "application/json"});
+  fields.push_back({"cookie", "a=1"});
+  fields.push_back({"te", "trailers"});
+  fields.push_back({"cookie", "b=2"});
+  Http1Request out;
+  std::string error;
+  ASSERT_TRUE(toHttp1Request(fields, true, out, error)) << error;
+  EXPECT_EQ(out.method, "POST");
+  EXPECT_TRUE(out.chunked);
+  EXPECT_EQ(out.head,
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: api.openai.com\r\n"
+            "content-type: application/json\r\ncookie: a=1; b=2\r\n"
+            "transfer-encoding: chunked\r\n\r\n");
+}
+
+TEST(H2ConvertTest, ContentLengthOrNoBodyMeansNotChunked) {
+  auto fields = base();
+  fields.push_back({"content-length", "5"});
+  Http1Request out;
+  std::string error;
+  ASSERT_TRUE(toHttp1Request(fields, true, out, error));
+  EXPECT_FALSE(out.chunked);
+  EXPECT_NE(out.head.find("content-length: 5\r\n"), std::string::npos);
+  ASSERT_TRUE(toHttp1Request(base(), false, out, error));
+  EXPECT_FALSE(out.chunked);
+  EXPECT_EQ(out.head.find("transfer-encoding"), std::string::npos);
+}
+
+TEST(H2ConvertTest, HostFieldStandsInForAMissingAuthority) {
+  std::vector<HeaderField> fields{
+      {":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {"host", "example.com"}};
+  Http1Request out;
+  std::string error;
+  ASSERT_TRUE(toHttp1Request(fields, false, out, error)) << error;
+  EXPECT_EQ(out.head, "GET / HTTP/1.1\r\nhost: example.com\r\n\r\n");
+}
+
+TEST(H2ConvertTest, RequestsHttp1CannotCarryAreRefusedWithAReason) {
+  struct Case {
+    std::vector<HeaderField> fields;
+    std::string error;
+  };
+  std::vector<Case> cases{
+      {{{":scheme", "https"}, {":authority", "a"}, {":path", "/"}}, "missing :method"},
+      {{{":method", "CONNECT"}, {":authority", "a:443"}}, "CONNECT"},
+      {{{":method", "GET"}, {":scheme", "https"}, {":authority", "a"}}, "missing :path"},
+      {{{":method", "GET"}, {":authority", "a"}, {":path", "/"}}, "missing :scheme"},
+      {{{":method", "GET"}, {":scheme", "https"}, {":path", "/"}}, "missing :authority"},
+      {{{":method", "GET"}, {":method", "GET"}, {":scheme", "https"}, {":path", "/"}},
+       "repeated pseudo-header :method"},
+      {{{":method", "GET"}, {":protocol", "websocket"}}, "unknown pseudo-header :protocol"},
+      {{{":method", "G T"}, {":scheme", "https"}, {":authority", "a"}, {":path", "/"}},
+       "invalid :method"},
+      {{{":method", "GET"}, {":scheme", "https"}, {":authority", "a"}, {":path", "/ HTTP/1.1"}},
+       "invalid :path"},
+      {{{":method", "GET"}, {":scheme", "https"}, {":authority", "a/b"}, {":path", "/"}},
+       "invalid :authority"},
+      {{{":method", "GET"},
+        {":scheme", "https"},
+        {":authority", "a"},
+        {":path", "/"},
+        {"x-a", "1\r\nx-injected: 2"}},
+       "control byte"},
+      {{{":method", "GET"},
+        {":scheme", "https"},
+        {":authority", "a"},
+        {":path", "/"},
+        {"bad name", "1"}},
+       "invalid header field name"},
+  };
+  for (const auto& c : cases) {
+    Http1Request out;
+    std::string error;
+    EXPECT_FALSE(toHttp1Request(c.fields, false, out, error)) << c.error;
+    EXPECT_NE(error.find(c.error), std::string::npos) << error << " vs " << c.error;
+  }
+}
+
+TEST(H2ConvertTest, ResponseDropsHopByHopFieldsAndLowersNames) {
+  http::response_header<> head;
+  head.result(http::status::ok);
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::connection, "keep-alive, X-Private");
+  head.set("X-Private", "secret hop");
+  head.set(http::field::transfer_encoding, "chunked");
+  head.set("Keep-Alive", "timeout=5");
+  head.set("X-Request-Id", "abc");
+  auto out = toHttp2Response(head);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0], (std::pair<std::string, std::string>{":status", "200"}));
+  EXPECT_EQ(out[1], (std::pair<std::string, std::string>{"content-type", "text/event-stream"}));
+  EXPECT_EQ(out[2], (std::pair<std::string, std::string>{"x-request-id", "abc"}));
+}
+
+}  // namespace
+}  // namespace clrk::egress::h2

@@ -1,0 +1,563 @@
+#include "clrk/egress/h2/server.h"
+
+#include "clrk/base/log.h"
+#include "clrk/egress/h2/convert.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <nghttp2/nghttp2.h>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
+#include <vector>
+
+namespace clrk::egress::h2 {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using net::use_awaitable;
+using std::chrono::steady_clock;
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kWriteBatch = 64 * 1024;
+constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
+
+std::string jsonError(std::string_view message) {
+  std::string out = R"({"error":{"type":"bad_request","message":")";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  out += "\"}}";
+  return out;
+}
+
+class Connection {
+ public:
+  Connection(TlsStream& tls, const ServerOptions& options, ServerHooks hooks, ServerStats* stats)
+      : tls_(tls),
+        options_(options),
+        hooks_(std::move(hooks)),
+        stats_(stats),
+        executor_(tls.get_executor()),
+        write_wake_(executor_),
+        done_wake_(executor_),
+        watchdog_(executor_) {}
+  ~Connection() {
+    if (session_ != nullptr) nghttp2_session_del(session_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  net::awaitable<void> run();
+
+ private:
+  struct Stream {
+    explicit Stream(int32_t stream_id) : id(stream_id) {}
+    int32_t id;
+    std::vector<HeaderField> fields;
+    size_t header_bytes = 0;
+    bool overflow = false;
+    bool started = false;
+    bool chunked = false;
+    bool head_request = false;
+    bool closed = false;  // nghttp2 closed it (sent or received END_STREAM both ways, or reset)
+    std::unique_ptr<Bridge> bridge;
+    // Response body waiting for nghttp2's data callback.
+    std::string pending;
+    size_t pending_head = 0;
+    bool body_done = false;
+    bool deferred = false;
+    std::optional<net::steady_timer> drained;  // the relay waits here for room in `pending`
+    size_t pendingSize() const { return pending.size() - pending_head; }
+  };
+
+  bool init();
+  net::awaitable<void> readLoop();
+  net::awaitable<void> writeLoop();
+  net::awaitable<void> watchdog();
+  net::awaitable<void> serveStream(std::shared_ptr<Stream> stream);
+  net::awaitable<void> relayResponse(std::shared_ptr<Stream> stream);
+  void spawn(net::awaitable<void> task);
+  void signalWrite() { write_wake_.cancel(); }
+  Stream* find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
+  void start(Stream& stream, bool body_follows);
+  void endRequest(Stream& stream);
+  void reject(Stream& stream, int status, std::string_view reason);
+  void submitBody(Stream& stream, const std::vector<std::pair<std::string, std::string>>& head,
+                  bool has_body);
+  void resetStream(Stream& stream, uint32_t code);
+  void closeSocket();
+
+  // nghttp2 callbacks.
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t name_len, const uint8_t* value, size_t value_len, uint8_t flags,
+                      void* self);
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int onDataChunk(nghttp2_session*, uint8_t flags, int32_t id, const uint8_t* data,
+                         size_t len, void* self);
+  static int onStreamClose(nghttp2_session*, int32_t id, uint32_t error_code, void* self);
+  static ssize_t readBody(nghttp2_session*, int32_t id, uint8_t* buf, size_t length,
+                          uint32_t* data_flags, nghttp2_data_source* source, void* self);
+
+  TlsStream& tls_;
+  const ServerOptions& options_;
+  ServerHooks hooks_;
+  ServerStats* stats_;
+  net::any_io_executor executor_;
+  nghttp2_session* session_ = nullptr;
+  std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
+  net::steady_timer write_wake_;
+  net::steady_timer done_wake_;
+  net::steady_timer watchdog_;
+  size_t running_ = 0;  // spawned coroutines not yet finished
+  bool closing_ = false;
+  steady_clock::time_point last_read_ = steady_clock::now();
+  std::optional<steady_clock::time_point> write_started_;
+};
+
+bool Connection::init() {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  if (nghttp2_session_callbacks_new(&callbacks) != 0) return false;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Connection::onBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, &Connection::onHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Connection::onFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Connection::onDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Connection::onStreamClose);
+  nghttp2_option* option = nullptr;
+  if (nghttp2_option_new(&option) != 0) {
+    nghttp2_session_callbacks_del(callbacks);
+    return false;
+  }
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) return false;
+  std::array<nghttp2_settings_entry, 4> settings{{
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_buffer_bytes},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_bytes},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  }};
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) {
+    return false;
+  }
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(options_.connection_window_bytes));
+  return true;
+}
+
+void Connection::spawn(net::awaitable<void> task) {
+  ++running_;
+  net::co_spawn(executor_, std::move(task), [this](std::exception_ptr error) {
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        logger("egress")->warn("h2: stream task failed: {}", e.what());
+      }
+    }
+    --running_;
+    done_wake_.cancel();
+  });
+}
+
+net::awaitable<void> Connection::run() {
+  if (!init()) {
+    logger("egress")->warn("h2: cannot create an nghttp2 session");
+    co_return;
+  }
+  beast::get_lowest_layer(tls_).expires_never();  // the watchdog keeps time instead
+  spawn(writeLoop());
+  spawn(watchdog());
+  co_await readLoop();
+  closing_ = true;
+  for (auto& [id, stream] : streams_) {
+    stream->closed = true;
+    if (stream->bridge) {
+      stream->bridge->far().out().abort(net::error::connection_reset);
+      stream->bridge->far().in().abort(net::error::connection_reset);
+    }
+    if (stream->drained) stream->drained->cancel();
+  }
+  signalWrite();
+  watchdog_.cancel();
+  while (running_ > 0) {
+    boost::system::error_code ec;
+    done_wake_.expires_at(steady_clock::time_point::max());
+    co_await done_wake_.async_wait(net::redirect_error(use_awaitable, ec));
+  }
+  streams_.clear();
+}
+
+net::awaitable<void> Connection::readLoop() {
+  std::array<uint8_t, kReadChunk> buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    size_t n =
+        co_await tls_.async_read_some(net::buffer(buffer), net::redirect_error(use_awaitable, ec));
+    if (n > 0) {
+      last_read_ = steady_clock::now();
+      ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
+      if (rv < 0) {
+        logger("egress")->debug("h2: closing: {}", nghttp2_strerror(static_cast<int>(rv)));
+        break;
+      }
+      signalWrite();
+    }
+    if (ec) break;
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
+      break;
+    }
+  }
+}
+
+net::awaitable<void> Connection::writeLoop() {
+  std::string out;
+  for (;;) {
+    out.clear();
+    for (;;) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        logger("egress")->debug("h2: send failed: {}", nghttp2_strerror(static_cast<int>(n)));
+        closeSocket();
+        co_return;
+      }
+      if (n == 0) break;
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+      if (out.size() >= kWriteBatch) break;
+    }
+    if (!out.empty()) {
+      boost::system::error_code ec;
+      write_started_ = steady_clock::now();
+      co_await net::async_write(tls_, net::buffer(out), net::redirect_error(use_awaitable, ec));
+      write_started_.reset();
+      if (ec) {
+        closeSocket();
+        co_return;
+      }
+      continue;
+    }
+    if (closing_ ||
+        (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0)) {
+      closeSocket();  // ends the read loop too
+      co_return;
+    }
+    boost::system::error_code ec;
+    write_wake_.expires_at(steady_clock::time_point::max());
+    co_await write_wake_.async_wait(net::redirect_error(use_awaitable, ec));
+  }
+}
+
+net::awaitable<void> Connection::watchdog() {
+  const auto idle = std::chrono::milliseconds(options_.idle_timeout_ms);
+  while (!closing_) {
+    boost::system::error_code ec;
+    watchdog_.expires_after(std::min<steady_clock::duration>(idle, std::chrono::seconds(1)));
+    co_await watchdog_.async_wait(net::redirect_error(use_awaitable, ec));
+    if (closing_) break;
+    auto now = steady_clock::now();
+    if (write_started_ && now - *write_started_ >= idle) {
+      logger("egress")->debug("h2: client stopped reading; closing");
+      closeSocket();
+      break;
+    }
+    if (streams_.empty() && now - last_read_ >= idle) {
+      nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);  // GOAWAY, then close
+      signalWrite();
+      break;
+    }
+  }
+}
+
+void Connection::closeSocket() {
+  boost::system::error_code ignored;
+  beast::get_lowest_layer(tls_).socket().shutdown(net::socket_base::shutdown_both, ignored);
+  beast::get_lowest_layer(tls_).socket().cancel(ignored);
+}
+
+void Connection::start(Stream& stream, bool body_follows) {
+  stream.started = true;
+  Http1Request request;
+  if (stream.overflow) {
+    // Past the limit: an unterminated head longer than the HTTP/1.1 parser's limit makes the
+    // handler answer 431 exactly as for an HTTP/1.1 client.
+    request.head = "GET / HTTP/1.1\r\nx-clrk-header-overflow: ";
+    request.head.append(options_.max_header_bytes + 1, 'x');
+  } else {
+    std::string error;
+    if (!toHttp1Request(stream.fields, body_follows, request, error)) {
+      reject(stream, 400, error);
+      return;
+    }
+  }
+  stream.fields.clear();
+  stream.fields.shrink_to_fit();
+  stream.chunked = request.chunked;
+  stream.head_request = request.method == "HEAD";
+  stream.bridge = std::make_unique<Bridge>(executor_, options_.stream_buffer_bytes);
+  stream.drained.emplace(executor_);
+  const int32_t id = stream.id;
+  stream.bridge->far().out().on_credit = [this, id](size_t credit) {
+    nghttp2_session_consume(session_, id, credit);
+    signalWrite();
+  };
+  stream.bridge->far().out().push(request.head);
+  if (stream.overflow) stream.bridge->far().out().close(net::error::eof);
+  if (stats_) ++stats_->streams;
+  auto shared = streams_.at(id);
+  spawn(serveStream(shared));
+  spawn(relayResponse(shared));
+}
+
+void Connection::endRequest(Stream& stream) {
+  if (!stream.bridge) return;
+  Pipe& pipe = stream.bridge->far().out();
+  if (stream.chunked) pipe.push("0\r\n\r\n");
+  pipe.close(net::error::eof);
+}
+
+void Connection::reject(Stream& stream, int status, std::string_view reason) {
+  if (stats_) ++stats_->rejected;
+  std::string method, authority, path;
+  for (const auto& field : stream.fields) {
+    if (field.name == ":method") method = field.value;
+    if (field.name == ":authority") authority = field.value;
+    if (field.name == ":path") path = field.value;
+  }
+  if (hooks_.rejected) hooks_.rejected(status, reason, method, authority, path);
+  stream.fields.clear();
+  stream.pending = jsonError(reason);
+  stream.body_done = true;
+  submitBody(stream,
+             {{":status", std::to_string(status)},
+              {"content-type", "application/json"},
+              {"content-length", std::to_string(stream.pending.size())}},
+             true);
+}
+
+void Connection::submitBody(Stream& stream,
+                            const std::vector<std::pair<std::string, std::string>>& head,
+                            bool has_body) {
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(head.size());
+  for (const auto& [name, value] : head) {
+    nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                             reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
+                             name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  nghttp2_data_provider provider{};
+  provider.source.ptr = &stream;
+  provider.read_callback = &Connection::readBody;
+  int rv = nghttp2_submit_response(session_, stream.id, nva.data(), nva.size(),
+                                   has_body ? &provider : nullptr);
+  if (rv != 0) {
+    logger("egress")->debug("h2: cannot submit response on stream {}: {}", stream.id,
+                            nghttp2_strerror(rv));
+    resetStream(stream, NGHTTP2_INTERNAL_ERROR);
+  }
+  signalWrite();
+}
+
+void Connection::resetStream(Stream& stream, uint32_t code) {
+  if (!stream.closed) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id, code);
+  signalWrite();
+}
+
+net::awaitable<void> Connection::serveStream(std::shared_ptr<Stream> stream) {
+  BridgeEnd& near = stream->bridge->near();
+  co_await hooks_.serve(near);
+  near.out().close(net::error::eof);  // the response ends here, complete or not
+}
+
+net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
+  BridgeEnd& far = stream->bridge->far();
+  beast::flat_buffer buffer;
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  boost::system::error_code ec;
+  for (;;) {
+    parser.emplace();
+    parser->header_limit(options_.max_header_bytes);
+    parser->body_limit(kUnlimitedBody);
+    if (stream->head_request) parser->skip(true);
+    co_await http::async_read_header(far, buffer, *parser, net::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    int code = parser->get().result_int();
+    if (code >= 200) break;  // 1xx are interim (101 cannot happen: no upgrade over HTTP/2)
+  }
+  if (ec) {
+    if (!closing_) resetStream(*stream, NGHTTP2_INTERNAL_ERROR);
+    co_return;
+  }
+  if (stream->closed) co_return;
+  bool has_body = !parser->is_done();
+  submitBody(*stream, toHttp2Response(parser->get().base()), has_body);
+  std::array<char, kReadChunk> chunk;
+  while (has_body && !parser->is_done()) {
+    while (stream->pendingSize() >= options_.stream_buffer_bytes && !stream->closed) {
+      boost::system::error_code wait_ec;
+      stream->drained->expires_at(steady_clock::time_point::max());
+      co_await stream->drained->async_wait(net::redirect_error(use_awaitable, wait_ec));
+    }
+    if (stream->closed) co_return;
+    parser->get().body().data = chunk.data();
+    parser->get().body().size = chunk.size();
+    co_await http::async_read_some(far, buffer, *parser, net::redirect_error(use_awaitable, ec));
+    if (ec && ec != http::error::need_buffer) {
+      // The handler cut the response short: the client must not take it as complete.
+      resetStream(*stream, NGHTTP2_INTERNAL_ERROR);
+      co_return;
+    }
+    ec = {};
+    size_t n = chunk.size() - parser->get().body().size;
+    if (n == 0) continue;
+    if (stream->pending_head > 0 && stream->pending_head == stream->pending.size()) {
+      stream->pending.clear();
+      stream->pending_head = 0;
+    }
+    stream->pending.append(chunk.data(), n);
+    if (stream->deferred && !stream->closed) {
+      stream->deferred = false;
+      nghttp2_session_resume_data(session_, stream->id);
+    }
+    signalWrite();
+  }
+  if (!has_body || stream->closed) co_return;
+  stream->body_done = true;
+  if (stream->deferred) {
+    stream->deferred = false;
+    nghttp2_session_resume_data(session_, stream->id);
+  }
+  signalWrite();
+}
+
+int Connection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* conn = static_cast<Connection*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  conn->streams_.emplace(frame->hd.stream_id, std::make_shared<Stream>(frame->hd.stream_id));
+  return 0;
+}
+
+int Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                         size_t name_len, const uint8_t* value, size_t value_len, uint8_t,
+                         void* self) {
+  auto* conn = static_cast<Connection*>(self);
+  Stream* stream = conn->find(frame->hd.stream_id);
+  if (stream == nullptr || stream->started) return 0;  // trailers: not forwarded
+  if (stream->overflow) return 0;
+  stream->header_bytes += name_len + value_len + 32;  // RFC 9113 §6.5.2 accounting
+  if (stream->header_bytes > conn->options_.max_header_bytes) {
+    stream->overflow = true;
+    stream->fields.clear();
+    return 0;
+  }
+  stream->fields.push_back(
+      HeaderField{std::string(reinterpret_cast<const char*>(name), name_len),
+                  std::string(reinterpret_cast<const char*>(value), value_len)});
+  return 0;
+}
+
+int Connection::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* conn = static_cast<Connection*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  Stream* stream = conn->find(frame->hd.stream_id);
+  if (stream == nullptr) return 0;
+  bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !stream->started) {
+    conn->start(*stream, !end_stream);
+  }
+  if (end_stream) conn->endRequest(*stream);
+  return 0;
+}
+
+int Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t id, const uint8_t* data,
+                            size_t len, void* self) {
+  auto* conn = static_cast<Connection*>(self);
+  Stream* stream = conn->find(id);
+  if (stream == nullptr || !stream->bridge || stream->bridge->far().out().closed()) {
+    nghttp2_session_consume(session, id, len);  // nobody reads it: keep the windows open
+    return 0;
+  }
+  if (len == 0) return 0;
+  Pipe& pipe = stream->bridge->far().out();
+  std::string_view bytes(reinterpret_cast<const char*>(data), len);
+  if (stream->chunked) {
+    char size_line[24];
+    int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    pipe.push(std::string_view(size_line, static_cast<size_t>(n)));
+    pipe.push(bytes, len);
+    pipe.push("\r\n");
+  } else {
+    pipe.push(bytes, len);
+  }
+  return 0;
+}
+
+int Connection::onStreamClose(nghttp2_session* session, int32_t id, uint32_t, void* self) {
+  auto* conn = static_cast<Connection*>(self);
+  auto it = conn->streams_.find(id);
+  if (it == conn->streams_.end()) return 0;
+  std::shared_ptr<Stream> stream = it->second;
+  conn->streams_.erase(it);
+  stream->closed = true;
+  if (stream->bridge) {
+    // Unread request bytes still hold connection window: give it back.
+    size_t unread = stream->bridge->far().out().abort(net::error::connection_reset);
+    if (unread > 0) nghttp2_session_consume_connection(session, unread);
+    stream->bridge->far().in().abort(net::error::connection_reset);
+  }
+  if (stream->drained) stream->drained->cancel();
+  return 0;
+}
+
+ssize_t Connection::readBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                             uint32_t* data_flags, nghttp2_data_source* source, void*) {
+  auto* stream = static_cast<Stream*>(source->ptr);
+  size_t available = stream->pendingSize();
+  if (available == 0) {
+    if (stream->body_done) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    stream->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  size_t n = std::min(length, available);
+  std::memcpy(buf, stream->pending.data() + stream->pending_head, n);
+  stream->pending_head += n;
+  if (stream->pending_head == stream->pending.size()) {
+    stream->pending.clear();
+    stream->pending_head = 0;
+    if (stream->body_done) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  }
+  if (stream->drained) stream->drained->cancel();
+  return static_cast<ssize_t>(n);
+}
+
+}  // namespace
+
+net::awaitable<void> serveServer(TlsStream& stream, const ServerOptions& options, ServerHooks hooks,
+                                 ServerStats* stats) {
+  Connection connection(stream, options, std::move(hooks), stats);
+  co_await connection.run();
+}
+
+}  // namespace clrk::egress::h2
