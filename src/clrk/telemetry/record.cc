@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 namespace clrk::telemetry {
@@ -66,6 +68,65 @@ Status readTime(const Json& object, const char* field, std::chrono::system_clock
   return {};
 }
 
+// Length of the valid multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates,
+// <= U+10FFFF) starting at text[idx] (a byte >= 0x80), or 0 when it is invalid.
+size_t validUtf8Sequence(std::string_view text, size_t idx) {
+  auto byte = static_cast<unsigned char>(text[idx]);
+  size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;
+  if (byte >= 0xC2 && byte <= 0xDF) {
+    length = 2;
+  } else if (byte >= 0xE0 && byte <= 0xEF) {
+    length = 3;
+    if (byte == 0xE0) low = 0xA0;
+    if (byte == 0xED) high = 0x9F;
+  } else if (byte >= 0xF0 && byte <= 0xF4) {
+    length = 4;
+    if (byte == 0xF0) low = 0x90;
+    if (byte == 0xF4) high = 0x8F;
+  }
+  if (length == 0 || idx + length > text.size()) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    auto next = static_cast<unsigned char>(text[idx + k]);
+    unsigned char lo = k == 1 ? low : 0x80;
+    unsigned char hi = k == 1 ? high : 0xBF;
+    if (next < lo || next > hi) return 0;
+  }
+  return length;
+}
+
+// Replaces invalid UTF-8 in `text` with U+FFFD, byte by byte, as appendJsonString does.
+void sanitizeUtf8(std::string& text) {
+  // ASCII, the common case, is checked 8 bytes at a time.
+  size_t idx = 0;
+  for (; idx + 8 <= text.size(); idx += 8) {
+    uint64_t word = 0;
+    std::memcpy(&word, text.data() + idx, sizeof word);
+    if ((word & 0x8080808080808080ull) != 0) break;
+  }
+  while (idx < text.size() && static_cast<unsigned char>(text[idx]) < 0x80) ++idx;
+  if (idx == text.size()) return;
+  std::string out(text, 0, idx);
+  bool changed = false;
+  while (idx < text.size()) {
+    if (static_cast<unsigned char>(text[idx]) < 0x80) {
+      out += text[idx++];
+      continue;
+    }
+    size_t length = validUtf8Sequence(text, idx);
+    if (length != 0) {
+      out.append(text, idx, length);
+      idx += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      changed = true;
+      ++idx;
+    }
+  }
+  if (changed) text = std::move(out);
+}
+
 // Appends `text` as a JSON string. Invalid UTF-8 (possible in URLs or names copied from
 // traffic) becomes U+FFFD, as nlohmann's error_handler_t::replace does.
 void appendJsonString(std::string& out, std::string_view text) {
@@ -102,28 +163,8 @@ void appendJsonString(std::string& out, std::string_view text) {
       ++idx;
       continue;
     }
-    // Multi-byte sequence: validate per RFC 3629 (no overlongs, no surrogates, <= U+10FFFF).
-    size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (byte >= 0xC2 && byte <= 0xDF) {
-      length = 2;
-    } else if (byte >= 0xE0 && byte <= 0xEF) {
-      length = 3;
-      if (byte == 0xE0) low = 0xA0;
-      if (byte == 0xED) high = 0x9F;
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      length = 4;
-      if (byte == 0xF0) low = 0x90;
-      if (byte == 0xF4) high = 0x8F;
-    }
-    bool valid = length != 0 && idx + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      auto next = static_cast<unsigned char>(text[idx + k]);
-      unsigned char lo = k == 1 ? low : 0x80;
-      unsigned char hi = k == 1 ? high : 0xBF;
-      if (next < lo || next > hi) valid = false;
-    }
+    size_t length = validUtf8Sequence(text, idx);
+    bool valid = length != 0;
     if (valid) {
       out.append(text.substr(idx, length));
       idx += length;
@@ -149,6 +190,77 @@ void appendJsonDouble(std::string& out, double value) {
   }
   out.append(buf, end);
 }
+
+void putVarint(std::string& out, uint64_t value) {
+  while (value >= 0x80) {
+    out += static_cast<char>(static_cast<uint8_t>(value) | 0x80);
+    value >>= 7;
+  }
+  out += static_cast<char>(value);
+}
+
+void putFixed64(std::string& out, uint64_t value) {
+  char buf[8];
+  for (int idx = 0; idx < 8; ++idx) buf[idx] = static_cast<char>(value >> (8 * idx));
+  out.append(buf, 8);
+}
+
+void putString(std::string& out, std::string_view text) {
+  putVarint(out, text.size());
+  out.append(text);
+}
+
+// Reads appendBinary fields from a byte range; every getter fails (false) past the end.
+class BinaryReader {
+ public:
+  explicit BinaryReader(std::string_view data) : data_(data) {}
+
+  size_t remaining() const { return data_.size() - pos_; }
+  size_t offset() const { return pos_; }
+
+  bool byte(uint8_t& out) {
+    if (remaining() < 1) return false;
+    out = static_cast<uint8_t>(data_[pos_++]);
+    return true;
+  }
+  bool varint(uint64_t& out) {
+    out = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+      uint8_t next = 0;
+      if (!byte(next)) return false;
+      if (shift == 63 && next > 1) return false;  // over 64 bits
+      out |= static_cast<uint64_t>(next & 0x7f) << shift;
+      if ((next & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  bool fixed64(uint64_t& out) {
+    if (remaining() < 8) return false;
+    out = 0;
+    for (int idx = 7; idx >= 0; --idx) {
+      out = out << 8 | static_cast<uint8_t>(data_[pos_ + static_cast<size_t>(idx)]);
+    }
+    pos_ += 8;
+    return true;
+  }
+  bool bytes(std::span<uint8_t> out) {
+    if (remaining() < out.size()) return false;
+    std::memcpy(out.data(), data_.data() + pos_, out.size());
+    pos_ += out.size();
+    return true;
+  }
+  bool string(std::string& out) {
+    uint64_t length = 0;
+    if (!varint(length) || length > remaining()) return false;
+    out.assign(data_.data() + pos_, static_cast<size_t>(length));
+    pos_ += static_cast<size_t>(length);
+    return true;
+  }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+};
 
 Result<Record> parseRecord(const Json& root) {
   if (!root.is_object()) return invalidArgument("record: expected a JSON object");
@@ -335,6 +447,149 @@ Result<Record> recordFromJson(std::string_view json) {
   } catch (const std::exception& e) {
     return invalidArgument(std::string("record: ") + e.what());
   }
+}
+
+void normalize(Record& record) {
+  sanitizeUtf8(record.name);
+  sanitizeUtf8(record.status_message);
+  if (record.status_code < 0 || record.status_code > 2) record.status_code = 2;
+  auto kind = static_cast<int>(record.kind);
+  if (kind < 0 || kind > 5) record.kind = SpanKind::Unspecified;
+  for (Attribute& attribute : record.attributes) {
+    sanitizeUtf8(attribute.key);
+    if (auto* text = std::get_if<std::string>(&attribute.value)) {
+      sanitizeUtf8(*text);
+    } else if (auto* number = std::get_if<double>(&attribute.value)) {
+      if (!std::isfinite(*number)) *number = 0.0;
+    }
+  }
+  // Repeated keys (only possible when attributes were pushed without set()): keep the first
+  // position and the last value, as set() does when the JSON is read back.
+  auto& attributes = record.attributes;
+  for (size_t attr_idx = 1; attr_idx < attributes.size(); ++attr_idx) {
+    for (size_t earlier_idx = 0; earlier_idx < attr_idx; ++earlier_idx) {
+      if (attributes[earlier_idx].key == attributes[attr_idx].key) {
+        attributes[earlier_idx].value = std::move(attributes[attr_idx].value);
+        attributes.erase(attributes.begin() + static_cast<std::ptrdiff_t>(attr_idx));
+        --attr_idx;
+        break;
+      }
+    }
+  }
+}
+
+void appendBinary(std::string& out, const Record& record) {
+  size_t estimate = 96 + record.name.size() + record.status_message.size();
+  for (const Attribute& attribute : record.attributes) {
+    estimate += 12 + attribute.key.size();
+    if (const auto* text = std::get_if<std::string>(&attribute.value)) estimate += text->size();
+  }
+  out.reserve(out.size() + estimate);
+  out += static_cast<char>(kBinaryRecordTag);
+  putString(out, record.name);
+  out.append(reinterpret_cast<const char*>(record.trace_id.data()), record.trace_id.size());
+  out.append(reinterpret_cast<const char*>(record.span_id.data()), record.span_id.size());
+  out.append(reinterpret_cast<const char*>(record.parent_span_id.data()),
+             record.parent_span_id.size());
+  out += static_cast<char>(static_cast<uint8_t>(record.kind));
+  putFixed64(out, static_cast<uint64_t>(toNanos(record.start)));
+  putFixed64(out, static_cast<uint64_t>(toNanos(record.end)));
+  out += static_cast<char>(static_cast<uint8_t>(record.status_code));
+  putString(out, record.status_message);
+  putVarint(out, record.attributes.size());
+  for (const Attribute& attribute : record.attributes) {
+    putString(out, attribute.key);
+    std::visit(
+        [&out](const auto& value) {
+          using T = std::decay_t<decltype(value)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            out += '\0';
+            putString(out, value);
+          } else if constexpr (std::is_same_v<T, int64_t>) {
+            out += '\1';
+            putFixed64(out, static_cast<uint64_t>(value));
+          } else if constexpr (std::is_same_v<T, double>) {
+            uint64_t bits = 0;
+            std::memcpy(&bits, &value, sizeof bits);
+            out += '\2';
+            putFixed64(out, bits);
+          } else {
+            out += '\3';
+            out += value ? '\1' : '\0';
+          }
+        },
+        attribute.value);
+  }
+}
+
+Result<Record> recordFromBinary(std::string_view data) {
+  BinaryReader in(data);
+  Record record;
+  auto bad = [&in](std::string_view field) {
+    return invalidArgument("record: bad or truncated " + std::string(field) + " at byte " +
+                           std::to_string(in.offset()));
+  };
+  uint8_t tag = 0;
+  if (!in.byte(tag) || tag != kBinaryRecordTag) return bad("tag");
+  if (!in.string(record.name)) return bad("name");
+  if (!in.bytes(record.trace_id)) return bad("traceId");
+  if (!in.bytes(record.span_id)) return bad("spanId");
+  if (!in.bytes(record.parent_span_id)) return bad("parentSpanId");
+  uint8_t kind = 0;
+  if (!in.byte(kind) || kind > 5) return bad("kind");
+  record.kind = static_cast<SpanKind>(kind);
+  uint64_t start = 0;
+  uint64_t end = 0;
+  if (!in.fixed64(start)) return bad("startNs");
+  if (!in.fixed64(end)) return bad("endNs");
+  record.start = fromNanos(static_cast<int64_t>(start));
+  record.end = fromNanos(static_cast<int64_t>(end));
+  uint8_t status = 0;
+  if (!in.byte(status) || status > 2) return bad("status.code");
+  record.status_code = status;
+  if (!in.string(record.status_message)) return bad("status.message");
+  uint64_t count = 0;
+  // Each attribute takes at least 3 bytes (empty key, type, one value byte).
+  if (!in.varint(count) || count > in.remaining() / 3) return bad("attributes");
+  record.attributes.reserve(static_cast<size_t>(std::min<uint64_t>(count, 64)));
+  for (uint64_t attr_idx = 0; attr_idx < count; ++attr_idx) {
+    Attribute& attribute = record.attributes.emplace_back();
+    if (!in.string(attribute.key)) return bad("attribute key");
+    uint8_t type = 0;
+    if (!in.byte(type)) return bad("attribute type");
+    switch (type) {
+      case 0: {
+        std::string text;
+        if (!in.string(text)) return bad("attribute string");
+        attribute.value = std::move(text);
+        break;
+      }
+      case 1: {
+        uint64_t bits = 0;
+        if (!in.fixed64(bits)) return bad("attribute int");
+        attribute.value = static_cast<int64_t>(bits);
+        break;
+      }
+      case 2: {
+        uint64_t bits = 0;
+        if (!in.fixed64(bits)) return bad("attribute double");
+        double number = 0;
+        std::memcpy(&number, &bits, sizeof number);
+        attribute.value = number;
+        break;
+      }
+      case 3: {
+        uint8_t flag = 0;
+        if (!in.byte(flag) || flag > 1) return bad("attribute bool");
+        attribute.value = flag == 1;
+        break;
+      }
+      default:
+        return bad("attribute type");
+    }
+  }
+  if (in.remaining() != 0) return bad("end (trailing bytes)");
+  return record;
 }
 
 }  // namespace clrk::telemetry

@@ -2,8 +2,8 @@
 //
 // A Record maps 1:1 onto an OTLP span (and an OTLP log record): trace/span ids, start/end time,
 // status and typed attributes. Attribute names are the constants in attributes.h. Records are
-// plain values; they are copied into the telemetry pipeline (pipeline.h) and serialized to JSON
-// for the disk spool and the local store.
+// plain values; they are moved into the telemetry pipeline (pipeline.h), serialized in a binary
+// form for its disk spool and to JSON for the local store.
 // Thread model: plain values, no shared state; the free functions are thread-safe.
 #pragma once
 
@@ -90,5 +90,27 @@ std::string toJson(const Record& record);
 
 // Parses toJson output. InvalidArgument naming the bad field on malformed input; never throws.
 Result<Record> recordFromJson(std::string_view json);
+
+// Makes `record` what a JSON round trip would give (recordFromJson(toJson(record))), without
+// one: invalid UTF-8 in strings becomes U+FFFD, doubles that are not finite become 0, a repeated
+// attribute key keeps its first position and its last value, and a status code or span kind out
+// of range becomes Error / Unspecified. The pipeline applies it before spooling, so sinks see the
+// same values whether a record reaches them from memory or from the spool.
+void normalize(Record& record);
+
+// Binary form used by the spool (pipeline.h): smaller and far cheaper to write and read than the
+// JSON. Lossless for every Record, so binary round trips are exact (no normalization).
+//   u8 kBinaryRecordTag | str name | 16 trace_id | 8 span_id | 8 parent_span_id | u8 kind |
+//   i64 startNs | i64 endNs | u8 status code | str status message | varint attribute count |
+//   per attribute: str key | u8 type (0 string, 1 int, 2 double, 3 bool) | value
+// where str = varint length + bytes, varint = unsigned LEB128 (at most 10 bytes), i64 and double
+// are 8 bytes little-endian (double as its IEEE-754 bits), bool is one byte 0 or 1. A JSON
+// record never starts with kBinaryRecordTag, so a reader can tell the two apart by the first byte.
+inline constexpr uint8_t kBinaryRecordTag = 0xB1;
+void appendBinary(std::string& out, const Record& record);
+
+// Parses appendBinary output (the whole of `data`). InvalidArgument naming the bad field on
+// malformed or truncated input; never throws.
+Result<Record> recordFromBinary(std::string_view data);
 
 }  // namespace clrk::telemetry

@@ -173,5 +173,96 @@ TEST(RecordTest, EscapesMatchJsonRules) {
   EXPECT_NE(back->name.find("\xEF\xBF\xBD|"), std::string::npos);
 }
 
+std::string binary(const Record& record) {
+  std::string out;
+  appendBinary(out, record);
+  return out;
+}
+
+TEST(RecordTest, BinaryRoundTripIsExact) {
+  Record record = sampleRecord();
+  record.kind = SpanKind::Server;
+  record.name = std::string("raw \xff\x00 bytes", 12);  // kept as is, unlike JSON
+  set(record, "clrk.inf", std::numeric_limits<double>::infinity());
+  set(record, "clrk.min", std::numeric_limits<int64_t>::min());
+  set(record, "clrk.empty", std::string());
+  std::string encoded = binary(record);
+  EXPECT_EQ(static_cast<uint8_t>(encoded.front()), kBinaryRecordTag);
+  EXPECT_LT(encoded.size(), toJson(record).size());
+  auto decoded = recordFromBinary(encoded);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
+  EXPECT_EQ(*decoded, record);
+  EXPECT_EQ(recordFromBinary(binary(Record{})).value(), Record{});
+}
+
+TEST(RecordTest, MalformedBinaryIsAnErrorNamingTheField) {
+  std::string encoded = binary(sampleRecord());
+  // Every strict prefix is truncated, and nothing may follow the record.
+  for (size_t length = 0; length < encoded.size(); ++length) {
+    EXPECT_FALSE(recordFromBinary(std::string_view(encoded).substr(0, length)).ok()) << length;
+  }
+  EXPECT_FALSE(recordFromBinary(encoded + '\0').ok());
+  std::string bad_tag = encoded;
+  bad_tag[0] = '{';
+  auto status = recordFromBinary(bad_tag).status();
+  EXPECT_NE(status.message().find("tag"), std::string::npos);
+  Record record;
+  record.name = "n";
+  std::string bad_kind = binary(record);
+  bad_kind[1 + 2 + 32] = 9;  // tag, name, ids, then the kind
+  status = recordFromBinary(bad_kind).status();
+  EXPECT_NE(status.message().find("kind"), std::string::npos) << status.toString();
+  // An attribute count larger than the bytes left could hold.
+  std::string many = binary(Record{});
+  many.back() = '\x7f';
+  status = recordFromBinary(many).status();
+  EXPECT_NE(status.message().find("attributes"), std::string::npos) << status.toString();
+}
+
+TEST(RecordTest, NormalizeGivesWhatAJsonRoundTripGives) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 2000; ++round) {
+    Record record;
+    auto bytes = [&rng] {
+      std::string out(rng() % 12, '\0');
+      for (char& c : out) c = static_cast<char>(rng() % 4 == 0 ? rng() % 256 : 'a' + rng() % 3);
+      return out;
+    };
+    record.name = bytes();
+    record.status_code = static_cast<int>(rng() % 3);
+    record.status_message = bytes();
+    for (int attr_idx = 0; attr_idx < 6; ++attr_idx) {
+      switch (rng() % 4) {
+        case 0:
+          record.attributes.push_back({bytes(), bytes()});
+          break;
+        case 1:
+          record.attributes.push_back({bytes(), static_cast<int64_t>(rng())});
+          break;
+        case 2:
+          record.attributes.push_back(
+              {bytes(), rng() % 5 == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                       : std::ldexp(static_cast<double>(rng()),
+                                                    static_cast<int>(rng() % 80) - 40)});
+          break;
+        default:
+          record.attributes.push_back({bytes(), rng() % 2 == 0});
+      }
+    }
+    auto expected = recordFromJson(toJson(record));
+    ASSERT_TRUE(expected.ok()) << expected.status().toString();
+    normalize(record);
+    EXPECT_EQ(record, *expected) << toJson(record);
+  }
+  // Out of range values JSON would refuse become valid ones.
+  Record odd;
+  odd.status_code = 7;
+  odd.kind = static_cast<SpanKind>(42);
+  normalize(odd);
+  EXPECT_EQ(odd.status_code, 2);
+  EXPECT_EQ(odd.kind, SpanKind::Unspecified);
+  EXPECT_TRUE(recordFromJson(toJson(odd)).ok());
+}
+
 }  // namespace
 }  // namespace clrk::telemetry
