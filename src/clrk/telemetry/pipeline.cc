@@ -29,6 +29,8 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kWriterBatchRecords = 4096;
 constexpr size_t kReadChunkBytes = 1u << 20;
 constexpr auto kWriteRetryDelay = std::chrono::milliseconds(200);
+// Spooled bytes of the batches kept in memory for readers that are caught up (see FreshBatch).
+constexpr uint64_t kFreshMaxBytes = 4u << 20;
 
 std::shared_ptr<spdlog::logger> log() {
   static std::shared_ptr<spdlog::logger> instance = clrk::logger("telemetry");
@@ -72,6 +74,14 @@ bool isZero(std::span<const uint8_t> bytes) {
     if (byte != 0) return false;
   }
   return true;
+}
+
+// A spooled payload: the binary form, or the JSON of spools written before it (still read).
+Result<Record> decodePayload(std::string_view payload) {
+  if (!payload.empty() && static_cast<uint8_t>(payload.front()) == kBinaryRecordTag) {
+    return recordFromBinary(payload);
+  }
+  return recordFromJson(payload);
 }
 
 // Reads exactly [offset, offset+length) or less at end of file; false on an I/O error.
@@ -122,6 +132,17 @@ struct Segment {
   uint64_t readable_bytes = 0;  // bytes of whole, valid frames
   uint64_t records = 0;
   bool active = false;  // the writer appends to it
+};
+
+// Records of one written batch, kept in memory after the batch reached the spool so that readers
+// that are caught up deliver them without reading and decoding the spool. Immutable once
+// published; shared with the reader delivering from it.
+struct FreshBatch {
+  uint64_t seq = 0;
+  uint64_t begin = 0;           // offset of the first record's frame in segment `seq`
+  std::vector<Record> records;  // as spooled (normalized)
+  std::vector<uint64_t> ends;   // offset just past each record's frame
+  uint64_t bytes() const { return ends.empty() ? 0 : ends.back() - begin; }
 };
 
 // Scans one segment file: valid prefix length and record count.
@@ -218,6 +239,15 @@ class Pipeline::Impl {
   void collectGarbage();                                           // REQUIRES: spool_mu_ held
   void dropSegment(uint64_t seq);                                  // REQUIRES: spool_mu_ held
   bool readerCaughtUp(const Reader& reader, Cursor target) const;  // REQUIRES: spool_mu_ held
+  // The fresh batch holding the record at `cursor` and that record's index, or nullptr.
+  // REQUIRES: spool_mu_ held
+  std::shared_ptr<const FreshBatch> findFresh(Cursor cursor, size_t& index) const;
+  void trimFresh();  // REQUIRES: spool_mu_ held
+  // Reads, decodes and appends to `batch` up to batch_max_records records at reader.cursor from
+  // the spool; sets `next` to the cursor past them (or past the unreadable rest of the segment).
+  // False when there is nothing to deliver (the cursor was moved past an unreadable part).
+  bool readFromSpool(Reader& reader, Cursor start, uint64_t readable, int& fd, uint64_t& fd_seq,
+                     std::string& buffer, std::vector<Record>& batch, Cursor& next);
 
   PipelineOptions options_;
   int lock_fd_ = -1;
@@ -246,6 +276,10 @@ class Pipeline::Impl {
   std::atomic<uint64_t> spool_dropped_{0};
   std::atomic<uint64_t> spool_corrupt_{0};
   std::atomic<uint64_t> spool_write_errors_{0};
+  // Recently written batches in spool order; dropped once every reader is past them or when
+  // they hold more than kFreshMaxBytes (a lagging reader then reads the spool).
+  std::deque<std::shared_ptr<const FreshBatch>> fresh_;  // guarded by spool_mu_
+  uint64_t fresh_bytes_ = 0;                             // guarded by spool_mu_
 
   std::thread writer_;
   std::vector<std::unique_ptr<Reader>> readers_;
@@ -461,17 +495,26 @@ void Pipeline::Impl::writerLoop() {
 
 Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
   std::string buffer;
-  uint64_t records = 0;
+  std::vector<uint64_t> ends;  // relative to the start of `buffer` until the offset is known
+  ends.reserve(batch.size());
   uint64_t oversized = 0;
-  for (const Record& record : batch) {
-    std::string json = toJson(record);
-    if (json.size() > spool::kMaxPayloadBytes) {
+  bool all_written = true;
+  for (Record& record : batch) {
+    normalize(record);
+    size_t frame_start = buffer.size();
+    buffer.append(spool::kFrameHeaderBytes, '\0');
+    appendBinary(buffer, record);
+    if (buffer.size() - frame_start - spool::kFrameHeaderBytes > spool::kMaxPayloadBytes) {
+      buffer.resize(frame_start);
       ++oversized;
+      all_written = false;
+      ends.push_back(0);  // marks the record as not written
       continue;
     }
-    spool::appendFrame(buffer, json);
-    ++records;
+    spool::sealFrame(buffer, frame_start);
+    ends.push_back(buffer.size());
   }
+  uint64_t records = batch.size() - oversized;
   if (oversized > 0) {
     spool_write_errors_.fetch_add(oversized);
     log()->error("telemetry spool: dropped {} record(s) larger than {} bytes", oversized,
@@ -516,6 +559,22 @@ Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
     }
   }
 
+  // Keep the records for the readers (the caller drops `batch` after a successful write).
+  std::shared_ptr<FreshBatch> fresh;
+  if (records > 0 && !readers_.empty() && buffer.size() <= kFreshMaxBytes) {
+    fresh = std::make_shared<FreshBatch>();
+    fresh->seq = seq;
+    fresh->begin = committed;
+    fresh->records.reserve(records);
+    fresh->ends.reserve(records);
+    for (size_t record_idx = 0; record_idx < batch.size(); ++record_idx) {
+      if (all_written || ends[record_idx] != 0) {
+        fresh->records.push_back(std::move(batch[record_idx]));
+        fresh->ends.push_back(committed + ends[record_idx]);
+      }
+    }
+  }
+
   lock.lock();
   Segment& segment = segments_[seq];
   segment.readable_bytes += buffer.size();
@@ -523,6 +582,11 @@ Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
   spool_bytes_ += buffer.size();
   processed_ += batch.size();
   spooled_.fetch_add(records);
+  if (fresh) {
+    fresh_bytes_ += fresh->bytes();
+    fresh_.push_back(std::move(fresh));
+    trimFresh();
+  }
   lock.unlock();
   data_cv_.notify_all();
   progress_cv_.notify_all();
@@ -534,6 +598,10 @@ void Pipeline::Impl::dropSegment(uint64_t seq) {
   if (it == segments_.end()) return;
   spool_bytes_ -= it->second.readable_bytes;
   segments_.erase(it);
+  while (!fresh_.empty() && fresh_.front()->seq <= seq) {
+    fresh_bytes_ -= fresh_.front()->bytes();
+    fresh_.pop_front();
+  }
   std::error_code ec;
   fs::remove(options_.spool_dir / segmentFileName(seq), ec);
   if (ec) log()->warn("telemetry spool: cannot remove segment {}: {}", seq, ec.message());
@@ -556,6 +624,41 @@ void Pipeline::Impl::collectGarbage() {
     if (!all_done) break;
     dropSegment(oldest->first);
   }
+  trimFresh();
+}
+
+void Pipeline::Impl::trimFresh() {
+  while (!fresh_.empty()) {
+    const FreshBatch& oldest = *fresh_.front();
+    bool all_past = true;
+    for (const auto& reader : readers_) {
+      if (reader->cursor < Cursor{oldest.seq, oldest.ends.back()}) {
+        all_past = false;
+        break;
+      }
+    }
+    if (!all_past && fresh_bytes_ <= kFreshMaxBytes) break;
+    fresh_bytes_ -= oldest.bytes();
+    fresh_.pop_front();
+  }
+}
+
+std::shared_ptr<const FreshBatch> Pipeline::Impl::findFresh(Cursor cursor, size_t& index) const {
+  for (const auto& batch : fresh_) {
+    if (batch->seq != cursor.seq || cursor.offset < batch->begin ||
+        cursor.offset >= batch->ends.back()) {
+      continue;
+    }
+    if (cursor.offset == batch->begin) {
+      index = 0;
+      return batch;
+    }
+    auto it = std::lower_bound(batch->ends.begin(), batch->ends.end(), cursor.offset);
+    if (it == batch->ends.end() || *it != cursor.offset) return nullptr;  // not a frame start
+    index = static_cast<size_t>(it - batch->ends.begin()) + 1;
+    return batch;
+  }
+  return nullptr;
 }
 
 bool Pipeline::Impl::positionAtData(Reader& reader) {
@@ -602,6 +705,82 @@ void Pipeline::Impl::persistCursor(Reader& reader) {
   reader.persisted = cursor;
 }
 
+bool Pipeline::Impl::readFromSpool(Reader& reader, Cursor start, uint64_t readable, int& fd,
+                                   uint64_t& fd_seq, std::string& buffer,
+                                   std::vector<Record>& batch, Cursor& next) {
+  if (fd < 0 || fd_seq != start.seq) {
+    if (fd >= 0) ::close(fd);
+    fs::path path = options_.spool_dir / segmentFileName(start.seq);
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_seq = start.seq;
+    if (fd < 0) {
+      // Deleted under us (spool over its limit): positionAtData() moves on next time.
+      log()->warn("telemetry spool: cannot open {}: {}", path.filename().string(),
+                  errnoText(errno));
+      std::lock_guard lock(spool_mu_);
+      if (reader.cursor == start && segments_.count(start.seq) != 0) {
+        reader.cursor.offset = readable;  // unreadable: skip it
+        spool_corrupt_.fetch_add(1);
+      }
+      return false;
+    }
+  }
+
+  // Read up to batch_max_records whole frames from [start.offset, readable).
+  uint64_t want = std::min<uint64_t>(readable - start.offset, kReadChunkBytes);
+  batch.clear();
+  uint64_t consumed = 0;
+  bool corrupt = false;
+  bool io_error = !preadAll(fd, start.offset, static_cast<size_t>(want), buffer);
+  while (!io_error && batch.size() < options_.batch_max_records) {
+    std::string_view data(buffer);
+    if (consumed >= data.size()) break;
+    std::string_view payload;
+    size_t frame_bytes = 0;
+    spool::FrameResult fr = spool::decodeFrame(data.substr(consumed), payload, frame_bytes);
+    if (fr == spool::FrameResult::Truncated) {
+      if (consumed == 0 && buffer.size() < readable - start.offset) {
+        // One frame larger than the read window: read exactly up to the end of the data.
+        uint64_t rest = std::min<uint64_t>(readable - start.offset,
+                                           spool::kFrameHeaderBytes + spool::kMaxPayloadBytes);
+        if (buffer.size() >= rest || !preadAll(fd, start.offset, rest, buffer)) {
+          corrupt = true;
+          break;
+        }
+        continue;
+      }
+      if (consumed == 0) corrupt = true;  // readable_bytes promised a whole frame
+      break;
+    }
+    if (fr == spool::FrameResult::Corrupt) {
+      corrupt = true;
+      break;
+    }
+    consumed += frame_bytes;
+    auto record = decodePayload(payload);
+    if (record.ok()) {
+      batch.push_back(std::move(record).value());
+    } else {
+      spool_corrupt_.fetch_add(1);
+      log()->warn("telemetry spool: skipping unreadable record in segment {}: {}", start.seq,
+                  record.status().toString());
+    }
+  }
+  next = Cursor{start.seq, start.offset + consumed};
+  if (io_error || corrupt) {
+    spool_corrupt_.fetch_add(1);
+    log()->error("telemetry spool: segment {} unreadable at offset {}; skipping the rest of it",
+                 start.seq, start.offset + consumed);
+    next.offset = readable;
+    if (batch.empty()) {
+      std::lock_guard lock(spool_mu_);
+      reader.cursor.offset = readable;
+      return false;
+    }
+  }
+  return true;
+}
+
 void Pipeline::Impl::readerLoop(Reader& reader) {
   auto backoff = options_.retry_initial;
   int fd = -1;
@@ -611,6 +790,8 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
   while (true) {
     Cursor start;
     uint64_t readable = 0;
+    std::shared_ptr<const FreshBatch> fresh;
+    size_t fresh_index = 0;
     {
       std::unique_lock lock(spool_mu_);
       while (!positionAtData(reader)) {
@@ -632,94 +813,37 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
       }
       start = reader.cursor;
       readable = segments_[start.seq].readable_bytes;
+      fresh = findFresh(start, fresh_index);
     }
 
-    if (fd < 0 || fd_seq != start.seq) {
-      if (fd >= 0) ::close(fd);
-      fs::path path = options_.spool_dir / segmentFileName(start.seq);
-      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      fd_seq = start.seq;
-      if (fd < 0) {
-        // Deleted under us (spool over its limit): positionAtData() moves on next time.
-        log()->warn("telemetry spool: cannot open {}: {}", path.filename().string(),
-                    errnoText(errno));
-        std::lock_guard lock(spool_mu_);
-        if (reader.cursor == start && segments_.count(start.seq) != 0) {
-          reader.cursor.offset = readable;  // unreadable: skip it
-          spool_corrupt_.fetch_add(1);
-        }
-        continue;
-      }
+    // Records written this run that are still in memory go to the sink as they are; the rest
+    // (a lagging sink, or what an earlier run spooled) is read back from the spool.
+    std::span<const Record> records;
+    Cursor next;
+    if (fresh) {
+      size_t count = std::min(options_.batch_max_records, fresh->records.size() - fresh_index);
+      records = std::span<const Record>(fresh->records).subspan(fresh_index, count);
+      next = Cursor{start.seq, fresh->ends[fresh_index + count - 1]};
+    } else {
+      if (!readFromSpool(reader, start, readable, fd, fd_seq, buffer, batch, next)) continue;
+      records = batch;
     }
 
-    // Read up to batch_max_records whole frames from [start.offset, readable).
-    uint64_t want = std::min<uint64_t>(readable - start.offset, kReadChunkBytes);
-    batch.clear();
-    uint64_t consumed = 0;
-    bool corrupt = false;
-    bool io_error = !preadAll(fd, start.offset, static_cast<size_t>(want), buffer);
-    while (!io_error && batch.size() < options_.batch_max_records) {
-      std::string_view data(buffer);
-      if (consumed >= data.size()) break;
-      std::string_view payload;
-      size_t frame_bytes = 0;
-      spool::FrameResult fr = spool::decodeFrame(data.substr(consumed), payload, frame_bytes);
-      if (fr == spool::FrameResult::Truncated) {
-        if (consumed == 0 && buffer.size() < readable - start.offset) {
-          // One frame larger than the read window: read exactly up to the end of the data.
-          uint64_t rest = std::min<uint64_t>(readable - start.offset,
-                                             spool::kFrameHeaderBytes + spool::kMaxPayloadBytes);
-          if (buffer.size() >= rest || !preadAll(fd, start.offset, rest, buffer)) {
-            corrupt = true;
-            break;
-          }
-          continue;
-        }
-        if (consumed == 0) corrupt = true;  // readable_bytes promised a whole frame
-        break;
-      }
-      if (fr == spool::FrameResult::Corrupt) {
-        corrupt = true;
-        break;
-      }
-      consumed += frame_bytes;
-      auto record = recordFromJson(payload);
-      if (record.ok()) {
-        batch.push_back(std::move(record).value());
-      } else {
-        spool_corrupt_.fetch_add(1);
-        log()->warn("telemetry spool: skipping unreadable record in segment {}: {}", start.seq,
-                    record.status().toString());
-      }
-    }
-    if (io_error || corrupt) {
-      spool_corrupt_.fetch_add(1);
-      log()->error("telemetry spool: segment {} unreadable at offset {}; skipping the rest of it",
-                   start.seq, start.offset + consumed);
-      if (batch.empty()) {
-        std::lock_guard lock(spool_mu_);
-        reader.cursor.offset = readable;
-        continue;
-      }
-    }
-
-    Cursor next{start.seq, start.offset + consumed};
-    if (corrupt || io_error) next.offset = readable;
     Status status;
-    if (!batch.empty()) {
+    if (!records.empty()) {
       try {
-        status = reader.sink->deliver(batch);
+        status = reader.sink->deliver(records);
       } catch (const std::exception& e) {
         status = internalError(std::string("sink threw: ") + e.what());
       }
     }
     if (status.ok() || status.code() == Code::InvalidArgument) {
       if (!status.ok()) {
-        reader.dropped_permanent.fetch_add(batch.size());
+        reader.dropped_permanent.fetch_add(records.size());
         log()->error("telemetry: sink {} rejected {} record(s) permanently: {}", reader.name,
-                     batch.size(), status.toString());
+                     records.size(), status.toString());
       } else {
-        reader.delivered.fetch_add(batch.size());
+        reader.delivered.fetch_add(records.size());
       }
       backoff = options_.retry_initial;
       {
@@ -727,16 +851,18 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
         if (reader.cursor == start) reader.cursor = next;
         collectGarbage();
       }
+      fresh.reset();
       persistCursor(reader);
       progress_cv_.notify_all();
       continue;
     }
 
     reader.failures.fetch_add(1);
+    fresh.reset();
     std::unique_lock lock(spool_mu_);
     reader.last_error = status.toString();
     log()->warn("telemetry: sink {} failed to take {} record(s), retrying in {} ms: {}",
-                reader.name, batch.size(), backoff.count(), status.toString());
+                reader.name, records.size(), backoff.count(), status.toString());
     auto wake = Clock::now() + backoff;
     if (readers_stopping_) wake = std::min(wake, drain_deadline_);
     bool was_stopping = readers_stopping_;

@@ -14,13 +14,22 @@
 // * Spool layout in spool_dir (created 0700; every file 0600):
 //     seg-<20-digit sequence>.log   records, each framed as
 //                                   u32le payload length | u32le CRC-32 (IEEE) of payload | payload
-//                                   where payload is toJson(record) (record.h)
+//                                   where payload is appendBinary(record) (record.h); payloads
+//                                   in the older toJson(record) form (spools written before the
+//                                   binary form) are still read, told apart by their first byte
 //     cursor-<sink name>            "<segment sequence> <byte offset>\n", written atomically
 //   Each start opens a new segment; the current segment is rotated at segment_max_bytes.
+// * The writer normalizes each record (record.h normalize(): what a JSON round trip would give)
+//   before spooling it, so every sink sees the same values on either delivery path below.
 // * Each sink has a reader thread that reads batches (<= batch_max_records) from its cursor and
-//   calls Sink::deliver(). The cursor advances (and is persisted) only after deliver() returned
-//   OK, so delivery is at-least-once: a crash between deliver() and the cursor write redelivers
-//   that batch. A failing sink is retried with exponential backoff (retry_initial doubling up to
+//   calls Sink::deliver(). Records the writer spooled in this run are also kept in memory (up to
+//   4 MiB of spooled bytes, and only until every reader is past them): a reader whose cursor is
+//   on them delivers them from memory, without reading or decoding the spool; only records
+//   already on disk are ever handed over this way (after their batch's fdatasync), so the
+//   spool stays the durability path. A lagging reader, and everything a restart recovers, reads
+//   the spool. The cursor advances (and is persisted) only after deliver() returned OK, so
+//   delivery is at-least-once: a crash between deliver() and the cursor write redelivers that
+//   batch. A failing sink is retried with exponential backoff (retry_initial doubling up to
 //   retry_max); records wait in the spool meanwhile, including across restarts with the same
 //   spool_dir. Code::InvalidArgument from deliver() is permanent: the batch is logged, counted
 //   in Stats::dropped_permanent and skipped.

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sys/stat.h>
@@ -401,6 +403,110 @@ TEST_F(PipelineTest, ConcurrentEmittersAllArrive) {
   std::set<int64_t> unique(got.begin(), got.end());
   EXPECT_EQ(got.size(), 2000u);
   EXPECT_EQ(unique.size(), 2000u);
+}
+
+// A record only a JSON round trip would change: invalid UTF-8, a NaN, a repeated key.
+Record oddRecord(int64_t n) {
+  Record record = numbered(n);
+  record.name += "\xff";
+  record.status_message = "bad \xc0 byte";
+  set(record, "clrk.nan", std::numeric_limits<double>::quiet_NaN());
+  record.attributes.push_back(Attribute{"test.seq", AttributeValue{n}});
+  record.attributes.push_back(Attribute{"clrk.raw", AttributeValue{std::string("\xfe")}});
+  return record;
+}
+
+Record viaJson(const Record& record) {
+  auto parsed = recordFromJson(toJson(record));
+  EXPECT_TRUE(parsed.ok()) << parsed.status().toString();
+  return parsed.ok() ? *parsed : Record{};
+}
+
+TEST_F(PipelineTest, SinksSeeTheSameRecordFromMemoryAndFromTheSpool) {
+  auto live = std::make_shared<FakeSink>("live");
+  auto down = std::make_shared<FakeSink>("down");
+  down->setFailing(true);
+  Record sent = oddRecord(1);
+  sent.trace_id = newTraceId();
+  sent.span_id = newSpanId();
+  {
+    auto pipeline = Pipeline::start(options({live, down}));
+    ASSERT_TRUE(pipeline.ok());
+    ASSERT_TRUE((*pipeline)->emit(sent));
+    ASSERT_TRUE(waitFor([&] { return live->received().size() == 1; }));
+  }
+  // After a restart the record comes from the spool.
+  auto later = std::make_shared<FakeSink>("down");
+  auto pipeline = Pipeline::start(options({later}));
+  ASSERT_TRUE(pipeline.ok());
+  ASSERT_TRUE((*pipeline)->flush(5s));
+  ASSERT_EQ(later->received().size(), 1u);
+  Record expected = viaJson(sent);
+  EXPECT_EQ(live->received()[0], expected);
+  EXPECT_EQ(later->received()[0], expected);
+  EXPECT_EQ(findInt(expected, "test.seq"), 1);
+}
+
+TEST_F(PipelineTest, SinkLaggingPastTheInMemoryRecordsReadsTheSpoolInOrder) {
+  auto fast = std::make_shared<FakeSink>("fast");
+  auto slow = std::make_shared<FakeSink>("slow");
+  slow->setFailing(true);
+  auto pipeline = Pipeline::start(options({fast, slow}));
+  ASSERT_TRUE(pipeline.ok());
+  // About 10 MiB of records: more than the pipeline keeps in memory for readers.
+  const int total = 160;
+  for (int n = 0; n < total; ++n) {
+    Record record = numbered(n);
+    set(record, "test.padding", std::string(64 * 1024, 'p'));
+    ASSERT_TRUE((*pipeline)->emit(std::move(record)));
+  }
+  ASSERT_TRUE(waitFor([&] { return fast->received().size() == size_t{total}; }));
+  slow->setFailing(false);
+  ASSERT_TRUE((*pipeline)->flush(10s));
+  EXPECT_EQ(seqs(fast->received()), range(0, total));
+  EXPECT_EQ(seqs(slow->received()), range(0, total));
+  EXPECT_EQ((*pipeline)->stats().spool_corrupt, 0u);
+}
+
+TEST_F(PipelineTest, SpoolInTheOlderJsonFormIsStillDelivered) {
+  fs::create_directories(dir_ / "spool");
+  {
+    std::ofstream out(dir_ / "spool" / "seg-00000000000000000003.log", std::ios::binary);
+    std::string frames;
+    for (int n = 0; n < 5; ++n) spool::appendFrame(frames, toJson(numbered(n)));
+    out << frames;
+  }
+  auto sink = std::make_shared<FakeSink>("fake");
+  auto pipeline = Pipeline::start(options({sink}));
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().toString();
+  ASSERT_TRUE((*pipeline)->emit(numbered(5)));
+  ASSERT_TRUE((*pipeline)->flush(5s));
+  EXPECT_EQ(seqs(sink->received()), range(0, 6));
+  EXPECT_EQ((*pipeline)->stats().spool_corrupt, 0u);
+}
+
+TEST_F(PipelineTest, SpoolHoldsBinaryFrames) {
+  auto sink = std::make_shared<FakeSink>("fake");
+  sink->setFailing(true);
+  Record sent = numbered(4);
+  {
+    auto pipeline = Pipeline::start(options({sink}));
+    ASSERT_TRUE(pipeline.ok());
+    ASSERT_TRUE((*pipeline)->emit(sent));
+    EXPECT_FALSE((*pipeline)->flush(100ms));
+  }
+  auto files = segmentFiles(dir_ / "spool");
+  ASSERT_EQ(files.size(), 1u);
+  std::ifstream in(files[0], std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string_view payload;
+  size_t frame_bytes = 0;
+  ASSERT_EQ(spool::decodeFrame(content, payload, frame_bytes), spool::FrameResult::Ok);
+  EXPECT_EQ(frame_bytes, content.size());
+  auto record = recordFromBinary(payload);
+  ASSERT_TRUE(record.ok()) << record.status().toString();
+  EXPECT_EQ(record->name, sent.name);
+  EXPECT_EQ(findInt(*record, "test.seq"), 4);
 }
 
 }  // namespace

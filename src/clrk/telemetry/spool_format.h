@@ -20,6 +20,11 @@ uint32_t crc32(std::string_view data);
 // Appends the frame for `payload` to `out`.
 void appendFrame(std::string& out, std::string_view payload);
 
+// Frames a payload encoded in place: the caller appended kFrameHeaderBytes placeholder bytes at
+// `frame_start` and then the payload; this writes the header. REQUIRES: the payload is at most
+// kMaxPayloadBytes.
+void sealFrame(std::string& out, size_t frame_start);
+
 enum class FrameResult {
   Ok,         // `payload` and `frame_bytes` set
   Truncated,  // `data` ends inside the frame (torn write, or read more)
