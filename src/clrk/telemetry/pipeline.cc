@@ -29,6 +29,10 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kWriterBatchRecords = 4096;
 constexpr size_t kReadChunkBytes = 1u << 20;
 constexpr auto kWriteRetryDelay = std::chrono::milliseconds(200);
+// Minimum time between the starts of two synced spool writes (PipelineOptions::fsync).
+constexpr auto kSyncInterval = std::chrono::milliseconds(10);
+// How often a reader writes its cursor to disk while it is delivering (always when it stops).
+constexpr auto kCursorPersistInterval = std::chrono::milliseconds(250);
 // Spooled bytes of the batches kept in memory for readers that are caught up (see FreshBatch).
 constexpr uint64_t kFreshMaxBytes = 4u << 20;
 
@@ -217,8 +221,9 @@ class Pipeline::Impl {
   struct Reader {
     std::shared_ptr<Sink> sink;
     std::string name;
-    Cursor cursor;     // in-memory position; guarded by spool_mu_
-    Cursor persisted;  // last cursor written to disk; reader thread only
+    Cursor cursor;                     // in-memory position; guarded by spool_mu_
+    Cursor persisted;                  // last cursor written to disk; reader thread only
+    Clock::time_point persisted_at{};  // when it was written; reader thread only
     std::thread thread;
     std::atomic<uint64_t> delivered{0};
     std::atomic<uint64_t> failures{0};
@@ -235,7 +240,9 @@ class Pipeline::Impl {
   Status writeBatch(std::vector<Record>& batch);
   void readerLoop(Reader& reader);
   bool positionAtData(Reader& reader);  // REQUIRES: spool_mu_ held
-  void persistCursor(Reader& reader);
+  // Writes the cursor if it moved, unless `force` is false and it was written less than
+  // kCursorPersistInterval ago.
+  void persistCursor(Reader& reader, bool force);
   void collectGarbage();                                           // REQUIRES: spool_mu_ held
   void dropSegment(uint64_t seq);                                  // REQUIRES: spool_mu_ held
   bool readerCaughtUp(const Reader& reader, Cursor target) const;  // REQUIRES: spool_mu_ held
@@ -455,11 +462,18 @@ bool Pipeline::Impl::emit(Record record) {
 
 void Pipeline::Impl::writerLoop() {
   std::vector<Record> batch;
+  Clock::time_point last_write{};
   while (true) {
     {
       std::unique_lock lock(queue_mu_);
       queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) break;
+      if (options_.fsync) {
+        // Group commit: at most one synced batch per kSyncInterval, so a busy pipeline pays for
+        // a bounded number of fdatasync() calls whatever the record rate.
+        queue_cv_.wait_until(lock, last_write + kSyncInterval, [this] { return stopping_; });
+      }
+      last_write = Clock::now();
       size_t take = std::min(queue_.size(), kWriterBatchRecords);
       batch.reserve(take);
       for (size_t idx = 0; idx < take; ++idx) {
@@ -681,13 +695,16 @@ bool Pipeline::Impl::readerCaughtUp(const Reader& reader, Cursor target) const {
   return reader.cursor >= target;
 }
 
-void Pipeline::Impl::persistCursor(Reader& reader) {
+void Pipeline::Impl::persistCursor(Reader& reader, bool force) {
   Cursor cursor;
   {
     std::lock_guard lock(spool_mu_);
     cursor = reader.cursor;
   }
   if (cursor == reader.persisted) return;
+  auto now = Clock::now();
+  if (!force && now < reader.persisted_at + kCursorPersistInterval) return;
+  reader.persisted_at = now;
   fs::path path = cursorPath(reader.name);
   fs::path tmp = path;
   tmp += ".tmp";
@@ -798,16 +815,28 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
         collectGarbage();
         if (readers_stopping_) {
           lock.unlock();
-          persistCursor(reader);
+          persistCursor(reader, true);
           if (fd >= 0) ::close(fd);
           return;
         }
         progress_cv_.notify_all();  // flush() may be waiting for this cursor to reach the end
-        data_cv_.wait(lock);
+        if (reader.cursor == reader.persisted) {
+          data_cv_.wait(lock);
+          continue;
+        }
+        // Caught up with a cursor not yet on disk: write it once it is due, unless data comes.
+        auto due = reader.persisted_at + kCursorPersistInterval;
+        if (Clock::now() < due) {
+          data_cv_.wait_until(lock, due);
+          continue;
+        }
+        lock.unlock();
+        persistCursor(reader, true);
+        lock.lock();
       }
       if (readers_stopping_ && Clock::now() >= drain_deadline_) {
         lock.unlock();
-        persistCursor(reader);
+        persistCursor(reader, true);
         if (fd >= 0) ::close(fd);
         return;
       }
@@ -852,7 +881,7 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
         collectGarbage();
       }
       fresh.reset();
-      persistCursor(reader);
+      persistCursor(reader, false);
       progress_cv_.notify_all();
       continue;
     }

@@ -8,9 +8,10 @@
 // * emit() never blocks on I/O and never waits for a sink: it moves the record into the queue,
 //   or returns false (counted in Stats::dropped_queue_full) when the queue is full.
 // * The writer thread appends what is queued to the current segment file as one batch and then
-//   fdatasync()s it (group commit: one sync per batch, not per record; Options::fsync = false
-//   skips the sync, for tests and benchmarks). A record is "spooled" once it is written; with
-//   fsync on it survives a machine crash once its batch's sync returned.
+//   fdatasync()s it (group commit: one sync per batch, not per record, and at most one synced
+//   batch every 10 ms, so records wait in the queue up to 10 ms longer; Options::fsync = false
+//   skips the sync and the wait, for tests and benchmarks). A record is "spooled" once it is
+//   written; with fsync on it survives a machine crash once its batch's sync returned.
 // * Spool layout in spool_dir (created 0700; every file 0600):
 //     seg-<20-digit sequence>.log   records, each framed as
 //                                   u32le payload length | u32le CRC-32 (IEEE) of payload | payload
@@ -27,12 +28,13 @@
 //   on them delivers them from memory, without reading or decoding the spool; only records
 //   already on disk are ever handed over this way (after their batch's fdatasync), so the
 //   spool stays the durability path. A lagging reader, and everything a restart recovers, reads
-//   the spool. The cursor advances (and is persisted) only after deliver() returned OK, so
-//   delivery is at-least-once: a crash between deliver() and the cursor write redelivers that
-//   batch. A failing sink is retried with exponential backoff (retry_initial doubling up to
-//   retry_max); records wait in the spool meanwhile, including across restarts with the same
-//   spool_dir. Code::InvalidArgument from deliver() is permanent: the batch is logged, counted
-//   in Stats::dropped_permanent and skipped.
+//   the spool. The cursor advances only after deliver() returned OK; it is persisted at most
+//   every 250 ms while the reader delivers, within 250 ms once it has caught up, and when the
+//   pipeline stops. Delivery is at-least-once: a crash redelivers what was delivered after the
+//   last persisted cursor. A failing sink is retried with exponential backoff (retry_initial
+//   doubling up to retry_max); records wait in the spool meanwhile, including across restarts
+//   with the same spool_dir. Code::InvalidArgument from deliver() is permanent: the batch is
+//   logged, counted in Stats::dropped_permanent and skipped.
 // * Segments every sink has read past are deleted. When the spool exceeds spool_max_bytes the
 //   oldest segment is deleted even if undelivered; its records count in Stats::spool_dropped.
 // * At start, each segment is scanned: a torn or corrupt record (bad length or CRC) ends that

@@ -84,6 +84,10 @@ std::vector<fs::path> segmentFiles(const fs::path& dir) {
   return out;
 }
 
+uint64_t parseSeq(const fs::path& segment) {
+  return std::stoull(segment.filename().string().substr(4, 20));
+}
+
 // Polls `done` for up to 10 s (the machine may be heavily loaded).
 template <typename F>
 bool waitFor(F done) {
@@ -507,6 +511,29 @@ TEST_F(PipelineTest, SpoolHoldsBinaryFrames) {
   ASSERT_TRUE(record.ok()) << record.status().toString();
   EXPECT_EQ(record->name, sent.name);
   EXPECT_EQ(findInt(*record, "test.seq"), 4);
+}
+
+TEST_F(PipelineTest, CursorReachesTheDiskWhileThePipelineRuns) {
+  auto sink = std::make_shared<FakeSink>("fake");
+  PipelineOptions opts = options({sink});
+  opts.fsync = true;  // group commit and cursor syncs as in production
+  auto pipeline = Pipeline::start(opts);
+  ASSERT_TRUE(pipeline.ok());
+  for (int round = 0; round < 3; ++round) {
+    for (int n = 0; n < 50; ++n) ASSERT_TRUE((*pipeline)->emit(numbered(round * 50 + n)));
+    ASSERT_TRUE((*pipeline)->flush(10s));
+  }
+  EXPECT_EQ(seqs(sink->received()), range(0, 150));
+  auto files = segmentFiles(dir_ / "spool");
+  ASSERT_EQ(files.size(), 1u);
+  std::string expected =
+      std::to_string(parseSeq(files[0])) + " " + std::to_string(fs::file_size(files[0])) + "\n";
+  // Without a restart or more records, the cursor of the caught-up sink is written anyway.
+  EXPECT_TRUE(waitFor([&] {
+    std::ifstream in(dir_ / "spool" / "cursor-fake");
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return content == expected;
+  }));
 }
 
 }  // namespace
