@@ -4,11 +4,13 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <pthread.h>
 
 namespace clrk::telemetry {
 namespace {
@@ -24,16 +26,49 @@ int hexValue(char c) {
   return -1;
 }
 
+std::atomic<uint64_t> fork_generation{0};
+
+void afterFork() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+// Fills `out` from a per-thread block of CSPRNG output: one RAND_bytes call per kBlockBytes
+// instead of one per id (each call costs about a microsecond in locking and DRBG overhead). A
+// forked child starts a new block, so parent and child never hand out the same ids.
+void randomBytes(std::span<uint8_t> out) {
+  constexpr size_t kBlockBytes = 1024;
+  struct Block {
+    std::array<uint8_t, kBlockBytes> bytes{};
+    size_t used = kBlockBytes;
+    uint64_t generation = 0;
+  };
+  static const bool registered = [] {
+    ::pthread_atfork(nullptr, nullptr, afterFork);
+    return true;
+  }();
+  (void)registered;
+  thread_local Block block;
+  uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  if (block.used + out.size() > block.bytes.size() || block.generation != generation) {
+    if (RAND_bytes(block.bytes.data(), static_cast<int>(block.bytes.size())) != 1) {
+      // The CSPRNG failing is not survivable for key material, but ids only need to be
+      // unique-ish: fall back to a clock-derived value rather than crash.
+      auto now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+      for (size_t idx = 0; idx < out.size(); ++idx) {
+        out[idx] = static_cast<uint8_t>(now >> ((idx % 8) * 8));
+      }
+      return;
+    }
+    block.used = 0;
+    block.generation = generation;
+  }
+  std::memcpy(out.data(), block.bytes.data() + block.used, out.size());
+  block.used += out.size();
+}
+
 template <size_t N>
 std::array<uint8_t, N> randomNonZero() {
   std::array<uint8_t, N> id{};
   while (true) {
-    if (RAND_bytes(id.data(), static_cast<int>(N)) != 1) {
-      // The CSPRNG failing is not survivable for key material, but ids only need to be
-      // unique-ish: fall back to a clock-derived value rather than crash.
-      auto now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-      for (size_t idx = 0; idx < N; ++idx) id[idx] = static_cast<uint8_t>(now >> ((idx % 8) * 8));
-    }
+    randomBytes(id);
     for (uint8_t byte : id) {
       if (byte != 0) return id;
     }

@@ -72,7 +72,8 @@ const AttributeValue* find(const Record& record, std::string_view key);
 const std::string* findString(const Record& record, std::string_view key);
 std::optional<int64_t> findInt(const Record& record, std::string_view key);
 
-// Random non-zero ids (OpenSSL CSPRNG), as OTLP requires.
+// Random non-zero ids (OpenSSL CSPRNG, drawn from a per-thread block of its output), as OTLP
+// requires.
 TraceId newTraceId();
 SpanId newSpanId();
 

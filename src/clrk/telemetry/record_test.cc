@@ -8,6 +8,10 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <set>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 
 namespace clrk::telemetry {
 namespace {
@@ -95,6 +99,37 @@ TEST(RecordTest, IdsAreRandomAndNonZero) {
   SpanId back{};
   ASSERT_TRUE(fromHex(toHex(s), back).ok());
   EXPECT_EQ(back, s);
+}
+
+TEST(RecordTest, IdsStayUniqueAcrossThreadsAndFork) {
+  std::set<TraceId> seen;
+  for (int round = 0; round < 5000; ++round) ASSERT_TRUE(seen.insert(newTraceId()).second);
+  std::vector<TraceId> other(500);
+  std::thread thread([&] {
+    for (TraceId& id : other) id = newTraceId();
+  });
+  thread.join();
+  for (const TraceId& id : other) ASSERT_TRUE(seen.insert(id).second);
+  // A forked child must not repeat the ids its parent hands out next.
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    TraceId id = newTraceId();
+    ssize_t written = ::write(fds[1], id.data(), id.size());
+    ::_exit(written == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  TraceId in_parent = newTraceId();
+  TraceId in_child{};
+  ASSERT_EQ(::read(fds[0], in_child.data(), in_child.size()),
+            static_cast<ssize_t>(in_child.size()));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_NE(in_child, in_parent);
+  EXPECT_EQ(seen.count(in_child), 0u);
 }
 
 TEST(RecordTest, HexRejectsBadInput) {
