@@ -331,15 +331,20 @@ int ExecutionManager::drain(std::chrono::milliseconds timeout) {
 
 void ExecutionManager::finish(Execution& execution, Phase phase, std::optional<int> exit_code,
                               std::string message) {
-  std::lock_guard lock(execution.mutex);
-  if (isTerminal(execution.status.phase)) return;
-  execution.status.phase = phase;
-  execution.status.exit_code = exit_code;
-  execution.status.message = std::move(message);
-  if (execution.status.finished_at.empty()) {
-    execution.status.finished_at = formatRfc3339Micro(std::chrono::system_clock::now());
+  {
+    std::lock_guard lock(execution.mutex);
+    if (isTerminal(execution.status.phase)) return;
+    execution.status.phase = phase;
+    execution.status.exit_code = exit_code;
+    execution.status.message = std::move(message);
+    if (execution.status.finished_at.empty()) {
+      execution.status.finished_at = formatRfc3339Micro(std::chrono::system_clock::now());
+    }
+    execution.finished_at = Clock::now();
   }
-  execution.finished_at = Clock::now();
+  // Waiters (waitTerminal, the API's long polls) answer now, before the clean-up that follows.
+  execution.cv.notify_all();
+  notifyChange();
 }
 
 void ExecutionManager::run(const std::shared_ptr<Execution>& execution) {

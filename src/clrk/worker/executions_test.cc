@@ -318,6 +318,47 @@ TEST_F(WorkerApiTest, OutputIsBoundedAndBadRootsFail) {
   EXPECT_THAT(client_->get("oci1", 10s)->message, HasSubstr("no image store"));
 }
 
+TEST_F(WorkerApiTest, ResultIsAnsweredBeforeTheSandboxIsTornDown) {
+  // Every destroy() blocks until released: the result must not wait for the clean-up, while the
+  // execution's slot stays taken until the clean-up is done.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> destroying{0};
+  runtime_.before_destroy = [&destroying, released] {
+    ++destroying;
+    released.wait();
+  };
+  struct Release {
+    std::promise<void>& promise;
+    bool done = false;
+    void now() {
+      if (!std::exchange(done, true)) promise.set_value();
+    }
+    ~Release() { now(); }
+  } release_guard{release};
+  ASSERT_TRUE(client_->run(shell("slow-teardown", "sleep 0.3; echo done")).ok());
+  auto terminal = std::async(std::launch::async,
+                             [this] { return manager_->waitTerminal("slow-teardown", 60s); });
+  ASSERT_EQ(terminal.wait_for(30s), std::future_status::ready)
+      << "waitTerminal waited for the sandbox's clean-up";
+  auto status = terminal.get();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->phase, Phase::Succeeded);
+  EXPECT_EQ(status->output.stdout_text, "done\n");
+  auto polled = client_->get("slow-teardown", 10s);
+  ASSERT_TRUE(polled.ok()) << polled.status().toString();
+  EXPECT_EQ(polled->phase, Phase::Succeeded);
+  for (int i = 0; i < 3000 && destroying.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(destroying.load(), 1);
+  EXPECT_EQ(manager_->running(), 1);  // the slot is taken until the clean-up ends
+  EXPECT_EQ(manager_->capacity().free, 2);
+  release_guard.now();
+  for (int i = 0; i < 3000 && manager_->running() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(manager_->running(), 0);
+  EXPECT_EQ(network_.inUse(), 0u);
+  runtime_.before_destroy = nullptr;
+}
+
 TEST_F(WorkerApiTest, CancelledLongPollAndStopReleaseEverything) {
   ASSERT_TRUE(client_->run(shell("long", "sleep 30")).ok());
   // A stop requested from another thread ends a long poll at once.

@@ -10,11 +10,13 @@
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
+#include <functional>
 #include <mutex>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace clrk::worker::testing {
@@ -23,7 +25,8 @@ using namespace std::chrono_literals;
 
 class ProcessSandbox : public sandbox::Sandbox {
  public:
-  explicit ProcessSandbox(sandbox::SandboxSpec spec) : spec_(std::move(spec)) {}
+  explicit ProcessSandbox(sandbox::SandboxSpec spec, std::function<void()> before_destroy = {})
+      : spec_(std::move(spec)), before_destroy_(std::move(before_destroy)) {}
   ~ProcessSandbox() override { (void)destroy(); }
   const std::string& id() const override { return spec_.id; }
 
@@ -135,6 +138,7 @@ class ProcessSandbox : public sandbox::Sandbox {
     return {};
   }
   Status destroy() override {
+    if (auto hook = std::exchange(before_destroy_, nullptr)) hook();
     std::lock_guard lock(mutex_);
     if (pid_ > 0 && !exited_) {
       kill(-pid_, SIGKILL);
@@ -173,6 +177,7 @@ class ProcessSandbox : public sandbox::Sandbox {
   }
 
   sandbox::SandboxSpec spec_;
+  std::function<void()> before_destroy_;  // run by the first destroy()
   std::mutex mutex_;
   pid_t pid_ = -1;
   std::chrono::system_clock::time_point started_at_;
@@ -188,13 +193,16 @@ class FakeRuntime : public sandbox::Runtime {
   Result<std::unique_ptr<sandbox::Sandbox>> prepare(const sandbox::SandboxSpec& spec) override {
     std::lock_guard lock(mutex_);
     specs.push_back(spec);
-    return std::unique_ptr<sandbox::Sandbox>(new ProcessSandbox(spec));
+    return std::unique_ptr<sandbox::Sandbox>(new ProcessSandbox(spec, before_destroy));
   }
   Result<int> cleanupLeftovers() override { return 0; }
   std::string limitsSupport() const override { return "none (fake)"; }
 
   std::mutex mutex_;
   std::vector<sandbox::SandboxSpec> specs;
+  // Handed to the sandboxes prepared from now on: runs when one is first destroyed (a slow
+  // teardown can block in it).
+  std::function<void()> before_destroy;
 };
 
 class FakeNetwork : public sandbox::net::NetworkManager {
