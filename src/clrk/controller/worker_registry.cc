@@ -165,8 +165,27 @@ Result<std::string> WorkerRegistry::token() {
 
 Result<std::unique_ptr<worker::WorkerClient>> WorkerRegistry::clientFor(const WorkerInfo& info) {
   CLRK_ASSIGN_OR_RETURN(std::string bearer, token());
-  return worker::WorkerClient::create(worker::WorkerEndpoint{
-      .url = info.endpoint, .fingerprint = info.fingerprint, .token = bearer});
+  auto keyOf = [&bearer](const WorkerInfo& worker) {
+    return worker.endpoint + " " + worker.fingerprint + " " + bearer;
+  };
+  std::vector<WorkerInfo> registered = workers();
+  std::shared_ptr<worker::WorkerConnectionPool> pool;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      bool known = std::any_of(registered.begin(), registered.end(), [&](const WorkerInfo& worker) {
+        return keyOf(worker) == it->first;
+      });
+      it = known ? std::next(it) : pools_.erase(it);
+    }
+    auto& shared = pools_[keyOf(info)];
+    if (!shared) shared = std::make_shared<worker::WorkerConnectionPool>();
+    pool = shared;
+  }
+  return worker::WorkerClient::create(
+      worker::WorkerEndpoint{
+          .url = info.endpoint, .fingerprint = info.fingerprint, .token = bearer},
+      std::move(pool));
 }
 
 }  // namespace clrk::controller

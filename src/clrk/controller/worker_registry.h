@@ -73,7 +73,8 @@ class WorkerRegistry {
   // Every parseable worker Lease (alive or not).
   std::vector<WorkerInfo> workers() const;
   std::optional<WorkerInfo> find(const std::string& name) const;
-  // A client for `worker` (token read from the Secret, cached).
+  // A client for `worker` (token read from the Secret, cached). The clients of one worker share
+  // its pool of keep-alive connections (pools of workers no longer registered are dropped).
   Result<std::unique_ptr<worker::WorkerClient>> clientFor(const WorkerInfo& worker);
 
   // Called (on the informer thread) whenever a worker Lease changes.
@@ -87,6 +88,8 @@ class WorkerRegistry {
   kube::Informer leases_;
   std::mutex mutex_;
   std::string token_;
+  // By endpoint, fingerprint and token (a restarted worker has a new certificate).
+  std::map<std::string, std::shared_ptr<worker::WorkerConnectionPool>> pools_;
 };
 
 }  // namespace clrk::controller

@@ -69,7 +69,7 @@ net::awaitable<Status> connect(TlsStream& stream, const std::string& host, uint1
 
 http::request<http::string_body> makeRequest(const std::string& method, const std::string& target,
                                              const std::string& body, const std::string& host,
-                                             const std::string& token) {
+                                             const std::string& token, bool keep_alive) {
   http::request<http::string_body> request{http::string_to_verb(method), target, 11};
   request.set(http::field::host, host);
   request.set(http::field::user_agent, "clrk-worker-client");
@@ -79,7 +79,7 @@ http::request<http::string_body> makeRequest(const std::string& method, const st
     request.set(http::field::content_type, "application/json");
     request.body() = body;
   }
-  request.keep_alive(false);
+  request.keep_alive(keep_alive);
   request.prepare_payload();
   return request;
 }
@@ -108,33 +108,90 @@ Result<T> runOn(net::io_context& ioc, net::awaitable<void> task, std::optional<R
   return std::move(*out);
 }
 
-net::awaitable<Result<HttpReply>> exchange(ssl::context& ctx, const WorkerEndpoint& endpoint,
-                                           const std::string& host, uint16_t port,
-                                           const std::string& method, const std::string& target,
-                                           const std::string& body,
-                                           std::chrono::milliseconds timeout) {
-  TlsStream stream(co_await net::this_coro::executor, ctx);
-  Status connected = co_await connect(stream, host, port, endpoint.fingerprint, timeout);
-  if (!connected.ok()) co_return connected;
-  auto req = makeRequest(method, target, body, host, endpoint.token);
+}  // namespace
+
+// One keep-alive connection with its own event loop (a call runs it on the calling thread).
+// Members are destroyed stream first, then the loop (with a cancelled call's coroutine frame),
+// then the TLS context.
+struct WorkerConnectionPool::Connection {
+  ssl::context ctx{ssl::context::tls_client};
+  net::io_context ioc;
+  std::optional<TlsStream> stream;  // set once connected
+  beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since;
+
+  Connection() { ctx.set_verify_mode(ssl::verify_none); }  // pinned by fingerprint instead
+};
+
+WorkerConnectionPool::WorkerConnectionPool() = default;
+WorkerConnectionPool::~WorkerConnectionPool() = default;
+
+std::unique_ptr<WorkerConnectionPool::Connection> WorkerConnectionPool::take() {
+  std::lock_guard lock(mutex_);
+  auto now = std::chrono::steady_clock::now();
+  while (!idle_.empty()) {
+    std::unique_ptr<Connection> connection = std::move(idle_.back());
+    idle_.pop_back();
+    if (now - connection->idle_since < kMaxIdleTime) return connection;
+  }
+  return nullptr;
+}
+
+void WorkerConnectionPool::giveBack(std::unique_ptr<Connection> connection) {
+  connection->idle_since = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  if (idle_.size() >= kMaxIdle) idle_.erase(idle_.begin());  // the oldest goes
+  idle_.push_back(std::move(connection));
+}
+
+namespace {
+
+// What one request on a connection came to.
+struct Exchanged {
+  std::optional<Result<HttpReply>> reply;
+  bool reusable = false;       // the reply was read whole and both sides keep the connection
+  bool answered_some = false;  // some of a reply arrived (so the request reached the worker)
+};
+
+// One request on `connection`, connecting it first when new (`opened` counts that).
+net::awaitable<void> exchange(WorkerConnectionPool::Connection& connection,
+                              const WorkerEndpoint& endpoint, const std::string& host,
+                              uint16_t port, const std::string& method, const std::string& target,
+                              const std::string& body, std::chrono::milliseconds timeout,
+                              Exchanged& out) {
+  TlsStream& stream = *connection.stream;
+  if (!beast::get_lowest_layer(stream).socket().is_open()) {
+    Status connected = co_await connect(stream, host, port, endpoint.fingerprint, timeout);
+    if (!connected.ok()) {
+      out.reply.emplace(std::move(connected));
+      co_return;
+    }
+  }
+  auto req = makeRequest(method, target, body, host, endpoint.token, true);
   error_code ec;
   beast::get_lowest_layer(stream).expires_after(timeout);
   co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
   // On a write error the server may still have answered (e.g. 413 before the whole body): read.
   error_code write_ec = ec;
-  beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxReplyBytes);
-  co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+  co_await http::async_read(stream, connection.buffer, parser,
+                            net::redirect_error(net::use_awaitable, ec));
+  out.answered_some = parser.got_some();
   if (ec && write_ec) {
-    co_return Status(Code::Unavailable, "sending to the worker: " + write_ec.message());
+    out.reply.emplace(Status(Code::Unavailable, "sending to the worker: " + write_ec.message()));
+    co_return;
   }
-  if (ec) co_return Status(Code::Unavailable, "reading the worker's reply: " + ec.message());
+  if (ec) {
+    out.reply.emplace(Status(Code::Unavailable, "reading the worker's reply: " + ec.message()));
+    co_return;
+  }
+  out.reusable = !write_ec && parser.is_done() && parser.get().keep_alive();
   HttpReply reply;
   reply.status = static_cast<int>(parser.get().result_int());
   reply.content_type = std::string(parser.get()[http::field::content_type]);
   reply.body = std::move(parser.get().body());
-  co_return reply;
+  out.reply.emplace(std::move(reply));
 }
 
 net::awaitable<Result<bool>> streamLogs(ssl::context& ctx, const WorkerEndpoint& endpoint,
@@ -144,7 +201,7 @@ net::awaitable<Result<bool>> streamLogs(ssl::context& ctx, const WorkerEndpoint&
   TlsStream stream(co_await net::this_coro::executor, ctx);
   Status connected = co_await connect(stream, host, port, endpoint.fingerprint, endpoint.timeout);
   if (!connected.ok()) co_return connected;
-  auto req = makeRequest("GET", target, {}, host, endpoint.token);
+  auto req = makeRequest("GET", target, {}, host, endpoint.token, false);
   error_code ec;
   beast::get_lowest_layer(stream).expires_after(endpoint.timeout);
   co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
@@ -241,10 +298,14 @@ Status statusFromReply(int http_status, const std::string& body) {
   return Status(code, fmt::format("worker API {}: {}", http_status, message));
 }
 
-WorkerClient::WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port)
-    : endpoint_(std::move(endpoint)), host_(std::move(host)), port_(port) {}
+WorkerClient::WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port,
+                           std::shared_ptr<WorkerConnectionPool> pool)
+    : endpoint_(std::move(endpoint)), host_(std::move(host)), port_(port), pool_(std::move(pool)) {
+  if (!pool_) pool_ = std::make_shared<WorkerConnectionPool>();
+}
 
-Result<std::unique_ptr<WorkerClient>> WorkerClient::create(WorkerEndpoint endpoint) {
+Result<std::unique_ptr<WorkerClient>> WorkerClient::create(
+    WorkerEndpoint endpoint, std::shared_ptr<WorkerConnectionPool> pool) {
   constexpr std::string_view kScheme = "https://";
   if (endpoint.url.rfind(kScheme, 0) != 0) {
     return invalidArgument("worker endpoint \"" + endpoint.url + "\": want https://host:port");
@@ -269,24 +330,43 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::create(WorkerEndpoint endpoi
   if (endpoint.fingerprint.size() != 64) {
     return invalidArgument("worker fingerprint: want 64 hex digits (sha256)");
   }
-  return std::unique_ptr<WorkerClient>(
-      new WorkerClient(std::move(endpoint), std::move(host), static_cast<uint16_t>(port)));
+  return std::unique_ptr<WorkerClient>(new WorkerClient(
+      std::move(endpoint), std::move(host), static_cast<uint16_t>(port), std::move(pool)));
 }
 
 Result<HttpReply> WorkerClient::request(const std::string& method, const std::string& target,
                                         const std::string& body,
                                         std::chrono::milliseconds extra_timeout,
                                         std::stop_token cancel) const {
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.set_verify_mode(ssl::verify_none);  // pinned by fingerprint after the handshake
-  // Declared after `ctx`: a cancelled exchange's coroutine frame is destroyed with `ioc`.
-  net::io_context ioc;
+  using Connection = WorkerConnectionPool::Connection;
   auto timeout = endpoint_.timeout + extra_timeout;
-  std::optional<Result<HttpReply>> out;
-  auto task = [&]() -> net::awaitable<void> {
-    out.emplace(co_await exchange(ctx, endpoint_, host_, port_, method, target, body, timeout));
-  };
-  return runOn<HttpReply>(ioc, task(), out, std::move(cancel));
+  // A kept connection may have been closed by the worker meanwhile (idle timeout, restart):
+  // when it fails before any reply arrived, the request never reached the worker, so it is sent
+  // again on a new connection.
+  for (bool fresh : {false, true}) {
+    // Declared before `connection`: a cancelled call's coroutine frame, destroyed with the
+    // connection's loop, refers to it.
+    Exchanged exchanged;
+    std::unique_ptr<Connection> connection = fresh ? nullptr : pool_->take();
+    bool reused = connection != nullptr;
+    if (!connection) {
+      connection = std::make_unique<Connection>();
+      pool_->opened_.fetch_add(1);
+    }
+    if (!connection->stream) connection->stream.emplace(connection->ioc, connection->ctx);
+    connection->ioc.restart();
+    auto task = [&]() -> net::awaitable<void> {
+      co_await exchange(*connection, endpoint_, host_, port_, method, target, body, timeout,
+                        exchanged);
+    };
+    Result<HttpReply> result = runOn<HttpReply>(connection->ioc, task(), exchanged.reply, cancel);
+    if (result.ok()) {
+      if (exchanged.reusable) pool_->giveBack(std::move(connection));
+      return result;
+    }
+    if (!reused || exchanged.answered_some || cancel.stop_requested()) return result;
+  }
+  return Status(Code::Internal, "worker client: unreachable");
 }
 
 Result<Json> WorkerClient::call(const std::string& method, const std::string& target,

@@ -1,18 +1,22 @@
-// WorkerClient: the controller's (and the tests') side of the worker API. Every call opens an
-// HTTPS connection to the worker, checks that the server's certificate has the pinned SHA-256
-// fingerprint (from the worker's Lease annotation clrk.apoxy.dev/tls-sha256; no CA involved),
-// and sends the bearer token. HTTP errors become Status codes with the server's message
-// (400 InvalidArgument, 401 Unauthenticated, 404 NotFound, 409 AlreadyExists, 429/503
-// Unavailable).
-// Thread model: a WorkerClient is immutable after create(); calls are thread-safe.
+// WorkerClient: the controller's (and the tests') side of the worker API. Calls go over HTTPS
+// keep-alive connections to the worker, taken from a WorkerConnectionPool: a new connection
+// checks that the server's certificate has the pinned SHA-256 fingerprint (from the worker's
+// Lease annotation clrk.apoxy.dev/tls-sha256; no CA involved); every request sends the bearer
+// token. HTTP errors become Status codes with the server's message (400 InvalidArgument, 401
+// Unauthenticated, 404 NotFound, 409 AlreadyExists, 429/503 Unavailable).
+// Thread model: a WorkerClient is immutable after create(); calls are thread-safe (concurrent
+// calls use separate connections).
 #pragma once
 
 #include "clrk/base/status.h"
 #include "clrk/worker/api.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -32,9 +36,45 @@ struct HttpReply {
   std::string body;
 };
 
+// Idle keep-alive connections to one worker (one endpoint, fingerprint and token). Share one
+// pool among the clients of a worker (WorkerRegistry does) so that consecutive calls - an
+// execution's run() and its long poll, the next execution's run() - skip the TCP and TLS
+// handshakes. Idle connections are kept at most kMaxIdleTime (the worker closes them after
+// 120 s) and kMaxIdle at a time; a kept connection the worker closed meanwhile is replaced
+// transparently. Log streams always use a connection of their own.
+// Thread model: thread-safe; a connection serves one call at a time.
+class WorkerConnectionPool {
+ public:
+  static constexpr size_t kMaxIdle = 8;
+  static constexpr std::chrono::seconds kMaxIdleTime{30};
+
+  WorkerConnectionPool();
+  ~WorkerConnectionPool();
+  WorkerConnectionPool(const WorkerConnectionPool&) = delete;
+  WorkerConnectionPool& operator=(const WorkerConnectionPool&) = delete;
+
+  // Connections opened so far (each one a TCP connect and a TLS handshake).
+  uint64_t opened() const { return opened_.load(); }
+
+  struct Connection;  // opaque (client.cc)
+
+ private:
+  friend class WorkerClient;
+  // An idle connection (most recently used first), or nullptr.
+  std::unique_ptr<Connection> take();
+  void giveBack(std::unique_ptr<Connection> connection);
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::atomic<uint64_t> opened_{0};
+};
+
 class WorkerClient {
  public:
-  static Result<std::unique_ptr<WorkerClient>> create(WorkerEndpoint endpoint);
+  // `pool`: shared with the other clients of the same worker; null: a pool of this client's own
+  // (its calls still reuse one connection).
+  static Result<std::unique_ptr<WorkerClient>> create(
+      WorkerEndpoint endpoint, std::shared_ptr<WorkerConnectionPool> pool = nullptr);
 
   Result<ExecutionStatus> run(const ExecutionRequest& request) const;
   // `wait` > 0 long-polls until the execution changes or `wait` passed. A stop requested on
@@ -63,7 +103,8 @@ class WorkerClient {
   const WorkerEndpoint& endpoint() const { return endpoint_; }
 
  private:
-  WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port);
+  WorkerClient(WorkerEndpoint endpoint, std::string host, uint16_t port,
+               std::shared_ptr<WorkerConnectionPool> pool);
   Result<Json> call(const std::string& method, const std::string& target,
                     const std::string& body = {}, std::chrono::milliseconds extra_timeout = {},
                     std::stop_token cancel = {}) const;
@@ -71,6 +112,7 @@ class WorkerClient {
   WorkerEndpoint endpoint_;
   std::string host_;
   uint16_t port_ = 0;
+  std::shared_ptr<WorkerConnectionPool> pool_;
 };
 
 // Maps an error reply of the worker API to a Status carrying the server's message.

@@ -359,6 +359,70 @@ TEST_F(WorkerApiTest, ResultIsAnsweredBeforeTheSandboxIsTornDown) {
   runtime_.before_destroy = nullptr;
 }
 
+TEST_F(WorkerApiTest, CallsReuseKeptConnections) {
+  WorkerEndpoint endpoint;
+  endpoint.url = "https://127.0.0.1:" + std::to_string(server_->port());
+  endpoint.fingerprint = cert_.fingerprint;
+  endpoint.token = token_;
+  auto pool = std::make_shared<WorkerConnectionPool>();
+  auto first = WorkerClient::create(endpoint, pool);
+  ASSERT_TRUE(first.ok());
+  // An execution's submission and its long poll, then more calls: one handshake.
+  ASSERT_TRUE((*first)->run(shell("kept-1", "echo one")).ok());
+  auto done = (*first)->get("kept-1", 10s);
+  ASSERT_TRUE(done.ok()) << done.status().toString();
+  EXPECT_EQ(done->output.stdout_text, "one\n");
+  EXPECT_TRUE((*first)->list().ok());
+  EXPECT_TRUE((*first)->status().ok());
+  EXPECT_EQ(pool->opened(), 1u);
+  // Error replies keep the connection too; another client of the same pool reuses it.
+  auto second = WorkerClient::create(endpoint, pool);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->get("no-such-execution").status().code(), Code::NotFound);
+  ASSERT_TRUE((*second)->run(shell("kept-2", "true")).ok());
+  EXPECT_EQ((*second)->get("kept-2", 10s)->phase, Phase::Succeeded);
+  EXPECT_EQ(pool->opened(), 1u);
+  // Calls at the same time use a connection each (here at most two); all are kept afterwards.
+  ASSERT_TRUE((*first)->run(shell("kept-3", "sleep 0.5")).ok());
+  auto waiting = std::async(std::launch::async, [&] { return (*first)->get("kept-3", 10s); });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE((*second)->list().ok());
+  ASSERT_TRUE(waiting.get().ok());
+  EXPECT_LE(pool->opened(), 2u);
+  uint64_t opened = pool->opened();
+  EXPECT_TRUE((*first)->status().ok());
+  EXPECT_TRUE((*second)->status().ok());
+  EXPECT_EQ(pool->opened(), opened);
+
+  // The worker restarts on the same port (its old connections are closed): the kept connections
+  // are stale, and calls go over new ones without an error.
+  server_->stop();
+  ServerOptions options;
+  options.cert_pem = cert_.cert_pem;
+  options.key_pem = cert_.key_pem;
+  options.token = token_;
+  options.listen = "127.0.0.1:" + std::to_string(server_->port());
+  auto restarted =
+      ApiServer::start(options, *manager_, [this] { return toJson(manager_->capacity()); });
+  ASSERT_TRUE(restarted.ok()) << restarted.status().toString();
+  server_ = std::move(restarted).value();
+  auto after = (*first)->list();
+  ASSERT_TRUE(after.ok()) << after.status().toString();
+  EXPECT_EQ(after->size(), 3u);
+  EXPECT_EQ(pool->opened(), opened + 1);
+  // A long poll cancelled mid-way drops its connection; the next call opens another.
+  ASSERT_TRUE((*first)->run(shell("kept-4", "sleep 30")).ok());
+  std::stop_source cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(200ms);
+    cancel.request_stop();
+  });
+  EXPECT_EQ((*first)->get("kept-4", 20s, cancel.get_token()).status().code(), Code::Unavailable);
+  canceller.join();
+  EXPECT_TRUE((*first)->stop("kept-4").ok());
+  EXPECT_EQ(pool->opened(), opened + 2);
+}
+
 TEST_F(WorkerApiTest, CancelledLongPollAndStopReleaseEverything) {
   ASSERT_TRUE(client_->run(shell("long", "sleep 30")).ok());
   // A stop requested from another thread ends a long poll at once.
