@@ -454,6 +454,48 @@ TEST_F(ControllerTest, HttpTriggerRunsTheAgentAndRecordsTheInvocation) {
   EXPECT_EQ(by_header.status, 200) << by_header.body;
 }
 
+// A poke renews the Lease only when the capacity then differs from what the Lease says.
+TEST_F(ControllerTest, LeasePokesWriteOnlyCapacityChanges) {
+  std::atomic<int> running{0};
+  worker::LeaseOptions options;
+  options.worker_name = "poked";
+  options.pool = "pool-a";
+  options.endpoint = "https://127.0.0.1:1";
+  options.fingerprint = std::string(64, 'a');
+  options.renew_interval = 1h;  // no periodic renewal during the test
+  options.poke_delay = 0ms;
+  worker::LeaseKeeper lease(client_, options, [&running] {
+    worker::WorkerCapacity capacity;
+    capacity.max_executions = 4;
+    capacity.running = running.load();
+    capacity.free = 4 - capacity.running;
+    return capacity;
+  });
+  ASSERT_TRUE(lease.start().ok());
+  EXPECT_EQ(lease.renewals(), 1);
+  auto runningInLease = [&]() -> int {
+    auto object = client_->get(api::builtinType("coordination.k8s.io/v1", "Lease"), "clrk-system",
+                               "worker-poked");
+    if (!object.ok()) return -1;
+    std::string text = (*object)["metadata"]["annotations"].value(
+        std::string(worker::kAnnotationCapacity), std::string("{}"));
+    return Json::parse(text, nullptr, false).value("running", -1);
+  };
+  auto waitRunningInLease = [&](int want) {
+    for (int i = 0; i < 600 && runningInLease() != want; ++i) std::this_thread::sleep_for(50ms);
+    return runningInLease();
+  };
+  running = 1;
+  lease.poke();
+  EXPECT_EQ(waitRunningInLease(1), 1);
+  EXPECT_EQ(lease.renewals(), 2);
+  lease.poke();  // nothing changed: no write
+  running = 0;
+  lease.poke();
+  EXPECT_EQ(waitRunningInLease(0), 0);
+  EXPECT_EQ(lease.renewals(), 3);
+}
+
 TEST_F(ControllerTest, WarmPoolSandboxesAreKeptOnTheWorkerAndClaimedByInvocations) {
   ManagerOptions options;
   options.warm_pools.interval = 200ms;

@@ -264,7 +264,7 @@ Status DaemonImpl::init() {
   lease_ = std::make_unique<LeaseKeeper>(client_, lease_options,
                                          [this] { return executions_->capacity(); });
   CLRK_RETURN_IF_ERROR(lease_->start());
-  executions_->setOnChange([this] { lease_->poke(); });
+  executions_->setOnChange([this] { lease_->poke(); });  // renews if the capacity changed
   log->info("worker {} ready: runtime {}, egress :{} dns :{}, net tag {}, API {}", options_.name,
             runtime_->name(), proxy_->transparentPort(), proxy_->dnsPort(), options_.net_tag,
             endpoint_);

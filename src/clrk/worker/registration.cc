@@ -138,13 +138,12 @@ int LeaseKeeper::renewals() const {
   return renewals_;
 }
 
-Json LeaseKeeper::desired(const Json* current) const {
+Json LeaseKeeper::desired(const Json* current, const std::string& capacity) const {
   std::string state;
   {
     std::lock_guard lock(mutex_);
     state = state_;
   }
-  WorkerCapacity capacity = capacity_ ? capacity_() : WorkerCapacity{};
   std::string now = formatRfc3339Micro(std::chrono::system_clock::now());
   Json lease = current != nullptr ? *current : Json::object();
   lease["apiVersion"] = "coordination.k8s.io/v1";
@@ -157,7 +156,7 @@ Json LeaseKeeper::desired(const Json* current) const {
   metadata["labels"][std::string(kLabelComponent)] = "worker";
   metadata["annotations"][std::string(kAnnotationEndpoint)] = options_.endpoint;
   metadata["annotations"][std::string(kAnnotationFingerprint)] = options_.fingerprint;
-  metadata["annotations"][std::string(kAnnotationCapacity)] = toJson(capacity).dump();
+  metadata["annotations"][std::string(kAnnotationCapacity)] = capacity;
   metadata["annotations"][std::string(kAnnotationState)] = state;
   if (options_.any_pool) {
     metadata["annotations"][std::string(kAnnotationAnyPool)] = "true";
@@ -184,18 +183,20 @@ Json LeaseKeeper::desired(const Json* current) const {
 Status LeaseKeeper::renewOnce() {
   const auto& type = leaseType();
   std::string name = leaseName();
+  std::string capacity = toJson(capacity_ ? capacity_() : WorkerCapacity{}).dump();
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto current = client_->get(type, options_.system_namespace, name);
     Result<Json> written = Status(Code::Internal, "unset");
     if (!current.ok()) {
       if (current.status().code() != Code::NotFound) return current.status();
-      written = client_->create(type, options_.system_namespace, desired(nullptr));
+      written = client_->create(type, options_.system_namespace, desired(nullptr, capacity));
     } else {
-      written = client_->update(type, desired(&current.value()));
+      written = client_->update(type, desired(&current.value(), capacity));
     }
     if (written.ok()) {
       std::lock_guard lock(mutex_);
       ++renewals_;
+      written_capacity_ = capacity;
       return {};
     }
     // 409: somebody else wrote in between; re-read and retry.
@@ -236,14 +237,29 @@ void LeaseKeeper::poke() {
 void LeaseKeeper::loop() {
   auto log = logger("worker");
   std::unique_lock lock(mutex_);
+  auto due = std::chrono::steady_clock::now() + options_.renew_interval;
   while (!stopping_) {
-    cv_.wait_for(lock, options_.renew_interval, [&] { return stopping_ || poked_; });
+    cv_.wait_until(lock, due, [&] { return stopping_ || poked_; });
     if (stopping_) break;
+    if (poked_ && std::chrono::steady_clock::now() < due) {
+      // A capacity change: renew a little later, and only if the capacity still differs (a short
+      // execution's start and end cancel out), which keeps Lease writes (and what the
+      // controller does on each) off the path of short executions.
+      cv_.wait_for(lock, options_.poke_delay, [&] { return stopping_; });
+      if (stopping_) break;
+      poked_ = false;
+      std::string written = written_capacity_;
+      lock.unlock();
+      bool changed = toJson(capacity_ ? capacity_() : WorkerCapacity{}).dump() != written;
+      lock.lock();
+      if (!changed) continue;
+    }
     poked_ = false;
     lock.unlock();
     Status renewed = renewOnce();
     if (!renewed.ok()) log->warn("Lease {}: renew failed: {}", leaseName(), renewed.toString());
     lock.lock();
+    due = std::chrono::steady_clock::now() + options_.renew_interval;
   }
 }
 

@@ -49,6 +49,9 @@ struct LeaseOptions {
   bool any_pool = false;    // adds the kAnnotationAnyPool annotation
   int lease_duration_seconds = 15;
   std::chrono::milliseconds renew_interval{5000};
+  // A poke() renews this much later (pokes meanwhile join it), and only when the capacity then
+  // differs from what the Lease says: an execution that starts and ends within it writes nothing.
+  std::chrono::milliseconds poke_delay{250};
 };
 
 class LeaseKeeper {
@@ -62,7 +65,7 @@ class LeaseKeeper {
   Status start();
   // "Ready" | "Draining"; written at once.
   void setState(const std::string& state);
-  // Renews now (e.g. when capacity changed); asynchronous.
+  // The capacity may have changed: renews after poke_delay if it did; asynchronous.
   void poke();
   // Stops renewing and deletes the Lease.
   Status stopAndDelete();
@@ -71,7 +74,7 @@ class LeaseKeeper {
 
  private:
   Status renewOnce();
-  Json desired(const Json* current) const;
+  Json desired(const Json* current, const std::string& capacity) const;
   void loop();
 
   kube::ClientPtr client_;
@@ -83,6 +86,7 @@ class LeaseKeeper {
   bool stopping_ = false;
   bool poked_ = false;
   int renewals_ = 0;
+  std::string written_capacity_;  // the capacity annotation last written
   std::string acquire_time_;
   std::thread thread_;
 };
