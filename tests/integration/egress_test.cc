@@ -22,7 +22,11 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
+#include <signal.h>
+#include <sstream>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -854,6 +858,149 @@ print("goaway" if 7 in first else "no-goaway:%s" % first, "closed", len(second))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(open_proxy_->stats().connections_active, 0u);
+}
+
+// A child process with its stdin and stdout on pipes; closing stdin asks it to exit, and the
+// destructor waits for it (SIGKILL after 3 s).
+class ChildProcess {
+ public:
+  explicit ChildProcess(const std::string& command) {
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      close(in[1]);
+      close(out[0]);
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+  }
+  ~ChildProcess() {
+    if (stdin_ >= 0) close(stdin_);
+    if (pid_ > 0) {
+      for (int i = 0; i < 60; ++i) {
+        if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+          pid_ = -1;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (pid_ > 0) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+      }
+    }
+    if (stdout_ >= 0) close(stdout_);
+  }
+  // The first line the child prints ("" on EOF).
+  std::string readLine() {
+    std::string line;
+    char c;
+    while (read(stdout_, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int stdout_ = -1;
+};
+
+TEST_F(EgressTest, Http2UpstreamsAreMultiplexed) {
+  // An upstream speaking HTTP/2 (Node): the proxy offers h2 by ALPN, keeps one connection per
+  // event loop and sends each request as a stream of it, whatever the client speaks.
+  auto leaf = egress::tls::mintLeafPem(**upstream_ca_, "h2.example.com");
+  ASSERT_TRUE(leaf.ok());
+  std::ofstream(*dir_ / "h2-cert.pem") << leaf->cert_pem;
+  std::ofstream(*dir_ / "h2-key.pem") << leaf->key_pem;
+  ChildProcess upstream(fmt::format("cd {} && KEY_FILE={} CERT_FILE={} exec node h2_upstream.mjs",
+                                    testing::sourcePath("tests/clients"),
+                                    (*dir_ / "h2-key.pem").string(),
+                                    (*dir_ / "h2-cert.pem").string()));
+  std::string first = upstream.readLine();
+  ASSERT_THAT(first, HasSubstr("port")) << first;
+  int port = json::parse(first)["port"];
+
+  egress::ProxyOptions options;
+  options.explicit_listen = "127.0.0.1:0";
+  options.threads = 1;  // one event loop: one upstream connection
+  options.extra_upstream_ca_pem = (*upstream_ca_)->certPem();
+  options.upstream_overrides.emplace_back("h2.example.com:443", fmt::format("127.0.0.1:{}", port));
+  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
+  ASSERT_TRUE(started.ok()) << started.status().toString();
+  auto proxy = std::move(started).value();
+  std::string ca = (*dir_ / "h2-proxy-ca.pem").string();
+  std::ofstream(ca) << proxy->caCertificatePem();
+  auto run = [&](const std::string& args) {
+    return testing::runCommand(
+        fmt::format("curl -sS --max-time 20 -x http://127.0.0.1:{} "
+                    "--cacert {} {}",
+                    proxy->explicitPort(), ca, args));
+  };
+
+  // HTTP/1.1 and HTTP/2 clients, three requests each, several client connections.
+  auto h1 =
+      run("--http1.1 -H 'Authorization: Bearer k1' https://h2.example.com/whoami "
+          "https://h2.example.com/whoami -w '\\n'");
+  auto h2 = run("--http2 https://h2.example.com/whoami -w '\\n'");
+  ASSERT_EQ(h1.exit_code, 0) << h1.output;
+  ASSERT_EQ(h2.exit_code, 0) << h2.output;
+  std::set<int> sessions;
+  int answers = 0;
+  for (const std::string& output : {h1.output, h2.output}) {
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty()) continue;
+      json answer = json::parse(line);
+      EXPECT_EQ(answer["httpVersion"], "2.0") << line;
+      EXPECT_EQ(answer["path"], "/whoami");
+      sessions.insert(answer["session"].get<int>());
+      ++answers;
+    }
+  }
+  EXPECT_EQ(answers, 3);
+  EXPECT_EQ(sessions.size(), 1u);  // every request rode the same upstream connection
+  EXPECT_THAT(h1.output, HasSubstr("\"auth\":\"Bearer k1\""));
+
+  // A 3 MiB upload streams through flow control; SSE arrives event by event.
+  fs::path big = *dir_ / "h2-big.bin";
+  std::ofstream(big, std::ios::binary) << std::string(3 * 1024 * 1024, 'q');
+  auto upload =
+      run(fmt::format("--http1.1 --data-binary @{} -H 'Content-Type: "
+                      "application/octet-stream' https://h2.example.com/upload",
+                      big.string()));
+  ASSERT_EQ(upload.exit_code, 0) << upload.output;
+  EXPECT_THAT(upload.output, HasSubstr(fmt::format("\"bytes\":{}", 3 * 1024 * 1024)));
+  auto sse = run("--http2 -N https://h2.example.com/sse");
+  ASSERT_EQ(sse.exit_code, 0) << sse.output;
+  EXPECT_THAT(sse.output, HasSubstr("data: {\"n\":3}"));
+
+  // A stream the upstream resets mid-body: that client sees a cut response, the connection
+  // and the next request are fine.
+  auto reset = run("--http1.1 https://h2.example.com/reset");
+  EXPECT_NE(reset.exit_code, 0) << reset.output;
+  auto after = run("--http1.1 https://h2.example.com/whoami");
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_EQ(json::parse(after.output)["session"], *sessions.begin());
+
+  // A WebSocket to the same server: HTTP/2 has no Upgrade, so the proxy dials it an HTTP/1.1
+  // connection and splices the frames both ways after the 101 (the `ws` package on both ends).
+  auto socket = testing::runCommand(fmt::format(
+      "cd {} && PROXY=127.0.0.1:{} CA_FILE={} URL=wss://h2.example.com/echo node ws_echo.mjs",
+      testing::sourcePath("tests/clients"), proxy->explicitPort(), ca));
+  ASSERT_EQ(socket.exit_code, 0) << socket.output;
+  EXPECT_EQ(json::parse(socket.output)["echoed"], 3) << socket.output;
+  auto upgraded = recordFor("GET h2.example.com /echo");
+  ASSERT_TRUE(upgraded.has_value());
+  EXPECT_EQ(num(*upgraded, "http.response.status_code"), 101);
+  EXPECT_GT(num(*upgraded, "clrk.bytes_received"), 200 * 1024);
+  proxy->stop();
 }
 
 // A network namespace wired like a sandbox (environment.md §1): all TCP redirected to the

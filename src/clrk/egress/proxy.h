@@ -55,6 +55,9 @@ struct ProxyOptions {
   // goes through the same HTTP/1.1 filter chain (h2/server.h).
   bool http2 = true;
   uint32_t http2_max_concurrent_streams = 100;
+  // HTTP/2 towards upstreams: upstream TLS offers ALPN "h2" before "http/1.1"; a server that picks
+  // it gets one multiplexed connection per host and event loop (h2/client.h).
+  bool http2_upstream = true;
 };
 
 // Counters for tests, `clrk status` and benchmarks.

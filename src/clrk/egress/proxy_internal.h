@@ -3,6 +3,7 @@
 
 #include "clrk/egress/config/snapshot.h"
 #include "clrk/egress/dns/name_table.h"
+#include "clrk/egress/h2/client.h"
 #include "clrk/egress/identity.h"
 #include "clrk/egress/llm/limits.h"
 #include "clrk/egress/metadata.h"
@@ -60,13 +61,16 @@ struct Counters {
 // A connection to an upstream server, plain or TLS, with its read buffer.
 struct Upstream {
   std::string key;  // pool key: "s|host|port" or "p|host|port"
-  std::variant<beast::tcp_stream, TlsStream> stream;
+  // A stream of a shared HTTP/2 connection (h2::ClientStream) is used once, never pooled.
+  std::variant<beast::tcp_stream, TlsStream, h2::ClientStream> stream;
   std::shared_ptr<net::ssl::context> tls_context;  // keeps the SSL_CTX alive with the SSL
   beast::flat_buffer buffer;
   bool reused = false;
   std::chrono::steady_clock::time_point idle_since;
 
   explicit Upstream(beast::tcp_stream plain) : stream(std::move(plain)) {}
+  explicit Upstream(h2::ClientStream multiplexed) : stream(std::move(multiplexed)) {}
+  // Only for HTTP/1.1 connections (the pool's); throws std::bad_variant_access otherwise.
   beast::tcp_stream& lowest() {
     if (auto* plain = std::get_if<beast::tcp_stream>(&stream)) return *plain;
     return beast::get_lowest_layer(std::get<TlsStream>(stream));
@@ -91,6 +95,9 @@ class UpstreamPool {
 struct EventLoop {
   net::io_context io{1};
   UpstreamPool pool;
+  // HTTP/2 upstream connections by pool key (one in use per key; a full or draining one is
+  // replaced and finishes its streams on its own).
+  std::unordered_map<std::string, std::shared_ptr<h2::ClientConnection>> h2_upstreams;
   explicit EventLoop(const ProxyOptions& options)
       : pool(options.upstream_idle_pool_per_host,
              std::chrono::milliseconds(options.idle_timeout_ms)) {}

@@ -244,6 +244,14 @@ net::awaitable<void> splice(A& a, B& b, uint64_t& a_to_b, uint64_t& b_to_a, uint
 // ---------------------------------------------------------------------------------------------
 // Upstream connections.
 
+// True when the TLS handshake chose ALPN "h2".
+bool negotiatedH2(TlsStream& stream) {
+  const unsigned char* protocol = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(stream.native_handle(), &protocol, &length);
+  return length == 2 && std::memcmp(protocol, "h2", 2) == 0;
+}
+
 struct DialTarget {
   std::string host;  // name (or IP) verified by TLS and sent as Host
   uint16_t port = 0;
@@ -256,9 +264,25 @@ std::string poolKey(const DialTarget& target) {
 }
 
 // Connects (or reuses a pooled connection). On failure returns nullptr and sets *failure.
+// `allow_h2`: the request may travel on an HTTP/2 stream (an Upgrade request may not: HTTP/2 has
+// no Upgrade, so it gets an HTTP/1.1 connection whatever the server prefers).
 net::awaitable<std::unique_ptr<Upstream>> dial(Connection& conn, const DialTarget& target,
-                                               std::string* failure) {
+                                               std::string* failure, bool allow_h2 = true) {
   std::string key = poolKey(target);
+  const bool offer_h2 = allow_h2 && target.tls && conn.shared.options.http2_upstream;
+  if (offer_h2) {
+    auto it = conn.loop.h2_upstreams.find(key);
+    if (it != conn.loop.h2_upstreams.end()) {
+      if (auto stream = it->second->open()) {
+        conn.shared.counters.upstream_connections_reused.fetch_add(1, std::memory_order_relaxed);
+        auto multiplexed = std::make_unique<Upstream>(std::move(*stream));
+        multiplexed->key = key;
+        multiplexed->reused = true;
+        co_return multiplexed;
+      }
+      if (it->second->closed()) conn.loop.h2_upstreams.erase(it);
+    }
+  }
   if (auto pooled = conn.loop.pool.take(key)) {
     conn.shared.counters.upstream_connections_reused.fetch_add(1, std::memory_order_relaxed);
     pooled->reused = true;
@@ -317,7 +341,7 @@ net::awaitable<std::unique_ptr<Upstream>> dial(Connection& conn, const DialTarge
     upstream->tls_context = context.value();
     auto& plain = std::get<beast::tcp_stream>(upstream->stream);
     TlsStream tls_stream(std::move(plain), *upstream->tls_context);
-    Status prepared = tls::prepareUpstreamSsl(tls_stream.native_handle(), target.host);
+    Status prepared = tls::prepareUpstreamSsl(tls_stream.native_handle(), target.host, offer_h2);
     if (!prepared.ok()) {
       *failure = prepared.message();
       co_return nullptr;
@@ -332,6 +356,23 @@ net::awaitable<std::unique_ptr<Upstream>> dial(Connection& conn, const DialTarge
                                               target.host, ec.message())
                                 : fmt::format("upstream TLS to {}: {}", target.host, reason);
       co_return nullptr;
+    }
+    if (offer_h2 && negotiatedH2(tls_stream)) {
+      h2::ClientOptions options;
+      options.max_header_bytes = conn.shared.options.max_header_bytes;
+      options.idle_timeout_ms = conn.shared.options.idle_timeout_ms;
+      auto connection = h2::ClientConnection::start(
+          std::make_unique<TlsStream>(std::move(tls_stream)), upstream->tls_context, options);
+      std::optional<h2::ClientStream> stream;
+      if (connection) stream = connection->open();
+      if (!stream) {
+        *failure = fmt::format("cannot open an HTTP/2 stream to {}", target.host);
+        co_return nullptr;
+      }
+      conn.loop.h2_upstreams[key] = connection;
+      auto multiplexed = std::make_unique<Upstream>(std::move(*stream));
+      multiplexed->key = key;
+      co_return multiplexed;
     }
     upstream->stream.emplace<TlsStream>(std::move(tls_stream));
   }
@@ -1009,7 +1050,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     head.target(bsv(upstream_target));
 
     std::string failure;
-    auto upstream = co_await dial(conn, attempt.target, &failure);
+    auto upstream = co_await dial(conn, attempt.target, &failure, !upgrade);
     if (!upstream) {
       shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
       outcome(attempt, false);
@@ -1239,13 +1280,6 @@ net::awaitable<void> serveHttp2(Connection& conn, TlsStream& stream) {
     recordRejectedStream(conn, status, reason, method, authority, path);
   };
   co_await h2::serveServer(stream, h2_options, std::move(hooks));
-}
-
-bool negotiatedH2(TlsStream& stream) {
-  const unsigned char* protocol = nullptr;
-  unsigned int length = 0;
-  SSL_get0_alpn_selected(stream.native_handle(), &protocol, &length);
-  return length == 2 && std::memcmp(protocol, "h2", 2) == 0;
 }
 
 bool looksLikeHttp(std::string_view data) {

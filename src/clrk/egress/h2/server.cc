@@ -2,6 +2,7 @@
 
 #include "clrk/base/log.h"
 #include "clrk/egress/h2/convert.h"
+#include "clrk/egress/h2/session.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -30,7 +31,6 @@ using net::use_awaitable;
 using std::chrono::steady_clock;
 
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kWriteBatch = 64 * 1024;
 constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
 
 std::string jsonError(std::string_view message) {
@@ -44,28 +44,20 @@ std::string jsonError(std::string_view message) {
   return out;
 }
 
-class Connection {
+class Connection final : public detail::Session {
  public:
   Connection(TlsStream& tls, const ServerOptions& options, ServerHooks hooks, ServerStats* stats)
-      : tls_(tls),
+      : Session(tls, options.idle_timeout_ms),
         options_(options),
         hooks_(std::move(hooks)),
-        stats_(stats),
-        executor_(tls.get_executor()),
-        write_wake_(executor_),
-        done_wake_(executor_),
-        watchdog_(executor_) {}
-  ~Connection() {
-    if (session_ != nullptr) nghttp2_session_del(session_);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
+        stats_(stats) {}
 
   net::awaitable<void> run();
 
  private:
   struct Stream {
-    explicit Stream(int32_t stream_id) : id(stream_id) {}
+    Stream(int32_t stream_id, const net::any_io_executor& executor)
+        : id(stream_id), body(executor) {}
     int32_t id;
     std::vector<HeaderField> fields;
     size_t header_bytes = 0;
@@ -73,25 +65,16 @@ class Connection {
     bool started = false;
     bool chunked = false;
     bool head_request = false;
-    bool closed = false;  // nghttp2 closed it (sent or received END_STREAM both ways, or reset)
+    bool closed = false;  // nghttp2 closed it (both sides ended, or reset)
     std::unique_ptr<Bridge> bridge;
-    // Response body waiting for nghttp2's data callback.
-    std::string pending;
-    size_t pending_head = 0;
-    bool body_done = false;
-    bool deferred = false;
-    std::optional<net::steady_timer> drained;  // the relay waits here for room in `pending`
-    size_t pendingSize() const { return pending.size() - pending_head; }
+    detail::Outgoing body;  // response body waiting for nghttp2
   };
 
   bool init();
-  net::awaitable<void> readLoop();
-  net::awaitable<void> writeLoop();
-  net::awaitable<void> watchdog();
+  size_t openStreams() const override { return streams_.size(); }
+  void abortAll() override;
   net::awaitable<void> serveStream(std::shared_ptr<Stream> stream);
   net::awaitable<void> relayResponse(std::shared_ptr<Stream> stream);
-  void spawn(net::awaitable<void> task);
-  void signalWrite() { write_wake_.cancel(); }
   Stream* find(int32_t id) {
     auto it = streams_.find(id);
     return it == streams_.end() ? nullptr : it->second.get();
@@ -99,10 +82,8 @@ class Connection {
   void start(Stream& stream, bool body_follows);
   void endRequest(Stream& stream);
   void reject(Stream& stream, int status, std::string_view reason);
-  void submitBody(Stream& stream, const std::vector<std::pair<std::string, std::string>>& head,
-                  bool has_body);
+  void submit(Stream& stream, const detail::Fields& head, bool has_body);
   void resetStream(Stream& stream, uint32_t code);
-  void closeSocket();
 
   // nghttp2 callbacks.
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -113,23 +94,11 @@ class Connection {
   static int onDataChunk(nghttp2_session*, uint8_t flags, int32_t id, const uint8_t* data,
                          size_t len, void* self);
   static int onStreamClose(nghttp2_session*, int32_t id, uint32_t error_code, void* self);
-  static ssize_t readBody(nghttp2_session*, int32_t id, uint8_t* buf, size_t length,
-                          uint32_t* data_flags, nghttp2_data_source* source, void* self);
 
-  TlsStream& tls_;
   const ServerOptions& options_;
   ServerHooks hooks_;
   ServerStats* stats_;
-  net::any_io_executor executor_;
-  nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
-  net::steady_timer write_wake_;
-  net::steady_timer done_wake_;
-  net::steady_timer watchdog_;
-  size_t running_ = 0;  // spawned coroutines not yet finished
-  bool closing_ = false;
-  steady_clock::time_point last_read_ = steady_clock::now();
-  std::optional<steady_clock::time_point> write_started_;
 };
 
 bool Connection::init() {
@@ -164,134 +133,24 @@ bool Connection::init() {
   return true;
 }
 
-void Connection::spawn(net::awaitable<void> task) {
-  ++running_;
-  net::co_spawn(executor_, std::move(task), [this](std::exception_ptr error) {
-    if (error) {
-      try {
-        std::rethrow_exception(error);
-      } catch (const std::exception& e) {
-        logger("egress")->warn("h2: stream task failed: {}", e.what());
-      }
-    }
-    --running_;
-    done_wake_.cancel();
-  });
-}
-
 net::awaitable<void> Connection::run() {
   if (!init()) {
     logger("egress")->warn("h2: cannot create an nghttp2 session");
     co_return;
   }
-  beast::get_lowest_layer(tls_).expires_never();  // the watchdog keeps time instead
-  spawn(writeLoop());
-  spawn(watchdog());
-  co_await readLoop();
-  closing_ = true;
+  co_await drive();
+  streams_.clear();
+}
+
+void Connection::abortAll() {
   for (auto& [id, stream] : streams_) {
     stream->closed = true;
     if (stream->bridge) {
       stream->bridge->far().out().abort(net::error::connection_reset);
       stream->bridge->far().in().abort(net::error::connection_reset);
     }
-    if (stream->drained) stream->drained->cancel();
+    stream->body.drained.cancel();
   }
-  signalWrite();
-  watchdog_.cancel();
-  while (running_ > 0) {
-    boost::system::error_code ec;
-    done_wake_.expires_at(steady_clock::time_point::max());
-    co_await done_wake_.async_wait(net::redirect_error(use_awaitable, ec));
-  }
-  streams_.clear();
-}
-
-net::awaitable<void> Connection::readLoop() {
-  std::array<uint8_t, kReadChunk> buffer;
-  for (;;) {
-    boost::system::error_code ec;
-    size_t n =
-        co_await tls_.async_read_some(net::buffer(buffer), net::redirect_error(use_awaitable, ec));
-    if (n > 0) {
-      last_read_ = steady_clock::now();
-      ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), n);
-      if (rv < 0) {
-        logger("egress")->debug("h2: closing: {}", nghttp2_strerror(static_cast<int>(rv)));
-        break;
-      }
-      signalWrite();
-    }
-    if (ec) break;
-    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
-      break;
-    }
-  }
-}
-
-net::awaitable<void> Connection::writeLoop() {
-  std::string out;
-  for (;;) {
-    out.clear();
-    for (;;) {
-      const uint8_t* data = nullptr;
-      ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n < 0) {
-        logger("egress")->debug("h2: send failed: {}", nghttp2_strerror(static_cast<int>(n)));
-        closeSocket();
-        co_return;
-      }
-      if (n == 0) break;
-      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-      if (out.size() >= kWriteBatch) break;
-    }
-    if (!out.empty()) {
-      boost::system::error_code ec;
-      write_started_ = steady_clock::now();
-      co_await net::async_write(tls_, net::buffer(out), net::redirect_error(use_awaitable, ec));
-      write_started_.reset();
-      if (ec) {
-        closeSocket();
-        co_return;
-      }
-      continue;
-    }
-    if (closing_ ||
-        (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0)) {
-      closeSocket();  // ends the read loop too
-      co_return;
-    }
-    boost::system::error_code ec;
-    write_wake_.expires_at(steady_clock::time_point::max());
-    co_await write_wake_.async_wait(net::redirect_error(use_awaitable, ec));
-  }
-}
-
-net::awaitable<void> Connection::watchdog() {
-  const auto idle = std::chrono::milliseconds(options_.idle_timeout_ms);
-  while (!closing_) {
-    boost::system::error_code ec;
-    watchdog_.expires_after(std::min<steady_clock::duration>(idle, std::chrono::seconds(1)));
-    co_await watchdog_.async_wait(net::redirect_error(use_awaitable, ec));
-    if (closing_) break;
-    auto now = steady_clock::now();
-    if (write_started_ && now - *write_started_ >= idle) {
-      logger("egress")->debug("h2: client stopped reading; closing");
-      closeSocket();
-      break;
-    }
-    if (streams_.empty() && now - last_read_ >= idle) {
-      nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);  // GOAWAY, then close
-      signalWrite();
-      break;
-    }
-  }
-}
-
-void Connection::closeSocket() {
-  boost::system::error_code ignored;
-  beast::get_lowest_layer(tls_).socket().shutdown(net::socket_base::shutdown_both, ignored);
-  beast::get_lowest_layer(tls_).socket().cancel(ignored);
 }
 
 void Connection::start(Stream& stream, bool body_follows) {
@@ -314,7 +173,6 @@ void Connection::start(Stream& stream, bool body_follows) {
   stream.chunked = request.chunked;
   stream.head_request = request.method == "HEAD";
   stream.bridge = std::make_unique<Bridge>(executor_, options_.stream_buffer_bytes);
-  stream.drained.emplace(executor_);
   const int32_t id = stream.id;
   stream.bridge->far().out().on_credit = [this, id](size_t credit) {
     nghttp2_session_consume(session_, id, credit);
@@ -345,30 +203,20 @@ void Connection::reject(Stream& stream, int status, std::string_view reason) {
   }
   if (hooks_.rejected) hooks_.rejected(status, reason, method, authority, path);
   stream.fields.clear();
-  stream.pending = jsonError(reason);
-  stream.body_done = true;
-  submitBody(stream,
-             {{":status", std::to_string(status)},
-              {"content-type", "application/json"},
-              {"content-length", std::to_string(stream.pending.size())}},
-             true);
+  stream.body.pending = jsonError(reason);
+  stream.body.done = true;
+  submit(stream,
+         {{":status", std::to_string(status)},
+          {"content-type", "application/json"},
+          {"content-length", std::to_string(stream.body.pending.size())}},
+         true);
 }
 
-void Connection::submitBody(Stream& stream,
-                            const std::vector<std::pair<std::string, std::string>>& head,
-                            bool has_body) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(head.size());
-  for (const auto& [name, value] : head) {
-    nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                             reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
-                             name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-  }
-  nghttp2_data_provider provider{};
-  provider.source.ptr = &stream;
-  provider.read_callback = &Connection::readBody;
+void Connection::submit(Stream& stream, const detail::Fields& head, bool has_body) {
+  std::vector<nghttp2_nv> nva = nameValues(head);
+  nghttp2_data_provider body = provider(stream.body);
   int rv = nghttp2_submit_response(session_, stream.id, nva.data(), nva.size(),
-                                   has_body ? &provider : nullptr);
+                                   has_body ? &body : nullptr);
   if (rv != 0) {
     logger("egress")->debug("h2: cannot submit response on stream {}: {}", stream.id,
                             nghttp2_strerror(rv));
@@ -409,15 +257,9 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
   }
   if (stream->closed) co_return;
   bool has_body = !parser->is_done();
-  submitBody(*stream, toHttp2Response(parser->get().base()), has_body);
+  submit(*stream, toHttp2Response(parser->get().base()), has_body);
   std::array<char, kReadChunk> chunk;
   while (has_body && !parser->is_done()) {
-    while (stream->pendingSize() >= options_.stream_buffer_bytes && !stream->closed) {
-      boost::system::error_code wait_ec;
-      stream->drained->expires_at(steady_clock::time_point::max());
-      co_await stream->drained->async_wait(net::redirect_error(use_awaitable, wait_ec));
-    }
-    if (stream->closed) co_return;
     parser->get().body().data = chunk.data();
     parser->get().body().size = chunk.size();
     co_await http::async_read_some(far, buffer, *parser, net::redirect_error(use_awaitable, ec));
@@ -429,30 +271,18 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
     ec = {};
     size_t n = chunk.size() - parser->get().body().size;
     if (n == 0) continue;
-    if (stream->pending_head > 0 && stream->pending_head == stream->pending.size()) {
-      stream->pending.clear();
-      stream->pending_head = 0;
-    }
-    stream->pending.append(chunk.data(), n);
-    if (stream->deferred && !stream->closed) {
-      stream->deferred = false;
-      nghttp2_session_resume_data(session_, stream->id);
-    }
-    signalWrite();
+    bool sent = co_await append(stream->id, stream->body, std::string_view(chunk.data(), n),
+                                options_.stream_buffer_bytes, stream->closed);
+    if (!sent) co_return;
   }
-  if (!has_body || stream->closed) co_return;
-  stream->body_done = true;
-  if (stream->deferred) {
-    stream->deferred = false;
-    nghttp2_session_resume_data(session_, stream->id);
-  }
-  signalWrite();
+  if (has_body && !stream->closed) finish(stream->id, stream->body);
 }
 
 int Connection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
   auto* conn = static_cast<Connection*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  conn->streams_.emplace(frame->hd.stream_id, std::make_shared<Stream>(frame->hd.stream_id));
+  conn->streams_.emplace(frame->hd.stream_id,
+                         std::make_shared<Stream>(frame->hd.stream_id, conn->executor_));
   return 0;
 }
 
@@ -524,32 +354,8 @@ int Connection::onStreamClose(nghttp2_session* session, int32_t id, uint32_t, vo
     if (unread > 0) nghttp2_session_consume_connection(session, unread);
     stream->bridge->far().in().abort(net::error::connection_reset);
   }
-  if (stream->drained) stream->drained->cancel();
+  stream->body.drained.cancel();
   return 0;
-}
-
-ssize_t Connection::readBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                             uint32_t* data_flags, nghttp2_data_source* source, void*) {
-  auto* stream = static_cast<Stream*>(source->ptr);
-  size_t available = stream->pendingSize();
-  if (available == 0) {
-    if (stream->body_done) {
-      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      return 0;
-    }
-    stream->deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  size_t n = std::min(length, available);
-  std::memcpy(buf, stream->pending.data() + stream->pending_head, n);
-  stream->pending_head += n;
-  if (stream->pending_head == stream->pending.size()) {
-    stream->pending.clear();
-    stream->pending_head = 0;
-    if (stream->body_done) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  }
-  if (stream->drained) stream->drained->cancel();
-  return static_cast<ssize_t>(n);
 }
 
 }  // namespace
