@@ -1003,6 +1003,24 @@ TEST_F(EgressTest, Http2UpstreamsAreMultiplexed) {
   proxy->stop();
 }
 
+TEST_F(EgressTest, SmallAndChunkedResponsesRelayIntactOnOneConnection) {
+  // Bodies that arrive with the head leave in the head's write; chunked ones end with the last
+  // piece. Every body must arrive whole, and the client connection must stay usable.
+  auto result = curl(
+      "-w ' size=%{size_download} status=%{http_code}\\n' -o /dev/null "
+      "'https://api.openai.com/__mock/bytes?n=1000&chunk=7' -o /dev/null "
+      "'https://api.openai.com/__mock/bytes?n=200000&chunk=4096' -o /dev/null "
+      "'https://api.openai.com/__mock/bytes?n=5' -o /dev/null "
+      "https://api.openai.com/v1/models -H 'Authorization: Bearer x'",
+      true);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("size=1000 status=200"));
+  EXPECT_THAT(result.output, HasSubstr("size=200000 status=200"));
+  EXPECT_THAT(result.output, HasSubstr("size=5 status=200"));
+  // curl keeps one connection to the proxy; the proxy reuses its upstream connection.
+  EXPECT_GE(open_proxy_->stats().upstream_connections_reused, 3u);
+}
+
 // A network namespace wired like a sandbox (environment.md §1): all TCP redirected to the
 // transparent listener, UDP 53 to the DNS server, everything else dropped. Needs root, ip, nft.
 class SandboxNet {

@@ -175,6 +175,7 @@ void emitL4(Connection& conn, std::string_view action, const std::string& rule,
             const std::string& sni) {
   namespace attr = telemetry::attr;
   telemetry::Record record;
+  record.attributes.reserve(24);
   record.name = fmt::format(
       "tcp {}:{}", conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname, conn.dst.port);
   record.start = start;
@@ -499,6 +500,7 @@ struct Exchange {
 void emitHttp(Connection& conn, const Exchange& ex) {
   namespace attr = telemetry::attr;
   telemetry::Record record;
+  record.attributes.reserve(32);  // room for every attribute below and the identity's
   record.name = fmt::format("{} {} {}", ex.method, ex.host, ex.path);
   record.start = ex.start;
   record.end = ex.start + (steady_clock::now() - ex.started);
@@ -706,11 +708,40 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
   res.body().data = nullptr;
   res.body().size = 0;
   res.body().more = !switching && !parser.is_done();
-  boost::system::error_code ec;
+  boost::system::error_code ec;  // upstream side
   auto idle = std::chrono::milliseconds(conn.shared.options.idle_timeout_ms);
+  // Body bytes that arrived with the head (often all of a small response) leave in the same
+  // write as the head: one TLS record and one send instead of two. Only what is already buffered
+  // is parsed, without waiting on the upstream, so a streamed response's head is never held.
+  std::array<char, kRelayChunk> chunk;
+  size_t early = 0;
+  bool upstream_failed = false;
+  if (!switching && !parser.is_done() && upstream.buffer.size() > 0) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    size_t used = parser.put(upstream.buffer.data(), ec);
+    upstream.buffer.consume(used);
+    if (ec == http::error::need_more || ignorable(ec)) ec = {};
+    upstream_failed = static_cast<bool>(ec);
+    early = chunk.size() - parser.get().body().size;
+  }
+  boost::system::error_code head_ec;
   beast::get_lowest_layer(client).expires_after(idle);
-  co_await http::async_write_header(client, serializer, net::redirect_error(use_awaitable, ec));
-  if (ec) co_return Next::kClose;
+  if (early > 0) {
+    std::string_view piece(chunk.data(), early);
+    if (observer) observer->feed(piece);
+    if (mcp_observer) mcp_observer->feed(piece);
+    ex.bytes_received += early;
+    res.body().data = chunk.data();
+    res.body().size = early;
+    res.body().more = !parser.is_done();
+    co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, head_ec));
+    if (ignorable(head_ec)) head_ec = {};
+  } else {
+    co_await http::async_write_header(client, serializer,
+                                      net::redirect_error(use_awaitable, head_ec));
+  }
+  if (head_ec) co_return Next::kClose;
 
   if (switching) {
     // WebSocket (or other upgrade): forward leftovers, then splice raw bytes both ways.
@@ -729,8 +760,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     co_return Next::kUpgraded;
   }
 
-  std::array<char, kRelayChunk> chunk;
-  while (!parser.is_done()) {
+  while (!upstream_failed && !parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     beast::get_lowest_layer(up).expires_after(idle);
@@ -745,7 +775,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     ex.bytes_received += n;
     res.body().data = chunk.data();
     res.body().size = n;
-    res.body().more = true;
+    res.body().more = !parser.is_done();  // the last piece carries the end (chunked: 0 CRLF)
     beast::get_lowest_layer(client).expires_after(idle);
     boost::system::error_code write_ec;
     co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, write_ec));
@@ -1003,8 +1033,15 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   for (size_t index = 0; index < attempts.size(); ++index) {
     const Attempt& attempt = attempts[index];
     ex.attempts = static_cast<int>(index + 1);
-    // Build the upstream request head.
-    http::request_header<> head = base_req;
+    // Build the upstream request head. A streamed request is never retried after its last
+    // attempt (only buffered ones get the stale-connection retry below), so that attempt takes
+    // the parsed head instead of copying it; the parser keeps reading the body without it.
+    http::request_header<> head;
+    if (streamed && index + 1 == attempts.size()) {
+      head = std::move(base_req);
+    } else {
+      head = base_req;
+    }
     stripHopByHop(head, upgrade);
     head.erase(http::field::expect);
     head.erase("Proxy-Authorization");
