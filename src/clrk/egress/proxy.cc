@@ -28,7 +28,7 @@ std::unique_ptr<Upstream> UpstreamPool::take(const std::string& key) {
     list.pop_back();
     if (now - upstream->idle_since > max_idle_) continue;  // stale: dropped (closed)
     // A server that closed the idle connection makes it readable (EOF): skip those.
-    auto& socket = upstream->lowest().socket();
+    auto& socket = upstream->socket();
     char probe;
     ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) continue;
@@ -46,7 +46,7 @@ std::unique_ptr<Upstream> UpstreamPool::take(const std::string& key) {
 void UpstreamPool::give(std::unique_ptr<Upstream> upstream) {
   auto& list = idle_[upstream->key];
   upstream->idle_since = std::chrono::steady_clock::now();
-  upstream->lowest().expires_never();
+  upstream->expiresNever();
   if (list.size() >= per_key_) list.pop_front();
   list.push_back(std::move(upstream));
 }

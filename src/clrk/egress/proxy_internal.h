@@ -9,6 +9,7 @@
 #include "clrk/egress/metadata.h"
 #include "clrk/egress/proxy.h"
 #include "clrk/egress/tls/leaf_cache.h"
+#include "clrk/egress/tls/stream.h"
 #include "clrk/telemetry/record.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -19,7 +20,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -42,7 +42,7 @@ namespace clrk::egress::internal {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using TlsStream = tls::Stream;
 
 struct Counters {
   std::atomic<uint64_t> connections_accepted{0};
@@ -70,10 +70,14 @@ struct Upstream {
 
   explicit Upstream(beast::tcp_stream plain) : stream(std::move(plain)) {}
   explicit Upstream(h2::ClientStream multiplexed) : stream(std::move(multiplexed)) {}
-  // Only for HTTP/1.1 connections (the pool's); throws std::bad_variant_access otherwise.
-  beast::tcp_stream& lowest() {
-    if (auto* plain = std::get_if<beast::tcp_stream>(&stream)) return *plain;
-    return beast::get_lowest_layer(std::get<TlsStream>(stream));
+  // Only for HTTP/1.1 connections (the pool's); throw std::bad_variant_access otherwise.
+  tcp::socket& socket() {
+    if (auto* plain = std::get_if<beast::tcp_stream>(&stream)) return plain->socket();
+    return std::get<TlsStream>(stream).socket();
+  }
+  void expiresNever() {
+    if (auto* plain = std::get_if<beast::tcp_stream>(&stream)) return plain->expires_never();
+    std::get<TlsStream>(stream).expires_never();
   }
 };
 

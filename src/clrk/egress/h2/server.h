@@ -16,6 +16,7 @@
 #pragma once
 
 #include "clrk/egress/h2/bridge.h"
+#include "clrk/egress/tls/stream.h"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -27,7 +28,7 @@
 
 namespace clrk::egress::h2 {
 
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TlsStream = tls::Stream;
 
 struct ServerOptions {
   uint32_t max_concurrent_streams = 100;
