@@ -22,7 +22,8 @@
 // * Completions are never invoked inside the initiating call.
 //
 // Not thread-safe: one executor (an event loop) drives a stream; one read and one write may be
-// pending at once. Moving a stream with pending operations is not allowed.
+// pending at once. A stream must not be moved or destroyed while an operation is pending (as
+// with asio::ssl::stream): its completion refers to the stream.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
