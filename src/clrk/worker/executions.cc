@@ -810,14 +810,15 @@ void ExecutionManager::prune() {
 }
 
 // Keeps the response bodies of finished executions within max_retained_response_bytes, newest
-// first; older ones are dropped (the execution itself stays readable).
+// first; older ones are dropped (the execution itself stays readable). A terminal execution's
+// response is final (taken before finish()), even while its clean-up still runs.
 void ExecutionManager::discardOldResponses() {
   std::vector<std::pair<Clock::time_point, std::shared_ptr<Execution>>> finished;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, execution] : executions_) {
       std::lock_guard execution_lock(execution->mutex);
-      if (execution->cleaned_up && execution->status.response &&
+      if (isTerminal(execution->status.phase) && execution->status.response &&
           !execution->status.response->body.empty()) {
         finished.emplace_back(execution->finished_at, execution);
       }
