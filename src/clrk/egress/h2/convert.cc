@@ -105,7 +105,20 @@ bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, H
       return false;
     }
     if (name == "host" && host == nullptr) host = &field.value;
-    if (name == "content-length") has_length = true;
+    if (name == "content-length") {
+      // nghttp2 already refuses these; checked again so the head always parses (RFC 9110 §8.6).
+      if (has_length) {
+        error = "repeated content-length";
+        return false;
+      }
+      if (field.value.empty() || field.value.size() > 18 ||
+          !std::all_of(field.value.begin(), field.value.end(),
+                       [](char c) { return c >= '0' && c <= '9'; })) {
+        error = "invalid content-length";
+        return false;
+      }
+      has_length = true;
+    }
   }
   if (method == nullptr) {
     error = "missing :method";

@@ -44,6 +44,25 @@ TEST(H2ConvertTest, ContentLengthOrNoBodyMeansNotChunked) {
   EXPECT_EQ(out.head.find("transfer-encoding"), std::string::npos);
 }
 
+TEST(H2ConvertTest, ContentLengthMustBeOneNumber) {
+  // Found by h2_convert_fuzz: a content-length the HTTP/1.1 parser cannot read.
+  for (const char* bad : {":p=4", "", "-1", "5 ", "0x10", "1234567890123456789"}) {
+    auto fields = base();
+    fields.push_back({"content-length", bad});
+    Http1Request out;
+    std::string error;
+    EXPECT_FALSE(toHttp1Request(fields, true, out, error)) << bad;
+    EXPECT_EQ(error, "invalid content-length") << bad;
+  }
+  auto fields = base();
+  fields.push_back({"content-length", "5"});
+  fields.push_back({"content-length", "5"});
+  Http1Request out;
+  std::string error;
+  EXPECT_FALSE(toHttp1Request(fields, true, out, error));
+  EXPECT_EQ(error, "repeated content-length");
+}
+
 TEST(H2ConvertTest, HostFieldStandsInForAMissingAuthority) {
   std::vector<HeaderField> fields{
       {":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {"host", "example.com"}};
