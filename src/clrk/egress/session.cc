@@ -725,16 +725,21 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     upstream_failed = static_cast<bool>(ec);
     early = chunk.size() - parser.get().body().size;
   }
+  // Hands the first `n` bytes of `chunk` to the observers and to the serializer's next write;
+  // the last piece carries the end of the body (chunked: 0 CRLF).
+  auto stage = [&](size_t n) {
+    std::string_view piece(chunk.data(), n);
+    if (observer) observer->feed(piece);
+    if (mcp_observer) mcp_observer->feed(piece);
+    ex.bytes_received += n;
+    res.body().data = chunk.data();
+    res.body().size = n;
+    res.body().more = !parser.is_done();
+  };
   boost::system::error_code head_ec;
   beast::get_lowest_layer(client).expires_after(idle);
   if (early > 0) {
-    std::string_view piece(chunk.data(), early);
-    if (observer) observer->feed(piece);
-    if (mcp_observer) mcp_observer->feed(piece);
-    ex.bytes_received += early;
-    res.body().data = chunk.data();
-    res.body().size = early;
-    res.body().more = !parser.is_done();
+    stage(early);
     co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, head_ec));
     if (ignorable(head_ec)) head_ec = {};
   } else {
@@ -769,13 +774,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     if (ec && !ignorable(ec)) break;
     size_t n = chunk.size() - parser.get().body().size;
     if (n == 0) continue;
-    std::string_view piece(chunk.data(), n);
-    if (observer) observer->feed(piece);
-    if (mcp_observer) mcp_observer->feed(piece);
-    ex.bytes_received += n;
-    res.body().data = chunk.data();
-    res.body().size = n;
-    res.body().more = !parser.is_done();  // the last piece carries the end (chunked: 0 CRLF)
+    stage(n);
     beast::get_lowest_layer(client).expires_after(idle);
     boost::system::error_code write_ec;
     co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, write_ec));

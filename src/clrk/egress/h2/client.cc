@@ -1,6 +1,7 @@
 #include "clrk/egress/h2/client.h"
 
 #include "clrk/base/log.h"
+#include "clrk/egress/h2/convert.h"
 #include "clrk/egress/h2/session.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -11,8 +12,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <cstdio>
 #include <list>
 #include <unordered_map>
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
@@ -50,12 +49,6 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
-
-std::string lowerCopy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool hopByHop(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
@@ -115,33 +108,16 @@ class Connection final : public ClientConnection, private TlsHolder, public deta
 };
 
 bool Connection::init() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) return false;
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, &Connection::onHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Connection::onFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Connection::onDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Connection::onStreamClose);
-  nghttp2_option* option = nullptr;
-  if (nghttp2_option_new(&option) != 0) {
-    nghttp2_session_callbacks_del(callbacks);
-    return false;
-  }
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) return false;
-  std::array<nghttp2_settings_entry, 3> settings{{
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_buffer_bytes},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_bytes},
-  }};
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) {
-    return false;
-  }
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                        static_cast<int32_t>(options_.connection_window_bytes));
-  return true;
+  Callbacks callbacks;
+  callbacks.on_header = &Connection::onHeader;
+  callbacks.on_frame_recv = &Connection::onFrameRecv;
+  callbacks.on_data_chunk_recv = &Connection::onDataChunk;
+  callbacks.on_stream_close = &Connection::onStreamClose;
+  return createSession(false, callbacks, this,
+                       {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_buffer_bytes},
+                        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_bytes}},
+                       options_.connection_window_bytes);
 }
 
 net::awaitable<void> Connection::run(std::shared_ptr<ClientConnection> self) {
@@ -346,17 +322,8 @@ int Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t id, const
     return 0;
   }
   if (len == 0) return 0;
-  Pipe& pipe = state->bridge.far().out();
-  std::string_view bytes(reinterpret_cast<const char*>(data), len);
-  if (state->response_chunked) {
-    char size_line[24];
-    int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-    pipe.push(std::string_view(size_line, static_cast<size_t>(n)));
-    pipe.push(bytes, len);
-    pipe.push("\r\n");
-  } else {
-    pipe.push(bytes, len);
-  }
+  pushBody(state->bridge.far().out(), std::string_view(reinterpret_cast<const char*>(data), len),
+           state->response_chunked);
   return 0;
 }
 

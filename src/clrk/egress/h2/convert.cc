@@ -60,13 +60,13 @@ bool connectionSpecific(std::string_view name) {
          name == "transfer-encoding" || name == "upgrade" || name == "te" || name == "host";
 }
 
+}  // namespace
+
 std::string lowerCopy(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
-
-}  // namespace
 
 bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, Http1Request& out,
                     std::string& error) {

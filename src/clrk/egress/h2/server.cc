@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <nghttp2/nghttp2.h>
@@ -102,35 +101,18 @@ class Connection final : public detail::Session {
 };
 
 bool Connection::init() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) return false;
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Connection::onBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, &Connection::onHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Connection::onFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Connection::onDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Connection::onStreamClose);
-  nghttp2_option* option = nullptr;
-  if (nghttp2_option_new(&option) != 0) {
-    nghttp2_session_callbacks_del(callbacks);
-    return false;
-  }
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) return false;
-  std::array<nghttp2_settings_entry, 4> settings{{
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_buffer_bytes},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_bytes},
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-  }};
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) {
-    return false;
-  }
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                        static_cast<int32_t>(options_.connection_window_bytes));
-  return true;
+  Callbacks callbacks;
+  callbacks.on_begin_headers = &Connection::onBeginHeaders;
+  callbacks.on_header = &Connection::onHeader;
+  callbacks.on_frame_recv = &Connection::onFrameRecv;
+  callbacks.on_data_chunk_recv = &Connection::onDataChunk;
+  callbacks.on_stream_close = &Connection::onStreamClose;
+  return createSession(true, callbacks, this,
+                       {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
+                        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_buffer_bytes},
+                        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_bytes},
+                        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0}},
+                       options_.connection_window_bytes);
 }
 
 net::awaitable<void> Connection::run() {
@@ -327,17 +309,8 @@ int Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t id, const
     return 0;
   }
   if (len == 0) return 0;
-  Pipe& pipe = stream->bridge->far().out();
-  std::string_view bytes(reinterpret_cast<const char*>(data), len);
-  if (stream->chunked) {
-    char size_line[24];
-    int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-    pipe.push(std::string_view(size_line, static_cast<size_t>(n)));
-    pipe.push(bytes, len);
-    pipe.push("\r\n");
-  } else {
-    pipe.push(bytes, len);
-  }
+  pushBody(stream->bridge->far().out(), std::string_view(reinterpret_cast<const char*>(data), len),
+           stream->chunked);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <nghttp2/nghttp2.h>
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
@@ -177,6 +178,49 @@ void Session::closeSocket() {
   boost::system::error_code ignored;
   beast::get_lowest_layer(tls_).socket().shutdown(net::socket_base::shutdown_both, ignored);
   beast::get_lowest_layer(tls_).socket().cancel(ignored);
+}
+
+bool Session::createSession(bool server, const Callbacks& callbacks, void* self,
+                            const std::vector<nghttp2_settings_entry>& settings,
+                            uint32_t connection_window_bytes) {
+  nghttp2_session_callbacks* table = nullptr;
+  if (nghttp2_session_callbacks_new(&table) != 0) return false;
+  if (callbacks.on_begin_headers) {
+    nghttp2_session_callbacks_set_on_begin_headers_callback(table, callbacks.on_begin_headers);
+  }
+  nghttp2_session_callbacks_set_on_header_callback(table, callbacks.on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(table, callbacks.on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(table, callbacks.on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(table, callbacks.on_stream_close);
+  nghttp2_option* option = nullptr;
+  if (nghttp2_option_new(&option) != 0) {
+    nghttp2_session_callbacks_del(table);
+    return false;
+  }
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  int rv = server ? nghttp2_session_server_new2(&session_, table, self, option)
+                  : nghttp2_session_client_new2(&session_, table, self, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(table);
+  if (rv != 0) return false;
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) {
+    return false;
+  }
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(connection_window_bytes));
+  return true;
+}
+
+void Session::pushBody(Pipe& pipe, std::string_view bytes, bool chunked) {
+  if (!chunked) {
+    pipe.push(bytes, bytes.size());
+    return;
+  }
+  char size_line[24];
+  int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", bytes.size());
+  pipe.push(std::string_view(size_line, static_cast<size_t>(n)));
+  pipe.push(bytes, bytes.size());
+  pipe.push("\r\n");
 }
 
 net::awaitable<bool> Session::append(int32_t id, Outgoing& out, std::string_view bytes, size_t cap,

@@ -54,6 +54,23 @@ class Session {
   net::awaitable<bool> append(int32_t id, Outgoing& out, std::string_view bytes, size_t cap,
                               const bool& gone);
   void finish(int32_t id, Outgoing& out);
+  // The callbacks a side installs (on_begin_headers may be null).
+  struct Callbacks {
+    nghttp2_on_begin_headers_callback on_begin_headers = nullptr;
+    nghttp2_on_header_callback on_header = nullptr;
+    nghttp2_on_frame_recv_callback on_frame_recv = nullptr;
+    nghttp2_on_data_chunk_recv_callback on_data_chunk_recv = nullptr;
+    nghttp2_on_stream_close_callback on_stream_close = nullptr;
+  };
+  // Creates session_ (server or client side, `self` as user data) without automatic
+  // WINDOW_UPDATE (consumed DATA is acknowledged as the bridge's reader takes it), submits
+  // `settings` and opens the connection window to `connection_window_bytes`. False on failure.
+  bool createSession(bool server, const Callbacks& callbacks, void* self,
+                     const std::vector<nghttp2_settings_entry>& settings,
+                     uint32_t connection_window_bytes);
+  // Appends one received DATA payload to the HTTP/1.1 body in `pipe`: as a chunk when `chunked`,
+  // with a credit of its length (acknowledged once read).
+  static void pushBody(Pipe& pipe, std::string_view bytes, bool chunked);
   // nghttp2 data provider reading `out`.
   static nghttp2_data_provider provider(Outgoing& out);
   // Header list for nghttp2 (points into `fields`, which must outlive the submit call).
