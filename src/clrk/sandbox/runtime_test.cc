@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <cstdlib>
@@ -780,6 +781,60 @@ TEST_P(RuntimeTest, BootedSandboxTimeoutCountsFromLaunch) {
   EXPECT_TRUE(exit->timed_out);
   EXPECT_EQ(launched.text(false), "started\n");
   EXPECT_THAT(exit->message, HasSubstr("400 ms"));
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
+TEST_P(RuntimeTest, BootedSandboxPassesSignalsOnAndReportsSignalDeaths) {
+  // sandbox->signal() reaches the launched process (gVisor: through the launcher, which stays
+  // the sandbox's init and forwards it).
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  Lines launched;
+  Launch launch = launchOf(
+      {"sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done"});
+  launch.on_log = launched.sink();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  for (int tries = 0; tries < 300 && launched.text(false).empty(); ++tries) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(launched.text(false), "ready\n");
+  ASSERT_TRUE(sandbox->signal(SIGTERM).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_EQ(launched.text(false), "ready\ngot TERM\n");
+  EXPECT_TRUE(sandbox->destroy().ok());
+
+  // A process that dies of a signal is reported as such, not as its launcher's exit code.
+  sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  ASSERT_TRUE(sandbox->launch(launchOf({"sh", "-c", "kill -USR1 $$"})).ok());
+  exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->signal, SIGUSR1);
+  EXPECT_EQ(exit->exit_code, 128 + SIGUSR1);
+  EXPECT_TRUE(sandbox->destroy().ok());
+}
+
+TEST_P(RuntimeTest, BootedSandboxOutputIsCompleteWhenTheExitIsKnown) {
+  // The exit may come from the launcher's report, before the sandbox is torn down: everything
+  // the process wrote must be captured by then, and bytes the agent writes on its stdin that
+  // are not a report change nothing.
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  Lines launched;
+  Launch launch = launchOf({"sh", "-c",
+                            "printf 'not a report' >&0 2>/dev/null; i=0; while [ $i -lt 2000 ]; "
+                            "do echo line$i; i=$((i+1)); done; printf tail; exit 4"});
+  launch.on_log = launched.sink();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  auto exit = sandbox->wait(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_code, 4);
+  std::string out = launched.text(false);
+  EXPECT_THAT(out, HasSubstr("line0\nline1\n"));
+  EXPECT_THAT(out, HasSubstr("line1999\ntail\n"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2001);
   EXPECT_TRUE(sandbox->destroy().ok());
 }
 

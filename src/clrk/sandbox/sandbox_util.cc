@@ -25,6 +25,7 @@
 #include <sstream>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -84,6 +85,16 @@ Status makePipe(UniqueFd& read_end, UniqueFd& write_end) {
   if (::pipe2(fds, O_CLOEXEC) != 0) return internalError("pipe2: " + errnoText(errno));
   read_end.reset(fds[0]);
   write_end.reset(fds[1]);
+  return {};
+}
+
+Status makeSocketPair(UniqueFd& sandbox_end, UniqueFd& worker_end) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return internalError("socketpair: " + errnoText(errno));
+  }
+  sandbox_end.reset(fds[0]);
+  worker_end.reset(fds[1]);
   return {};
 }
 
@@ -280,6 +291,40 @@ std::string encodeLaunch(const Launch& launch, const SandboxSpec& booted) {
   message += payload;
   if (launch.stdin_data) message += *launch.stdin_data;
   return message;
+}
+
+bool ExitReportReader::take(const char* data, size_t size) {
+  size_t magic = sizeof kExitMagic - 1;
+  for (size_t index = 0; index < size; ++index) {
+    if (complete()) return false;  // more than a report
+    auto byte = static_cast<unsigned char>(data[index]);
+    if (size_ < magic && byte != static_cast<unsigned char>(kExitMagic[size_])) return false;
+    bytes_[size_++] = byte;
+  }
+  return true;
+}
+
+bool ExitReportReader::readFrom(int fd) {
+  char buffer[kExitReportBytes];
+  while (!complete()) {
+    ssize_t n = ::recv(fd, buffer, sizeof bytes_ - size_, MSG_DONTWAIT);
+    if (n > 0) {
+      if (!take(buffer, static_cast<size_t>(n))) return false;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  return true;
+}
+
+int ExitReportReader::waitStatus() const {
+  size_t at = sizeof kExitMagic - 1;
+  uint32_t value = 0;
+  for (size_t index = 0; index < 4; ++index) {
+    value |= static_cast<uint32_t>(bytes_[at + index]) << (8 * index);
+  }
+  return static_cast<int>(value);
 }
 
 Status writeRecord(const std::filesystem::path& path, const SandboxRecord& record) {

@@ -8,6 +8,7 @@
 
 #include "clrk/base/status.h"
 #include "clrk/base/unique_fd.h"
+#include "clrk/sandbox/launch_protocol.h"
 #include "clrk/sandbox/runtime.h"
 
 #include <chrono>
@@ -25,6 +26,9 @@ namespace clrk::sandbox {
 
 // A pipe with both ends O_CLOEXEC.
 Status makePipe(UniqueFd& read_end, UniqueFd& write_end);
+// A connected AF_UNIX stream pair, both ends O_CLOEXEC: the stdin of a booted gVisor sandbox,
+// on which its launcher reports the agent's exit (launch_protocol.h).
+Status makeSocketPair(UniqueFd& sandbox_end, UniqueFd& worker_end);
 
 // Writes `content` to `path` through a temporary file and rename, without fsync: state files
 // only need to survive a crash of the worker, not of the machine.
@@ -70,6 +74,23 @@ Status validateLaunch(const std::string& sandbox_id, const Launch& launch);
 // The bytes written to the launcher's stdin: the message (launch_protocol.h) with the env of
 // sandboxEnv() (CA variables from `booted`), then launch.stdin_data.
 std::string encodeLaunch(const Launch& launch, const SandboxSpec& booted);
+
+// Collects the launcher's exit report (launch_protocol.h) from a non-blocking socket, which the
+// agent can write to as well: anything that is not a report ends the reading.
+class ExitReportReader {
+ public:
+  // Reads what is available, never past the report. False on end of stream, an error or bytes
+  // that are not a report; true otherwise (complete() tells whether it is all there).
+  bool readFrom(int fd);
+  // Takes bytes as if read; same result as readFrom().
+  bool take(const char* data, size_t size);
+  bool complete() const { return size_ == sizeof bytes_; }
+  int waitStatus() const;
+
+ private:
+  unsigned char bytes_[kExitReportBytes] = {};
+  size_t size_ = 0;
+};
 
 // What cleanupLeftovers needs to remove a sandbox of a crashed worker. Stored as JSON at
 // <state_dir>/<id>/record.json.

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace clrk::sandbox {
@@ -213,6 +215,43 @@ TEST(SeccompTest, ProgramBuilds) {
   auto program = namespaces::buildSeccompProgram();
   ASSERT_TRUE(program.ok()) << program.status().toString();
   EXPECT_GT(program->size(), 20u);
+}
+
+TEST(ExitReportReaderTest, TakesOneReportInPiecesAndRefusesAnythingElse) {
+  std::string report =
+      std::string(kExitMagic, sizeof kExitMagic - 1) + std::string("\x00\x07\x00\x00", 4);
+  ExitReportReader pieces;
+  EXPECT_TRUE(pieces.take(report.data(), 3));
+  EXPECT_FALSE(pieces.complete());
+  EXPECT_TRUE(pieces.take(report.data() + 3, report.size() - 3));
+  ASSERT_TRUE(pieces.complete());
+  EXPECT_TRUE(WIFEXITED(pieces.waitStatus()));
+  EXPECT_EQ(WEXITSTATUS(pieces.waitStatus()), 7);
+  EXPECT_FALSE(pieces.take("x", 1));  // nothing may follow a report
+
+  ExitReportReader wrong;
+  EXPECT_FALSE(wrong.take("CLRKEXT2", 8));
+  ExitReportReader longer;
+  std::string doubled = report + report;
+  EXPECT_FALSE(longer.take(doubled.data(), doubled.size()));
+
+  // From a socket: partial, then complete; end of stream without a report is refused.
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd reader_end(fds[0]), writer_end(fds[1]);
+  ExitReportReader from_socket;
+  EXPECT_TRUE(from_socket.readFrom(reader_end.get()));  // nothing yet: keep waiting
+  ASSERT_EQ(::write(writer_end.get(), report.data(), 5), 5);
+  EXPECT_TRUE(from_socket.readFrom(reader_end.get()));
+  EXPECT_FALSE(from_socket.complete());
+  ASSERT_EQ(::write(writer_end.get(), report.data() + 5, report.size() - 5),
+            static_cast<ssize_t>(report.size() - 5));
+  EXPECT_TRUE(from_socket.readFrom(reader_end.get()));
+  EXPECT_TRUE(from_socket.complete());
+  ExitReportReader cut;
+  ASSERT_EQ(::write(writer_end.get(), report.data(), 4), 4);
+  writer_end.reset();
+  EXPECT_FALSE(cut.readFrom(reader_end.get()));
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace clrk::sandbox {
@@ -167,23 +169,38 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
   std::string input = spec_.stdin_data.value_or("");
   size_t input_offset = 0;
   std::chrono::milliseconds timeout = spec_.timeout;
+  // A booted gVisor sandbox's stdin is a socket: its launcher reports the exit on it
+  // (launch_protocol.h). `report_r` reads it; the agent's stdin ends with shutdown(SHUT_WR).
+  UniqueFd report_r;
+  struct stat input_stat = {};
+  bool input_is_socket =
+      stdin_w.valid() && ::fstat(stdin_w.get(), &input_stat) == 0 && S_ISSOCK(input_stat.st_mode);
+  if (input_is_socket) report_r.reset(::fcntl(stdin_w.get(), F_DUPFD_CLOEXEC, 0));
+  ExitReportReader report;
+  auto closeInput = [&] {
+    if (!stdin_w.valid()) return;
+    if (input_is_socket) ::shutdown(stdin_w.get(), SHUT_WR);
+    stdin_w.reset();
+  };
   if (stdin_w.valid()) ::fcntl(stdin_w.get(), F_SETFL, O_NONBLOCK);
-  if (stdin_w.valid() && input.empty() && !awaiting_launch) stdin_w.reset();
+  if (stdin_w.valid() && input.empty() && !awaiting_launch) closeInput();
 
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> deadline;
   if (timeout.count() > 0 && !awaiting_launch) deadline = Clock::now() + timeout;
   bool timed_out = false;
   bool exited = false;
+  bool reported = false;  // the exit came from the launcher's report: drain what is there, stop
   std::optional<int> wait_status;
   std::optional<Clock::time_point> drain_deadline;
   char buffer[65536];
 
   while (true) {
-    pollfd fds[6];
+    pollfd fds[7];
     int count = 0;
     fds[count++] = {detach_fd_.get(), POLLIN, 0};
     int out_index = -1, err_index = -1, in_index = -1, exit_index = -1, launch_index = -1;
+    int report_index = -1;
     if (awaiting_launch) {
       launch_index = count;
       fds[count++] = {launch_fd_.get(), POLLIN, 0};
@@ -203,11 +220,18 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
     if (!exited) {
       exit_index = count;
       fds[count++] = {exit_fd, POLLIN, 0};
+      if (report_r.valid() && !awaiting_launch) {
+        report_index = count;
+        fds[count++] = {report_r.get(), POLLIN, 0};
+      }
     }
     if (exited && count == 1) break;
     int wait_ms = -1;
     auto now = Clock::now();
-    if (exited) {
+    if (reported) {
+      if (now >= *drain_deadline) break;
+      wait_ms = 0;
+    } else if (exited) {
       if (now >= *drain_deadline) break;
       wait_ms = static_cast<int>(
           std::chrono::duration_cast<std::chrono::milliseconds>(*drain_deadline - now).count() + 1);
@@ -225,6 +249,8 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
       if (errno == EINTR) continue;
       break;
     }
+    // The agent's process ended before the report; its output is in the pipes by now.
+    if (rc == 0 && reported) break;
     if (fds[0].revents != 0) return;  // detached: leave everything as it is
     if (launch_index >= 0 && fds[launch_index].revents != 0) {
       std::optional<Launch> launch;
@@ -255,19 +281,35 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
     readStream(err_index, stderr_r, true);
     if (in_index >= 0 && fds[in_index].revents != 0) {
       if (fds[in_index].revents & (POLLERR | POLLHUP)) {
-        stdin_w.reset();
+        closeInput();
       } else {
-        ssize_t n =
-            ::write(stdin_w.get(), input.data() + input_offset, input.size() - input_offset);
+        const char* data = input.data() + input_offset;
+        size_t size = input.size() - input_offset;
+        ssize_t n = input_is_socket ? ::send(stdin_w.get(), data, size, MSG_NOSIGNAL)
+                                    : ::write(stdin_w.get(), data, size);
         if (n > 0) input_offset += static_cast<size_t>(n);
         if ((n < 0 && errno != EAGAIN && errno != EINTR) || input_offset >= input.size()) {
-          stdin_w.reset();
+          closeInput();
         }
+      }
+    }
+    if (report_index >= 0 && fds[report_index].revents != 0) {
+      if (!report.readFrom(report_r.get())) report_r.reset();  // not a report: wait for the exit
+      if (report.complete()) {
+        exited = true;
+        reported = true;
+        closeInput();
+        report_r.reset();
+        wait_status = report.waitStatus();
+        drain_deadline = Clock::now() + std::chrono::seconds(2);  // orphans may keep writing
+        continue;
       }
     }
     if (exit_index >= 0 && fds[exit_index].revents != 0) {
       exited = true;
-      stdin_w.reset();
+      awaiting_launch = false;  // ended unlaunched: nothing more to wait for
+      closeInput();
+      report_r.reset();
       wait_status = readExit();
       // Every writer is gone once the sandbox ended; bound the drain anyway.
       drain_deadline = Clock::now() + std::chrono::seconds(2);

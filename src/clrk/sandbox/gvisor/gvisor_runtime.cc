@@ -474,7 +474,11 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& reque
       !(status = makePipe(sandbox->stderr_r_, stderr_w)).ok()) {
     return fail_with(status);
   }
-  if (spec.stdin_data) {
+  if (spec.await_launch) {
+    // The launcher answers with the exit on its stdin socket (launch_protocol.h).
+    status = makeSocketPair(stdin_r, sandbox->stdin_w_);
+    if (!status.ok()) return fail_with(status);
+  } else if (spec.stdin_data) {
     status = makePipe(stdin_r, sandbox->stdin_w_);
     if (!status.ok()) return fail_with(status);
   }
