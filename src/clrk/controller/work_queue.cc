@@ -24,7 +24,20 @@ void WorkQueue::addAfter(const std::string& key, std::chrono::milliseconds delay
   }
   std::lock_guard lock(mutex_);
   if (shutting_down_) return;
-  delayed_.emplace(Clock::now() + delay, key);
+  Clock::time_point due = Clock::now() + delay;
+  auto [at, inserted] = delay_of_.try_emplace(key, due);
+  if (!inserted) {
+    if (at->second <= due) return;  // already due as early
+    auto [first, last] = delayed_.equal_range(at->second);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == key) {
+        delayed_.erase(it);
+        break;
+      }
+    }
+    at->second = due;
+  }
+  delayed_.emplace(due, key);
   cv_.notify_one();
 }
 
@@ -54,6 +67,7 @@ void WorkQueue::promoteDueLocked(Clock::time_point now) {
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
     std::string key = delayed_.begin()->second;
     delayed_.erase(delayed_.begin());
+    delay_of_.erase(key);
     addLocked(key);
   }
 }
@@ -103,6 +117,11 @@ bool WorkQueue::shuttingDown() const {
 size_t WorkQueue::length() const {
   std::lock_guard lock(mutex_);
   return queue_.size();
+}
+
+size_t WorkQueue::delayedLength() const {
+  std::lock_guard lock(mutex_);
+  return delayed_.size();
 }
 
 }  // namespace clrk::controller

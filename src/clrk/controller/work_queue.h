@@ -4,7 +4,9 @@
 //   * A key is never processed by two workers at once: a key added while it is being processed
 //     is queued again when done() is called for it.
 //   * addAfter() queues a key after a delay; addRateLimited() after the key's exponential
-//     backoff (base * 2^failures, capped), which forget() resets.
+//     backoff (base * 2^failures, capped), which forget() resets. A key waits at most once: the
+//     earliest of its delays wins (else every reconcile that asks for a requeue would start one
+//     more chain of timers, and they never merge).
 // Thread model: every method is thread-safe; get() blocks until a key is ready or shutDown().
 #pragma once
 
@@ -47,6 +49,8 @@ class WorkQueue {
   bool shuttingDown() const;
   // Keys queued and ready (not counting delayed ones).
   size_t length() const;
+  // Keys waiting for their delay.
+  size_t delayedLength() const;
 
  private:
   void addLocked(const std::string& key);
@@ -59,6 +63,7 @@ class WorkQueue {
   std::set<std::string> dirty_;       // queued (in queue_ or waiting for done())
   std::set<std::string> processing_;  // taken by get(), not yet done()
   std::multimap<Clock::time_point, std::string> delayed_;
+  std::map<std::string, Clock::time_point> delay_of_;  // each key of delayed_, once
   std::map<std::string, int> failures_;
   bool shutting_down_ = false;
 };

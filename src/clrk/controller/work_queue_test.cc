@@ -46,6 +46,25 @@ TEST(WorkQueueTest, AddAfterDelaysTheKey) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
 }
 
+TEST(WorkQueueTest, AKeyWaitsOnceWithTheEarliestDelay) {
+  // A reconciler that asks for a requeue on every pass must not pile up timers: each pass would
+  // otherwise add one more, and after a burst of events the key would run many times a second.
+  WorkQueue queue;
+  for (int i = 0; i < 100; ++i) queue.addAfter("k", 10s);
+  queue.addAfter("other", 10s);
+  EXPECT_EQ(queue.delayedLength(), 2u);
+  queue.addAfter("k", 20ms);  // earlier: replaces the 10 s wait
+  queue.addAfter("k", 5s);    // later: ignored
+  EXPECT_EQ(queue.delayedLength(), 2u);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(queue.get(), "k");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  queue.done("k");
+  EXPECT_EQ(queue.delayedLength(), 1u);  // only "other" still waits
+  queue.addAfter("k", 10s);              // a new wait once the old one fired
+  EXPECT_EQ(queue.delayedLength(), 2u);
+}
+
 TEST(WorkQueueTest, RateLimitedBackoffGrowsAndForgetResets) {
   WorkQueue queue(WorkQueue::Options{.base_delay = 1ms, .max_delay = 8ms});
   for (int i = 0; i < 6; ++i) queue.addRateLimited("k");
