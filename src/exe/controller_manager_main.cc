@@ -101,7 +101,8 @@ int run(int argc, char** argv) {
   app.add_option("--port", port, "Port to listen on; 0 picks a free port (default 0)")
       ->check(CLI::Range(0, 65535));
   app.add_flag("--in-memory", in_memory, "Keep objects in memory instead of SQLite");
-  app.add_option("-v,--log-level", log_level, "Log level: trace|debug|info|warn|error|off");
+  app.add_option("-v,--log-level", log_level, "Log level: trace|debug|info|warn|error|off")
+      ->envname("CLRK_LOG_LEVEL");
   app.add_option("--kubeconfig", kubeconfig,
                  "Cluster mode: run the controllers against this cluster instead of an embedded "
                  "API server (\"in-cluster\" uses the pod's service account)");

@@ -93,6 +93,7 @@ int run(int argc, char** argv) {
                  "File with the bearer token for --otlp-endpoint")
       ->check(CLI::ExistingFile);
   app.add_option("-v,--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->envname("CLRK_LOG_LEVEL")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
