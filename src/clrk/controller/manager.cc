@@ -14,6 +14,11 @@ namespace {
 using Json = kube::Json;
 using namespace std::chrono_literals;
 
+// Runs starting and ending, and worker capacity moving with them, reach the agents' and pools'
+// status after this delay: a burst of them is one reconcile and one status write (each write
+// raced the next change and mostly ended in a 409 Conflict and a retry).
+constexpr std::chrono::milliseconds kStatusRefreshDelay = 500ms;
+
 // Enqueues the informer key of every object an informer reports.
 void enqueueOnChange(kube::Informer& informer, Controller& controller) {
   auto enqueue = [&controller](const Json& object) {
@@ -110,10 +115,11 @@ class ManagerImpl : public Manager {
         .on_delete = [this](const Json&) { warm_pools_.wake(); },
     });
     invocation_manager_.onActiveChanged([this](const std::string& agent_key) {
-      task_agent_controller_.enqueue(agent_key);
+      task_agent_controller_.enqueueAfter(agent_key, kStatusRefreshDelay);
       if (auto agent = task_agents_.get(agent_key)) {
         std::string ns = (*agent)["metadata"].value("namespace", "");
-        worker_pool_controller_.enqueue(ns + "/" + (*agent)["spec"].value("workerPoolRef", ""));
+        worker_pool_controller_.enqueueAfter(ns + "/" + (*agent)["spec"].value("workerPoolRef", ""),
+                                             kStatusRefreshDelay);
       }
     });
 
@@ -186,15 +192,16 @@ class ManagerImpl : public Manager {
     }
   }
 
+  // After a worker changed (its Lease: state or free capacity, which moves with every run).
   void enqueueAll() {
     for (const auto& pool : worker_pools_.list()) {
-      worker_pool_controller_.enqueue(kube::Informer::keyOf(pool));
+      worker_pool_controller_.enqueueAfter(kube::Informer::keyOf(pool), kStatusRefreshDelay);
     }
     for (const auto& agent : task_agents_.list()) {
-      task_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+      task_agent_controller_.enqueueAfter(kube::Informer::keyOf(agent), kStatusRefreshDelay);
     }
     for (const auto& agent : daemon_agents_.list()) {
-      daemon_agent_controller_.enqueue(kube::Informer::keyOf(agent));
+      daemon_agent_controller_.enqueueAfter(kube::Informer::keyOf(agent), kStatusRefreshDelay);
     }
   }
 
