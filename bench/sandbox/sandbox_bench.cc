@@ -57,6 +57,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
@@ -145,6 +146,8 @@ sandbox::SandboxSpec makeSpec(const std::string& id, std::vector<std::string> ar
 
 struct Samples {
   std::vector<double> first, exit, teardown, allocate, prepare;
+  std::vector<double> boot;        // warm: prepare + start of a booted sandbox (network excluded)
+  double cpu_ms_per_sandbox = -1;  // warm: CPU of everything runsc ran, boot to teardown
   int failures = 0;
   std::string last_error;
 };
@@ -152,6 +155,13 @@ struct Samples {
 void fail(Samples& samples, const std::string& what) {
   ++samples.failures;
   samples.last_error = what;
+}
+
+double childrenCpuMs() {
+  rusage usage = {};
+  ::getrusage(RUSAGE_CHILDREN, &usage);
+  auto ms = [](const timeval& time) { return time.tv_sec * 1e3 + time.tv_usec / 1e3; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
 }
 
 // One cold run: allocate + prepare + start + wait; then destroy + release.
@@ -211,6 +221,9 @@ struct Pooled {
 // Warm: boot `count` sandboxes, then claim each (launch + wait).
 void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>& argv,
              bool want_first, int count, Samples& samples) {
+  // Every runsc process is reaped by the sandbox's shim and the shim by this process, so the
+  // CPU of whole sandbox lives (boot, run, teardown) shows in RUSAGE_CHILDREN once destroyed.
+  double cpu_before = childrenCpuMs();
   std::vector<Pooled> pool;
   for (int i = 0; i < count; ++i) {
     Pooled entry;
@@ -224,8 +237,10 @@ void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
     entry.network = network.value();
     sandbox::SandboxSpec spec = makeSpec(entry.id, {}, entry.network.netns_path, nullptr);
     spec.await_launch = true;
+    auto boot_start = Clock::now();
     auto prepared = runtime.prepare(spec);
     Status started = prepared.ok() ? (*prepared)->start() : prepared.status();
+    samples.boot.push_back(msSince(boot_start, Clock::now()));
     if (!started.ok()) {
       (void)env.networks->release(entry.network);
       fail(samples, "boot: " + started.toString());
@@ -278,6 +293,7 @@ void runWarm(Env& env, sandbox::Runtime& runtime, const std::vector<std::string>
     }
     samples.teardown.push_back(msSince(t1, t2));
   }
+  if (!pool.empty()) samples.cpu_ms_per_sandbox = (childrenCpuMs() - cpu_before) / pool.size();
 }
 
 // --------------------------------------------------------------------------------------------
@@ -591,6 +607,10 @@ int run(int argc, char** argv) {
         if (!is_warm && !samples.allocate.empty()) {
           fmt::print("  [net allocate p50 {:.1f}, prepare p50 {:.1f}]",
                      percentile(samples.allocate, 50), percentile(samples.prepare, 50));
+        }
+        if (is_warm && !samples.boot.empty()) {
+          fmt::print("  [boot p50 {:.1f}; CPU per sandbox, boot to teardown, {:.0f} ms]",
+                     percentile(samples.boot, 50), samples.cpu_ms_per_sandbox);
         }
         if (samples.failures > 0) {
           fmt::print("  ({} failed; last: {})", samples.failures, samples.last_error);

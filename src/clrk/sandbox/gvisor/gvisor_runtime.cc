@@ -44,6 +44,7 @@ struct ShimPlan {
   std::string realsys, realsys_kernel, realsys_vm, realsys_fs;
   std::string runsc, pid_file;
   std::vector<std::string> create_argv, start_argv, env;
+  bool create_starts = false;  // create_argv is `runsc run --detach`: start() has nothing to run
   std::vector<char*> create_ptrs, start_ptrs, env_ptrs;
   const ChildStack* exec_stack = nullptr;
 };
@@ -132,7 +133,9 @@ CLRK_CHILD_SIDE int shimEntry(void* arg) { shimMain(*static_cast<const ShimPlan*
   int sandbox_pid = created == 0 ? readPidFile(plan.pid_file.c_str()) : 0;
   char byte = 0;
   if (created == 0 && readAll(plan.ctl_r, &byte, 1) && byte == 's') {
-    report(plan, kStarted, runRunsc(plan, plan.start_ptrs.data(), devnull, devnull, devnull));
+    report(
+        plan, kStarted,
+        plan.create_starts ? 0 : runRunsc(plan, plan.start_ptrs.data(), devnull, devnull, devnull));
   }
   // Reap the reparented runsc processes; the sandbox process's status is the container's.
   while (true) {
@@ -494,7 +497,16 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& reque
   plan.runsc = runsc_.string();
   plan.pid_file = (dir / "sandbox.pid").string();
   plan.create_argv = flags;
-  plan.create_argv.insert(plan.create_argv.end(), {"create", "--bundle", (dir / "bundle").string(),
+  // A booted sandbox's process only waits for its launch message, so it may start at once: one
+  // `runsc run --detach` instead of `runsc create` and `runsc start` spares a runsc process
+  // (boot p50 ~185 ms instead of ~210: bench/sandbox).
+  plan.create_starts = spec.await_launch;
+  if (plan.create_starts) {
+    plan.create_argv.insert(plan.create_argv.end(), {"run", "--detach"});
+  } else {
+    plan.create_argv.emplace_back("create");
+  }
+  plan.create_argv.insert(plan.create_argv.end(), {"--bundle", (dir / "bundle").string(),
                                                    "--pid-file", plan.pid_file, spec.id});
   plan.start_argv = flags;
   plan.start_argv.insert(plan.start_argv.end(), {"start", spec.id});
