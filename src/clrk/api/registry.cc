@@ -3,6 +3,7 @@
 #include "clrk/api/cluster_types.h"
 #include "clrk/api/core_types.h"
 #include "clrk/api/v1alpha1/types.h"
+#include "clrk/base/ascii.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,24 +11,13 @@
 namespace clrk::api {
 namespace {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 bool matchesName(const ResourceType& type, std::string_view name) {
-  if (equalsIgnoreCase(type.kind, name) || equalsIgnoreCase(type.plural, name) ||
-      equalsIgnoreCase(type.singular, name)) {
+  if (asciiEqualsIgnoreCase(type.kind, name) || asciiEqualsIgnoreCase(type.plural, name) ||
+      asciiEqualsIgnoreCase(type.singular, name)) {
     return true;
   }
   return std::any_of(type.short_names.begin(), type.short_names.end(),
-                     [&](const std::string& s) { return equalsIgnoreCase(s, name); });
+                     [&](const std::string& s) { return asciiEqualsIgnoreCase(s, name); });
 }
 
 }  // namespace
@@ -71,9 +61,9 @@ const ResourceType* Registry::resolve(std::string_view name) const {
     std::string_view group = name.substr(dot + 1);
     for (const auto& type : types_) {
       if (type.group.empty()) continue;
-      if (equalsIgnoreCase(type.group, group) && matchesName(type, head)) return &type;
+      if (asciiEqualsIgnoreCase(type.group, group) && matchesName(type, head)) return &type;
       std::string version_group = type.version + "." + type.group;
-      if (equalsIgnoreCase(version_group, group) && matchesName(type, head)) return &type;
+      if (asciiEqualsIgnoreCase(version_group, group) && matchesName(type, head)) return &type;
     }
   }
   return nullptr;

@@ -1,5 +1,6 @@
 #include "clrk/apiserver/http_server.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -66,14 +67,8 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
 }
 
 bool iequalsPrefix(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (size_t idx = 0; idx < prefix.size(); ++idx) {
-    if (std::tolower(static_cast<unsigned char>(text[idx])) !=
-        std::tolower(static_cast<unsigned char>(prefix[idx]))) {
-      return false;
-    }
-  }
-  return true;
+  return text.size() >= prefix.size() &&
+         asciiEqualsIgnoreCase(text.substr(0, prefix.size()), prefix);
 }
 
 // ALPN: agree on http/1.1 only; without overlap continue without ALPN.

@@ -11,6 +11,7 @@
 #include "clrk/apiserver/status_errors.h"
 #include "clrk/apiserver/table.h"
 #include "clrk/apiserver/watch_stream.h"
+#include "clrk/base/ascii.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
@@ -134,10 +135,7 @@ std::string_view trim(std::string_view text) {
 
 std::string mediaType(std::string_view content_type) {
   std::string_view base = content_type.substr(0, content_type.find(';'));
-  std::string out(trim(base));
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+  return asciiLowerCopy(trim(base));
 }
 
 std::optional<int64_t> parseInt(std::string_view text) {

@@ -1,6 +1,7 @@
 #include "clrk/apiserver/table.h"
 
 #include "clrk/api/generate.h"
+#include "clrk/base/ascii.h"
 #include "clrk/base/time.h"
 
 #include <chrono>
@@ -127,10 +128,7 @@ std::vector<Column> coreColumns(const api::ResourceType& type) {
                stringOr(at(object, {"involvedObject", "kind"}), "").get<std::string>();
            std::string name =
                stringOr(at(object, {"involvedObject", "name"}), "").get<std::string>();
-           std::string lower;
-           for (char c : kind)
-             lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-           return api::Json(lower + "/" + name);
+           return api::Json(asciiLowerCopy(kind) + "/" + name);
          }},
         {"Message", "string", "", "A human-readable description of the status of this operation", 0,
          [](const api::Json& object) { return stringOr(at(object, {"message"}), ""); }},

@@ -1,3 +1,4 @@
+#include "clrk/base/ascii.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
@@ -21,6 +22,16 @@ Result<int> half(int x) {
 Result<int> quarter(int x) {
   CLRK_ASSIGN_OR_RETURN(int h, half(x));
   return half(h);
+}
+
+TEST(AsciiTest, LowersAndComparesOnlyAsciiLetters) {
+  EXPECT_EQ(asciiLowerCopy("Content-Type: API.OpenAI.com"), "content-type: api.openai.com");
+  EXPECT_EQ(asciiLowerCopy("\xC3\x89T\xC3\x89"), "\xC3\x89t\xC3\x89");  // UTF-8 bytes kept
+  EXPECT_EQ(asciiLowerCopy("@[`{"), "@[`{");  // the neighbours of A-Z and a-z
+  EXPECT_TRUE(asciiEqualsIgnoreCase("X-Api-Key", "x-api-KEY"));
+  EXPECT_FALSE(asciiEqualsIgnoreCase("x-api-key", "x-api-keys"));
+  EXPECT_FALSE(asciiEqualsIgnoreCase("[", "{"));  // '[' + 32 is '{': not a letter
+  static_assert(asciiLower('Q') == 'q' && asciiLower('q') == 'q' && asciiLower('1') == '1');
 }
 
 TEST(StatusTest, PropagatesErrorsWithCodeAndMessage) {

@@ -1,5 +1,6 @@
 #include "clrk/cli/common.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/files.h"
 
 #include <algorithm>
@@ -47,9 +48,7 @@ Result<const api::ResourceType*> resolveType(std::string_view name) {
 std::string typeDisplayName(const api::ResourceType& type) {
   std::string singular = type.singular;
   if (singular.empty()) {
-    singular = type.kind;
-    std::transform(singular.begin(), singular.end(), singular.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    singular = asciiLowerCopy(type.kind);
   }
   return type.group.empty() ? singular : singular + "." + type.group;
 }

@@ -1,5 +1,6 @@
 #include "clrk/controller/caller_identity.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/base64.h"
 #include "clrk/egress/identity.h"
 
@@ -17,16 +18,6 @@ constexpr size_t kMaxClaimBytes = 256;
 constexpr std::string_view kCredentialHeaders[] = {"authorization", "proxy-authorization",
                                                    "cookie"};
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t idx = 0; idx < a.size(); ++idx) {
-    if (lower(a[idx]) != lower(b[idx])) return false;
-  }
-  return true;
-}
-
 // RFC 9110 token characters (header field names).
 bool isTokenChar(char c) {
   if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
@@ -40,7 +31,7 @@ bool isBase64UrlChar(char c) {
 
 const std::string* findHeader(const RequestHeaders& headers, std::string_view name) {
   for (const auto& [key, value] : headers) {
-    if (equalsIgnoreCase(key, name)) return &value;
+    if (asciiEqualsIgnoreCase(key, name)) return &value;
   }
   return nullptr;
 }
@@ -96,7 +87,7 @@ Result<std::string_view> bearerToken(const RequestHeaders& headers) {
   std::string_view value = *authorization;
   constexpr std::string_view kScheme = "bearer";
   if (value.size() <= kScheme.size() ||
-      !equalsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
+      !asciiEqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
       (value[kScheme.size()] != ' ' && value[kScheme.size()] != '\t')) {
     return invalidArgument("Authorization is not a Bearer token");
   }
@@ -174,7 +165,7 @@ Result<std::vector<IdentityExtractor>> compileIdentityExtractors(const Json& ide
                                  "\": not an HTTP header name");
         }
         for (std::string_view credential : kCredentialHeaders) {
-          if (equalsIgnoreCase(extractor.header, credential)) {
+          if (asciiEqualsIgnoreCase(extractor.header, credential)) {
             return invalidArgument(settings_path + ".name " + extractor.header +
                                    ": carries credentials, which clrk never copies into "
                                    "Invocations or telemetry; use type JWT to read one claim of "

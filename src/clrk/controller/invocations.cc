@@ -2,6 +2,7 @@
 
 #include "clrk/api/builtin_types.h"
 #include "clrk/api/registry.h"
+#include "clrk/base/ascii.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/log.h"
@@ -158,9 +159,7 @@ std::string cloudEventEnvelope(const InvokeRequest& request, const std::string& 
     event["clrkidentity"] = callerFieldsJson(request.caller_identity);
     event["clrkidentityverified"] = request.caller_identity.verified;
   }
-  std::string lowered = content_type;
-  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string lowered = asciiLowerCopy(content_type);
   bool json_type = lowered.find("json") != std::string::npos;
   if (request.body.empty()) {
     event["data"] = nullptr;

@@ -1,6 +1,7 @@
 // One client connection through the data plane: sniff, L4 decision, TLS interception, the HTTP/1.1
 // filter chain (policy, routing, credentials, header rewrites, rate limits, budgets, telemetry)
 // and upstream forwarding with bodies streamed in bounded chunks.
+#include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 #include "clrk/egress/filters/request_edits.h"
 #include "clrk/egress/h2/server.h"
@@ -54,12 +55,6 @@ constexpr std::string_view kAttrDestinationAddress = "destination.address";  // 
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 std::string_view ssv(beast::string_view s) { return {s.data(), s.size()}; }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 bool isIpLiteral(std::string_view host) {
   boost::system::error_code ec;
   net::ip::make_address(std::string(host), ec);
@@ -100,7 +95,7 @@ void stripHopByHop(http::fields& fields, bool keep_upgrade) {
       std::string_view token = value.substr(0, comma);
       while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
       while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-      if (!token.empty()) named.push_back(lower(token));
+      if (!token.empty()) named.push_back(asciiLowerCopy(token));
       value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
     }
   }
@@ -435,13 +430,13 @@ void splitHostPort(std::string_view authority, std::string& host, uint16_t& port
   }
   size_t colon = authority.rfind(':');
   if (colon != std::string_view::npos && authority.find(':') == colon) {
-    host = lower(authority.substr(0, colon));
+    host = asciiLowerCopy(authority.substr(0, colon));
     uint16_t parsed = 0;
     auto [ptr, err] =
         std::from_chars(authority.data() + colon + 1, authority.data() + authority.size(), parsed);
     if (err == std::errc() && ptr == authority.data() + authority.size()) port = parsed;
   } else {
-    host = lower(authority);
+    host = asciiLowerCopy(authority);
   }
 }
 
@@ -450,7 +445,7 @@ bool parseAbsoluteTarget(std::string_view target, std::string& host, uint16_t& p
                          std::string& origin_form) {
   size_t scheme_end = target.find("://");
   if (scheme_end == std::string_view::npos) return false;
-  std::string scheme = lower(target.substr(0, scheme_end));
+  std::string scheme = asciiLowerCopy(target.substr(0, scheme_end));
   if (scheme != "http" && scheme != "https") return false;
   tls = scheme == "https";
   port = tls ? 443 : 80;
@@ -698,7 +693,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     }
   }
   std::string content_type = std::string(ssv(upstream_res[http::field::content_type]));
-  bool event_stream = lower(content_type).find("text/event-stream") != std::string::npos;
+  bool event_stream = asciiLowerCopy(content_type).find("text/event-stream") != std::string::npos;
   std::optional<llm::ResponseObserver> observer;
   std::optional<llm::McpResponseObserver> mcp_observer;
   if (ex.provider != llm::Provider::kNone) observer.emplace(ex.provider, event_stream);
@@ -854,10 +849,10 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                        default_port ? std::string() : fmt::format(":{}", ex.port), ex.path);
   ex.provider = llm::detectProvider(ex.host, ex.path);
 
-  bool expects_continue = lower(ssv(req[http::field::expect])) == "100-continue";
+  bool expects_continue = asciiLowerCopy(ssv(req[http::field::expect])) == "100-continue";
   bool upgrade = req.find(http::field::upgrade) != req.end();
   bool has_body = header_parser.content_length().value_or(0) > 0 || header_parser.chunked();
-  std::string content_type = lower(ssv(req[http::field::content_type]));
+  std::string content_type = asciiLowerCopy(ssv(req[http::field::content_type]));
   bool json_body = content_type.find("json") != std::string::npos;
   bool inspect_body =
       has_body && (ex.provider != llm::Provider::kNone || json_body) &&
@@ -1294,7 +1289,8 @@ void recordRejectedStream(Connection& conn, int status, std::string_view reason,
   ex.host = conn.dst.hostname;
   ex.port = conn.dst.port;
   ex.path = std::string(path.substr(0, path.find('?')));
-  ex.url = fmt::format("https://{}{}", authority.empty() ? ex.host : lower(authority), ex.path);
+  ex.url =
+      fmt::format("https://{}{}", authority.empty() ? ex.host : asciiLowerCopy(authority), ex.path);
   ex.status = status;
   ex.decision = "reject";
   ex.reason = std::string(reason);

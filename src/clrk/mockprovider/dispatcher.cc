@@ -1,4 +1,5 @@
 // Request helpers, error shapes and the Dispatcher that records and routes requests.
+#include "clrk/base/ascii.h"
 #include "clrk/base/ids.h"
 #include "clrk/mockprovider/handlers.h"
 
@@ -13,13 +14,6 @@
 namespace clrk::mockprovider {
 
 namespace {
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -47,7 +41,7 @@ std::string percentDecode(std::string_view in) {
 
 std::string bearerToken(const internal::Request& request) {
   std::string auth = request.header("authorization");
-  if (auth.size() > 7 && equalsIgnoreCase(std::string_view(auth).substr(0, 7), "bearer ")) {
+  if (auth.size() > 7 && asciiEqualsIgnoreCase(std::string_view(auth).substr(0, 7), "bearer ")) {
     return auth.substr(7);
   }
   return "";
@@ -73,7 +67,7 @@ bool isDebugPath(const std::string& path) {
 
 std::string RecordedRequest::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (equalsIgnoreCase(key, name)) return value;
+    if (asciiEqualsIgnoreCase(key, name)) return value;
   }
   return "";
 }
@@ -112,19 +106,19 @@ std::string Request::query(std::string_view name) const {
 
 std::string Request::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (equalsIgnoreCase(key, name)) return value;
+    if (asciiEqualsIgnoreCase(key, name)) return value;
   }
   return "";
 }
 
 bool Request::hasHeader(std::string_view name) const {
   return std::any_of(headers.begin(), headers.end(),
-                     [&](const auto& entry) { return equalsIgnoreCase(entry.first, name); });
+                     [&](const auto& entry) { return asciiEqualsIgnoreCase(entry.first, name); });
 }
 
 void Response::setHeader(std::string name, std::string value) {
   for (auto& entry : headers) {
-    if (equalsIgnoreCase(entry.first, name)) {
+    if (asciiEqualsIgnoreCase(entry.first, name)) {
       entry.second = std::move(value);
       return;
     }

@@ -1,5 +1,6 @@
 #include "clrk/telemetry/otlp_receiver.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 
 #include <boost/asio.hpp>
@@ -86,9 +87,7 @@ Reply errorReply(int status, int rpc_code, const std::string& message,
 std::string lowerTrimmed(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+  return asciiLowerCopy(text);
 }
 
 // The encoding named by a Content-Type value (parameters such as charset ignored).

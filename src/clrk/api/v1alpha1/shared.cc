@@ -1,6 +1,7 @@
 #include "clrk/api/v1alpha1/shared.h"
 
 #include "clrk/api/core_types.h"
+#include "clrk/base/ascii.h"
 
 #include <algorithm>
 #include <cctype>
@@ -29,9 +30,7 @@ ResourceType newKind(std::string kind, std::string plural, std::vector<std::stri
   ResourceType type;
   type.group = std::string(kGroup);
   type.version = std::string(kVersion);
-  type.singular = kind;
-  std::transform(type.singular.begin(), type.singular.end(), type.singular.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  type.singular = asciiLowerCopy(kind);
   type.list_kind = kind + "List";
   type.kind = std::move(kind);
   type.plural = std::move(plural);

@@ -3,6 +3,7 @@
 // resolve parents, Backends and filter refs), and last the policies that target routes and
 // gateways. Each object is compiled inside its own try block: a Reject (or any exception from a
 // malformed JSON value) marks that object not accepted and leaves it out; nothing escapes.
+#include "clrk/base/ascii.h"
 #include "clrk/base/time.h"
 #include "clrk/egress/config/compiled.h"
 
@@ -287,7 +288,7 @@ void compileBackend(Ctx& ctx, const Meta& m) {
   }
   const Json* up = get(spec, "upstream");
   if (!up) reject("Invalid", "spec.upstream: required when spec.type is Upstream");
-  b.host = toLower(getString(*up, "host"));
+  b.host = asciiLowerCopy(getString(*up, "host"));
   if (b.host.empty() || b.host.find_first_of("/ :@") != std::string::npos) {
     if (!parseIp(b.host)) {
       reject("Invalid", "spec.upstream.host: " + quote(b.host) +
@@ -353,7 +354,7 @@ void compileLogging(Ctx& ctx, const Meta& m) {
     if (!isHeaderName(h)) {
       reject("Invalid", "spec.redactHeaders: " + quote(h) + " is not a header name");
     }
-    c.redact_headers.push_back(toLower(h));
+    c.redact_headers.push_back(asciiLowerCopy(h));
   }
   ctx.logging[m.key()] = std::move(c);
   accept(ctx, m, "");
@@ -497,7 +498,8 @@ void compileGateway(Ctx& ctx, const Meta& m) {
                               " is not an IP address");
       }
       std::vector<std::string> names;
-      for (const std::string& n : getStrings(aliases[i], "hostnames")) names.push_back(toLower(n));
+      for (const std::string& n : getStrings(aliases[i], "hostnames"))
+        names.push_back(asciiLowerCopy(n));
       gw.settings.host_aliases.emplace_back(ip, std::move(names));
     }
   }
@@ -669,7 +671,7 @@ void headerModifier(const Json& filter, const char* field, const std::string& pa
     if (!isHeaderName(name)) {
       reject("Invalid", base + ".remove: " + quote(name) + " is not a header name");
     }
-    into.remove.push_back(toLower(name));
+    into.remove.push_back(asciiLowerCopy(name));
   }
 }
 
@@ -886,7 +888,7 @@ void compileMcpRoute(Ctx& ctx, RouteBuild& r) {
         for (std::string_view scheme : {"https://", "http://"}) {
           if (s.rfind(scheme, 0) == 0) s.erase(0, scheme.size());
         }
-        m.servers.push_back(toLower(s));
+        m.servers.push_back(asciiLowerCopy(s));
       }
       m.tools = globs(matches[j], "tools", mp);
       m.tools_regex = regexes(getStrings(matches[j], "toolsRegex"), mp + ".toolsRegex");
@@ -1178,7 +1180,7 @@ void compileCredentialPolicy(Ctx& ctx, const Meta& m) {
                                      " contains a line break or NUL");
     }
     if (cred.target == Credential::Target::kHeader &&
-        equalsIgnoreCase(cred.name, "authorization") && value.find(' ') == std::string::npos) {
+        asciiEqualsIgnoreCase(cred.name, "authorization") && value.find(' ') == std::string::npos) {
       value = "Bearer " + value;
     }
     cred.value = std::move(value);

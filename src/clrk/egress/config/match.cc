@@ -1,13 +1,13 @@
 #include "clrk/egress/config/match.h"
 
+#include "clrk/base/ascii.h"
+
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cstring>
 
 namespace clrk::egress::config {
 namespace {
-
-char lowerChar(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // Parses the class starting after '[' at `pattern[i]`; on success sets `end` to the index after
 // ']' and `matched` to whether `c` is in the class.
@@ -75,20 +75,6 @@ int matchOne(std::string_view pattern, size_t& p, char c) {
 
 }  // namespace
 
-std::string toLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = lowerChar(c);
-  return out;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lowerChar(a[i]) != lowerChar(b[i])) return false;
-  }
-  return true;
-}
-
 std::optional<std::string> globError(std::string_view pattern) {
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == '\\') {
@@ -140,7 +126,7 @@ std::optional<HostPattern> HostPattern::parse(std::string_view pattern) {
   if (!pattern.empty() && pattern.back() == '.') pattern.remove_suffix(1);
   if (pattern.empty()) return std::nullopt;
   HostPattern out;
-  out.text_ = toLower(pattern);
+  out.text_ = asciiLowerCopy(pattern);
   if (out.text_.rfind("*.", 0) == 0) {
     out.wildcard_ = true;
     out.suffix_ = out.text_.substr(1);
@@ -152,11 +138,11 @@ std::optional<HostPattern> HostPattern::parse(std::string_view pattern) {
 
 bool HostPattern::matches(std::string_view host) const {
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (!wildcard_) return equalsIgnoreCase(host, text_);
+  if (!wildcard_) return asciiEqualsIgnoreCase(host, text_);
   if (host.size() <= suffix_.size()) return false;
   std::string_view label = host.substr(0, host.size() - suffix_.size());
   if (label.find('.') != std::string_view::npos) return false;
-  return equalsIgnoreCase(host.substr(label.size()), suffix_);
+  return asciiEqualsIgnoreCase(host.substr(label.size()), suffix_);
 }
 
 std::optional<IpAddress> parseIp(std::string_view text) {

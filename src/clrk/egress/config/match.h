@@ -16,11 +16,6 @@
 
 namespace clrk::egress::config {
 
-// ---- strings -------------------------------------------------------------------------------
-
-std::string toLower(std::string_view text);
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-
 // ---- globs ---------------------------------------------------------------------------------
 
 // Glob syntax (model IDs, endpoints, tool names): `*` matches any run of characters (including

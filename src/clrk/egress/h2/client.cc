@@ -1,5 +1,6 @@
 #include "clrk/egress/h2/client.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 #include "clrk/egress/h2/convert.h"
 #include "clrk/egress/h2/session.h"
@@ -189,7 +190,7 @@ net::awaitable<void> Connection::sendRequest(std::shared_ptr<ClientStreamState> 
   head.emplace_back(":authority", std::string(sv(req[http::field::host])));
   head.emplace_back(":path", std::string(sv(req.target())));
   for (const auto& field : req) {
-    std::string name = lowerCopy(sv(field.name_string()));
+    std::string name = asciiLowerCopy(sv(field.name_string()));
     if (hopByHop(name)) continue;
     head.emplace_back(std::move(name), std::string(sv(field.value())));
   }

@@ -1,5 +1,7 @@
 #include "clrk/egress/h2/convert.h"
 
+#include "clrk/base/ascii.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -61,12 +63,6 @@ bool connectionSpecific(std::string_view name) {
 }
 
 }  // namespace
-
-std::string lowerCopy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, Http1Request& out,
                     std::string& error) {
@@ -154,7 +150,7 @@ bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, H
   head.clear();
   head.reserve(256);
   head.append(*method).append(" ").append(*path).append(" HTTP/1.1\r\nhost: ");
-  head.append(lowerCopy(*host_value)).append("\r\n");
+  head.append(asciiLowerCopy(*host_value)).append("\r\n");
   for (const auto& field : fields) {
     const std::string& name = field.name;
     if (name.front() == ':' || connectionSpecific(name)) continue;
@@ -190,14 +186,14 @@ std::vector<std::pair<std::string, std::string>> toHttp2Response(
       while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
         token.remove_suffix(1);
       }
-      if (!token.empty()) named.push_back(lowerCopy(token));
+      if (!token.empty()) named.push_back(asciiLowerCopy(token));
       if (comma == std::string_view::npos) break;
       start = comma + 1;
     }
   }
   for (const auto& field : head) {
     std::string name =
-        lowerCopy(std::string_view(field.name_string().data(), field.name_string().size()));
+        asciiLowerCopy(std::string_view(field.name_string().data(), field.name_string().size()));
     if (name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
         name == "transfer-encoding" || name == "upgrade" || name == "te" || name == "trailer" ||
         std::find(named.begin(), named.end(), name) != named.end()) {

@@ -29,8 +29,6 @@ struct Http1Request {
 // a body is sent chunked. Returns false with `error` naming the problem for a request HTTP/1.1
 // cannot carry: missing or repeated pseudo-header, CONNECT, unknown pseudo-header, or a field
 // name or value with bytes not allowed in HTTP/1.1.
-// `s` in ASCII lower case (header names).
-std::string lowerCopy(std::string_view s);
 
 bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, Http1Request& out,
                     std::string& error);

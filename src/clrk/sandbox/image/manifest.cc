@@ -1,5 +1,7 @@
 #include "clrk/sandbox/image/manifest.h"
 
+#include "clrk/base/ascii.h"
+
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
@@ -205,7 +207,7 @@ Status parseParams(std::string_view text, std::map<std::string, std::string>& pa
       while (i < text.size() && text[i] != ',' && text[i] != ' ') ++i;
       value = std::string(text.substr(value_start, i - value_start));
     }
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : name) c = asciiLower(c);
     if (name.empty()) return invalidArgument("WWW-Authenticate: empty parameter name");
     params[name] = std::move(value);
     if (params.size() > 32) return invalidArgument("WWW-Authenticate: too many parameters");
@@ -355,7 +357,7 @@ Result<AuthChallenge> parseAuthChallenge(std::string_view header) {
   AuthChallenge out;
   out.scheme = std::string(header.substr(scheme_start, i - scheme_start));
   if (out.scheme.empty()) return invalidArgument("WWW-Authenticate: no scheme");
-  for (char& c : out.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out.scheme) c = asciiLower(c);
   CLRK_RETURN_IF_ERROR(parseParams(header.substr(i), out.params));
   return out;
 }

@@ -1,4 +1,5 @@
 // Image reference normalisation (Docker's rules) and .dockerconfigjson parsing.
+#include "clrk/base/ascii.h"
 #include "clrk/sandbox/image/image_store.h"
 #include "clrk/sandbox/image/manifest.h"
 
@@ -151,15 +152,9 @@ std::string checkTag(std::string_view tag) {
   return {};
 }
 
-std::string lowerCopy(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Maps the Docker Hub aliases to the registry's API host.
 std::string normaliseRegistryHost(std::string_view host) {
-  std::string lower = lowerCopy(host);
+  std::string lower = asciiLowerCopy(host);
   if (lower == "docker.io" || lower == "index.docker.io" || lower == "registry.hub.docker.com") {
     return std::string(kDockerHub);
   }

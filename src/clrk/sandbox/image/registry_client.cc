@@ -1,5 +1,6 @@
 #include "clrk/sandbox/image/registry_client.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/base64.h"
 #include "clrk/base/log.h"
 
@@ -37,12 +38,6 @@ std::string printable(std::string_view text, size_t limit = 300) {
     out += (u >= 0x20 && u < 0x7f) ? c : '?';
   }
   if (text.size() > limit) out += "...";
-  return out;
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -214,7 +209,7 @@ Result<RegistryClient::Response> RegistryClient::perform(const std::string& url,
     if (colon == std::string_view::npos) return len;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    ctx->response->headers[lower(line.substr(0, colon))] = std::string(value);
+    ctx->response->headers[asciiLowerCopy(line.substr(0, colon))] = std::string(value);
     return len;
   };
   auto write_cb = +[](char* data, size_t size, size_t count, void* user) -> size_t {
