@@ -133,7 +133,14 @@ TEST(ControllerManagerCrashTest, KillMidLoadLosesNoAcknowledgedWrite) {
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(400 + 300 * round));
+    // Kill mid-load: once enough creates were acknowledged (not after a fixed time, which a
+    // loaded CI machine may spend mostly elsewhere), a little later each round.
+    auto load_deadline = std::chrono::steady_clock::now() + 20s;
+    while (acked_this_round.load() <= 20 + 20 * round &&
+           std::chrono::steady_clock::now() < load_deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * round));
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
     killed = true;
     int wait_status = 0;
