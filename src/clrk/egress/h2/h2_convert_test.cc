@@ -63,6 +63,19 @@ TEST(H2ConvertTest, ContentLengthMustBeOneNumber) {
   EXPECT_EQ(error, "repeated content-length");
 }
 
+TEST(H2ConvertTest, UpperCaseFieldNamesAreRefused) {
+  // Found by h2_convert_fuzz: "content-lEngth: :p=4" passed the (lower-case) content-length check
+  // and produced a head the HTTP/1.1 parser refused. RFC 9113 §8.2.1 makes such requests malformed.
+  for (const char* name : {"content-lEngth", "Host", "X-Api-Key", "CONNECTION"}) {
+    auto fields = base();
+    fields.push_back({name, "1"});
+    Http1Request out;
+    std::string error;
+    EXPECT_FALSE(toHttp1Request(fields, true, out, error)) << name;
+    EXPECT_EQ(error, std::string("header field name ") + name + " has upper case letters");
+  }
+}
+
 TEST(H2ConvertTest, HostFieldStandsInForAMissingAuthority) {
   std::vector<HeaderField> fields{
       {":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {"host", "example.com"}};
