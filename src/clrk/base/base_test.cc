@@ -4,6 +4,7 @@
 #include "clrk/base/ids.h"
 #include "clrk/base/status.h"
 #include "clrk/base/time.h"
+#include "clrk/base/utf8.h"
 
 #include <gtest/gtest.h>
 
@@ -32,6 +33,21 @@ TEST(AsciiTest, LowersAndComparesOnlyAsciiLetters) {
   EXPECT_FALSE(asciiEqualsIgnoreCase("x-api-key", "x-api-keys"));
   EXPECT_FALSE(asciiEqualsIgnoreCase("[", "{"));  // '[' + 32 is '{': not a letter
   static_assert(asciiLower('Q') == 'q' && asciiLower('q') == 'q' && asciiLower('1') == '1');
+}
+
+TEST(Utf8Test, SequencesAreStrict) {
+  EXPECT_EQ(utf8SequenceLength("\xC3\xA9", 0), 2u);          // é
+  EXPECT_EQ(utf8SequenceLength("\xE2\x82\xAC", 0), 3u);      // €
+  EXPECT_EQ(utf8SequenceLength("\xF0\x9F\x98\x80", 0), 4u);  // U+1F600
+  EXPECT_EQ(utf8SequenceLength("\xF4\x8F\xBF\xBF", 0), 4u);  // U+10FFFF
+  EXPECT_EQ(utf8SequenceLength("\xC0\x80", 0), 0u);          // overlong NUL
+  EXPECT_EQ(utf8SequenceLength("\xE0\x80\x80", 0), 0u);      // overlong
+  EXPECT_EQ(utf8SequenceLength("\xED\xA0\x80", 0), 0u);      // surrogate U+D800
+  EXPECT_EQ(utf8SequenceLength("\xF4\x90\x80\x80", 0), 0u);  // past U+10FFFF
+  EXPECT_EQ(utf8SequenceLength("\xE2\x82", 0), 0u);          // cut short
+  EXPECT_EQ(utf8SequenceLength("\xE2\x28\xA1", 0), 0u);      // bad continuation
+  EXPECT_EQ(utf8SequenceLength("\x80", 0), 0u);              // lone continuation
+  EXPECT_EQ(utf8SequenceLength("a\xC3\xA9", 1), 2u);         // from an offset
 }
 
 TEST(StatusTest, PropagatesErrorsWithCodeAndMessage) {

@@ -2,6 +2,8 @@
 // worker fills an IdentityMap as it starts and ends sandboxes; the data plane reads it on accept.
 #pragma once
 
+#include "clrk/base/utf8.h"
+
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -43,28 +45,9 @@ inline std::string_view callerValueProblem(std::string_view value) {
       ++pos;
       continue;
     }
-    size_t extra = 0;
-    unsigned char low = 0x80;  // bounds of the second byte
-    unsigned char high = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-      extra = 1;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      extra = 2;
-      if (lead == 0xe0) low = 0xa0;
-      if (lead == 0xed) high = 0x9f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      extra = 3;
-      if (lead == 0xf0) low = 0x90;
-      if (lead == 0xf4) high = 0x8f;
-    } else {
-      return "not UTF-8";
-    }
-    if (value.size() - pos <= extra) return "not UTF-8";
-    for (size_t k = 1; k <= extra; ++k) {
-      auto byte = static_cast<unsigned char>(value[pos + k]);
-      if (k == 1 ? (byte < low || byte > high) : (byte >> 6) != 0x2) return "not UTF-8";
-    }
-    pos += extra + 1;
+    size_t length = utf8SequenceLength(value, pos);
+    if (length == 0) return "not UTF-8";
+    pos += length;
   }
   return {};
 }

@@ -1,5 +1,7 @@
 #include "clrk/telemetry/record.h"
 
+#include "clrk/base/utf8.h"
+
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
@@ -103,34 +105,6 @@ Status readTime(const Json& object, const char* field, std::chrono::system_clock
   return {};
 }
 
-// Length of the valid multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates,
-// <= U+10FFFF) starting at text[idx] (a byte >= 0x80), or 0 when it is invalid.
-size_t validUtf8Sequence(std::string_view text, size_t idx) {
-  auto byte = static_cast<unsigned char>(text[idx]);
-  size_t length = 0;
-  unsigned char low = 0x80;
-  unsigned char high = 0xBF;
-  if (byte >= 0xC2 && byte <= 0xDF) {
-    length = 2;
-  } else if (byte >= 0xE0 && byte <= 0xEF) {
-    length = 3;
-    if (byte == 0xE0) low = 0xA0;
-    if (byte == 0xED) high = 0x9F;
-  } else if (byte >= 0xF0 && byte <= 0xF4) {
-    length = 4;
-    if (byte == 0xF0) low = 0x90;
-    if (byte == 0xF4) high = 0x8F;
-  }
-  if (length == 0 || idx + length > text.size()) return 0;
-  for (size_t k = 1; k < length; ++k) {
-    auto next = static_cast<unsigned char>(text[idx + k]);
-    unsigned char lo = k == 1 ? low : 0x80;
-    unsigned char hi = k == 1 ? high : 0xBF;
-    if (next < lo || next > hi) return 0;
-  }
-  return length;
-}
-
 // Replaces invalid UTF-8 in `text` with U+FFFD, byte by byte, as appendJsonString does.
 void sanitizeUtf8(std::string& text) {
   // ASCII, the common case, is checked 8 bytes at a time.
@@ -149,7 +123,7 @@ void sanitizeUtf8(std::string& text) {
       out += text[idx++];
       continue;
     }
-    size_t length = validUtf8Sequence(text, idx);
+    size_t length = utf8SequenceLength(text, idx);
     if (length != 0) {
       out.append(text, idx, length);
       idx += length;
@@ -198,7 +172,7 @@ void appendJsonString(std::string& out, std::string_view text) {
       ++idx;
       continue;
     }
-    size_t length = validUtf8Sequence(text, idx);
+    size_t length = utf8SequenceLength(text, idx);
     bool valid = length != 0;
     if (valid) {
       out.append(text.substr(idx, length));
