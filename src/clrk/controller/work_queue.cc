@@ -28,13 +28,7 @@ void WorkQueue::addAfter(const std::string& key, std::chrono::milliseconds delay
   auto [at, inserted] = delay_of_.try_emplace(key, due);
   if (!inserted) {
     if (at->second <= due) return;  // already due as early
-    auto [first, last] = delayed_.equal_range(at->second);
-    for (auto it = first; it != last; ++it) {
-      if (it->second == key) {
-        delayed_.erase(it);
-        break;
-      }
-    }
+    delayed_.erase({at->second, key});
     at->second = due;
   }
   delayed_.emplace(due, key);

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 
 namespace clrk::controller {
 
@@ -62,8 +63,8 @@ class WorkQueue {
   std::deque<std::string> queue_;
   std::set<std::string> dirty_;       // queued (in queue_ or waiting for done())
   std::set<std::string> processing_;  // taken by get(), not yet done()
-  std::multimap<Clock::time_point, std::string> delayed_;
-  std::map<std::string, Clock::time_point> delay_of_;  // each key of delayed_, once
+  std::set<std::pair<Clock::time_point, std::string>> delayed_;  // by due time
+  std::map<std::string, Clock::time_point> delay_of_;            // each key of delayed_, once
   std::map<std::string, int> failures_;
   bool shutting_down_ = false;
 };

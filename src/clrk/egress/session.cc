@@ -849,7 +849,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                        default_port ? std::string() : fmt::format(":{}", ex.port), ex.path);
   ex.provider = llm::detectProvider(ex.host, ex.path);
 
-  bool expects_continue = asciiLowerCopy(ssv(req[http::field::expect])) == "100-continue";
+  bool expects_continue = asciiEqualsIgnoreCase(ssv(req[http::field::expect]), "100-continue");
   bool upgrade = req.find(http::field::upgrade) != req.end();
   bool has_body = header_parser.content_length().value_or(0) > 0 || header_parser.chunked();
   std::string content_type = asciiLowerCopy(ssv(req[http::field::content_type]));

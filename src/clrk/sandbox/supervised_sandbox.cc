@@ -228,13 +228,11 @@ void SupervisedSandbox::supervise(UniqueFd stdin_w, UniqueFd stdout_r, UniqueFd 
     if (exited && count == 1) break;
     int wait_ms = -1;
     auto now = Clock::now();
-    if (reported) {
+    if (exited) {
       if (now >= *drain_deadline) break;
-      wait_ms = 0;
-    } else if (exited) {
-      if (now >= *drain_deadline) break;
-      wait_ms = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(*drain_deadline - now).count() + 1);
+      // After a report only what the pipes hold already is read.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*drain_deadline - now);
+      wait_ms = reported ? 0 : static_cast<int>(left.count() + 1);
     } else if (deadline && !timed_out) {
       if (now >= *deadline) {
         timed_out = true;

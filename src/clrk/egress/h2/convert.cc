@@ -99,7 +99,7 @@ bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, H
     // RFC 9113 §8.2.1: upper case makes the request malformed (nghttp2 refuses it on the wire).
     // Checked here too: the names below are compared in lower case, and "Content-Length" must not
     // slip past the content-length check into a head the HTTP/1.1 parser refuses.
-    if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    if (std::any_of(name.begin(), name.end(), [](char c) { return asciiLower(c) != c; })) {
       error = "header field name " + name + " has upper case letters";
       return false;
     }
