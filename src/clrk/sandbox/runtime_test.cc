@@ -838,6 +838,35 @@ TEST_P(RuntimeTest, BootedSandboxOutputIsCompleteWhenTheExitIsKnown) {
   EXPECT_TRUE(sandbox->destroy().ok());
 }
 
+TEST_P(RuntimeTest, BootedGvisorSandboxExitIsKnownFromTheReport) {
+  // gVisor only: the launcher's report on the stdin socket gives the exit while the sandbox still
+  // runs. The agent shares that socket, so it can write a report of its own: that ends its run
+  // with the code it chose (no more than exiting would), and destroy() still kills what runs.
+  if (GetParam() != "gvisor") GTEST_SKIP() << "the exit report is the gVisor launcher's";
+  auto sandbox = boot(*runtime_, spec({"ignored"}));
+  ASSERT_NE(sandbox, nullptr);
+  Lines launched;
+  Launch launch = launchOf(
+      {"sh", "-c", "echo before; printf 'CLRKEXT1\\000\\011\\000\\000' >&0; sleep 30 & wait"});
+  launch.on_log = launched.sink();
+  auto launched_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(sandbox->launch(launch).ok());
+  auto exit = sandbox->wait(20s);
+  auto took = std::chrono::steady_clock::now() - launched_at;
+  ASSERT_TRUE(exit.ok()) << exit.status().toString();
+  // Wait status 0x0900: exited with code 9, long before the 30 s sleep could end.
+  EXPECT_EQ(exit->exit_code, 9);
+  EXPECT_EQ(exit->signal, 0);
+  EXPECT_LT(took, 15s);
+  EXPECT_EQ(launched.text(false), "before\n");
+  int pid = sandbox->hostPid();
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(processAlive(pid));  // the sleep still runs: the exit came from the report
+  EXPECT_TRUE(sandbox->destroy().ok());
+  EXPECT_FALSE(processAlive(pid));
+  EXPECT_EQ(countProcesses(sandbox->id()), 0);
+}
+
 TEST_P(RuntimeTest, BootedSandboxCanBeDestroyedUnlaunched) {
   auto sandbox = boot(*runtime_, spec({"ignored"}));
   ASSERT_NE(sandbox, nullptr);
