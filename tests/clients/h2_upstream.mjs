@@ -4,6 +4,8 @@
 //   POST /upload  -> {"bytes":<request body bytes>,"session"}
 //   GET  /sse     -> text/event-stream, three "data:" events 20 ms apart
 //   GET  /reset   -> response headers, part of a body, then RST_STREAM
+//   GET  /trailers -> {"te":<the request's TE>} in two writes, then trailers x-checksum: abc123
+//                     and grpc-status: 0
 //   GET  /echo with Upgrade: websocket (HTTP/1.1 only) -> a WebSocket that echoes every message
 import http2 from 'node:http2';
 import fs from 'node:fs';
@@ -46,6 +48,15 @@ server.on('request', (req, res) => {
       res.write(`data: {"n":${++n}}\n\n`);
       if (n === 3) { clearInterval(timer); res.end(); }
     }, 20);
+    return;
+  }
+  if (url.pathname === '/trailers') {
+    res.writeHead(200, { 'content-type': 'application/json', trailer: 'x-checksum, grpc-status' });
+    res.write(`{"te":${JSON.stringify(req.headers.te || '')}`);
+    setTimeout(() => {
+      res.addTrailers({ 'x-checksum': 'abc123', 'grpc-status': '0' });
+      res.end('}');
+    }, 10);
     return;
   }
   if (url.pathname === '/reset') {

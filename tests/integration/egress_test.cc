@@ -1003,6 +1003,88 @@ TEST_F(EgressTest, Http2UpstreamsAreMultiplexed) {
   proxy->stop();
 }
 
+TEST_F(EgressTest, TrailersAndGrpcPassThrough) {
+  // gRPC puts its status in HTTP/2 trailers and needs "te: trailers" to reach the server. Real
+  // @grpc/grpc-js on both ends (CONNECT, MITM, HTTP/2 both sides); then curl over HTTP/1.1 and
+  // HTTP/2 to a Node upstream whose chunked response ends with trailers.
+  auto grpc_leaf = egress::tls::mintLeafPem(**upstream_ca_, "grpc.example.com");
+  auto h2_leaf = egress::tls::mintLeafPem(**upstream_ca_, "h2.example.com");
+  ASSERT_TRUE(grpc_leaf.ok() && h2_leaf.ok());
+  std::ofstream(*dir_ / "grpc-cert.pem") << grpc_leaf->cert_pem;
+  std::ofstream(*dir_ / "grpc-key.pem") << grpc_leaf->key_pem;
+  std::ofstream(*dir_ / "h2t-cert.pem") << h2_leaf->cert_pem;
+  std::ofstream(*dir_ / "h2t-key.pem") << h2_leaf->key_pem;
+  std::string clients = testing::sourcePath("tests/clients");
+  ChildProcess grpc_server(
+      fmt::format("cd {} && ROLE=server KEY_FILE={} CERT_FILE={} exec node grpc_echo.mjs", clients,
+                  (*dir_ / "grpc-key.pem").string(), (*dir_ / "grpc-cert.pem").string()));
+  ChildProcess h2_server(fmt::format("cd {} && KEY_FILE={} CERT_FILE={} exec node h2_upstream.mjs",
+                                     clients, (*dir_ / "h2t-key.pem").string(),
+                                     (*dir_ / "h2t-cert.pem").string()));
+  std::string grpc_first = grpc_server.readLine();
+  std::string h2_first = h2_server.readLine();
+  ASSERT_THAT(grpc_first, HasSubstr("port")) << grpc_first;
+  ASSERT_THAT(h2_first, HasSubstr("port")) << h2_first;
+
+  egress::ProxyOptions options;
+  options.explicit_listen = "127.0.0.1:0";
+  options.threads = 1;
+  options.extra_upstream_ca_pem = (*upstream_ca_)->certPem();
+  options.upstream_overrides.emplace_back(
+      "grpc.example.com:443",
+      fmt::format("127.0.0.1:{}", json::parse(grpc_first)["port"].get<int>()));
+  options.upstream_overrides.emplace_back(
+      "h2.example.com:443", fmt::format("127.0.0.1:{}", json::parse(h2_first)["port"].get<int>()));
+  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
+  ASSERT_TRUE(started.ok()) << started.status().toString();
+  auto proxy = std::move(started).value();
+  std::string ca = (*dir_ / "trailers-proxy-ca.pem").string();
+  std::ofstream(ca) << proxy->caCertificatePem();
+
+  auto grpc = testing::runCommand(fmt::format(
+      "cd {} && ROLE=client grpc_proxy=http://127.0.0.1:{} TARGET=grpc.example.com:443 CA_FILE={} "
+      "node grpc_echo.mjs",
+      clients, proxy->explicitPort(), ca));
+  ASSERT_EQ(grpc.exit_code, 0) << grpc.output;
+  json answer = json::parse(grpc.output);
+  EXPECT_EQ(answer["say"], "hello over grpc");
+  EXPECT_EQ(answer["trailer"], "15");    // custom trailing metadata
+  EXPECT_EQ(answer["fail"]["code"], 5);  // NOT_FOUND, a trailers-only response
+  EXPECT_EQ(answer["fail"]["details"], "no such thing");
+  EXPECT_EQ(answer["count"], 5);
+  EXPECT_EQ(answer["count_code"], 0);
+  EXPECT_EQ(answer["count_then_fail"]["messages"], 2);  // status in trailers after DATA
+  EXPECT_EQ(answer["count_then_fail"]["code"], 8);      // RESOURCE_EXHAUSTED
+  EXPECT_EQ(answer["count_then_fail"]["details"], "over budget");
+  auto record = recordFor("POST grpc.example.com /clrk.test.Echo/Say");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(num(*record, "http.response.status_code"), 200);
+
+  // curl shows trailers after the body with -D -. "TE: trailers" from an HTTP/1.1 client reaches
+  // the HTTP/2 upstream; other TE values do not.
+  auto run = [&](const std::string& args) {
+    return testing::runCommand(
+        fmt::format("curl -sS --max-time 20 -D - -x http://127.0.0.1:{} --cacert {} {}",
+                    proxy->explicitPort(), ca, args));
+  };
+  auto h1 = run("--http1.1 -H 'TE: trailers' https://h2.example.com/trailers");
+  ASSERT_EQ(h1.exit_code, 0) << h1.output;
+  EXPECT_THAT(h1.output, HasSubstr("{\"te\":\"trailers\"}x-checksum: abc123\r\ngrpc-status: 0"))
+      << h1.output;
+  EXPECT_THAT(h1.output, HasSubstr("trailer: x-checksum, grpc-status")) << h1.output;
+  auto h1_gzip = run("--http1.1 -H 'TE: gzip' https://h2.example.com/trailers");
+  ASSERT_EQ(h1_gzip.exit_code, 0) << h1_gzip.output;
+  EXPECT_THAT(h1_gzip.output, HasSubstr("{\"te\":\"\"}x-checksum: abc123")) << h1_gzip.output;
+  auto h2 = run("--http2 https://h2.example.com/trailers");
+  ASSERT_EQ(h2.exit_code, 0) << h2.output;
+  EXPECT_THAT(h2.output, HasSubstr("}x-checksum: abc123\r\ngrpc-status: 0")) << h2.output;
+  // Still one usable connection per client after the trailers: two in a row.
+  auto twice = run("--http1.1 https://h2.example.com/trailers https://h2.example.com/whoami");
+  ASSERT_EQ(twice.exit_code, 0) << twice.output;
+  EXPECT_THAT(twice.output, HasSubstr("\"path\":\"/whoami\"")) << twice.output;
+  proxy->stop();
+}
+
 TEST_F(EgressTest, SmallAndChunkedResponsesRelayIntactOnOneConnection) {
   // Bodies that arrive with the head leave in the head's write; chunked ones end with the last
   // piece. Every body must arrive whole, and the client connection must stay usable.

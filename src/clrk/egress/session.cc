@@ -4,6 +4,7 @@
 #include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 #include "clrk/egress/filters/request_edits.h"
+#include "clrk/egress/h2/convert.h"
 #include "clrk/egress/h2/server.h"
 #include "clrk/egress/llm/detect.h"
 #include "clrk/egress/llm/errors.h"
@@ -110,8 +111,15 @@ void stripHopByHop(http::fields& fields, bool keep_upgrade) {
   }
   fields.erase(http::field::keep_alive);
   fields.erase("Proxy-Connection");
+  // TE is hop-by-hop but for "trailers" (what HTTP/2 and gRPC need end to end); Trailer is end to
+  // end (RFC 9110 §6.6.2).
+  bool te_trailers = false;
+  for (auto range = fields.equal_range(http::field::te); range.first != range.second;
+       ++range.first) {
+    te_trailers = te_trailers || h2::teListsTrailers(ssv(range.first->value()));
+  }
   fields.erase(http::field::te);
-  fields.erase(http::field::trailer);
+  if (te_trailers) fields.set(http::field::te, "trailers");
 }
 
 // <linux/netfilter_ipv4.h> clashes with <netinet/in.h>; the option's value is ABI.
@@ -703,6 +711,13 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
   res.body().data = nullptr;
   res.body().size = 0;
   res.body().more = !switching && !parser.is_done();
+  // A chunked body may end with trailers (gRPC's grpc-status): the serializer is kept open and
+  // the last chunk written here with them. The parser appends them to the head's fields.
+  bool relay_trailers =
+      !switching && res.chunked() && upstream_res.chunked() && !parser.skip() && !parser.is_done();
+  size_t head_fields = relay_trailers ? static_cast<size_t>(std::distance(
+                                            upstream_res.base().begin(), upstream_res.base().end()))
+                                      : 0;
   boost::system::error_code ec;  // upstream side
   auto idle = std::chrono::milliseconds(conn.shared.options.idle_timeout_ms);
   // Body bytes that arrived with the head (often all of a small response) leave in the same
@@ -729,7 +744,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     ex.bytes_received += n;
     res.body().data = chunk.data();
     res.body().size = n;
-    res.body().more = !parser.is_done();
+    res.body().more = !parser.is_done() || relay_trailers;
   };
   boost::system::error_code head_ec;
   beast::get_lowest_layer(client).expires_after(idle);
@@ -793,10 +808,19 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     ex.mcp_error = mcp_observer->sawError();
   }
   if (!upstream_ok) co_return Next::kClose;  // cannot frame the rest: close the client
-  res.body().data = nullptr;
-  res.body().size = 0;
-  res.body().more = false;
-  co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, ec));
+  if (relay_trailers) {
+    std::string last = "0\r\n";
+    for (const auto& [name, value] : h2::trailersOf(upstream_res.base(), head_fields)) {
+      last.append(name).append(": ").append(value).append("\r\n");
+    }
+    last += "\r\n";
+    co_await net::async_write(client, net::buffer(last), net::redirect_error(use_awaitable, ec));
+  } else {
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = false;
+    co_await http::async_write(client, serializer, net::redirect_error(use_awaitable, ec));
+  }
   if (ec && !ignorable(ec)) co_return Next::kClose;
   reusable = upstream_res.keep_alive() && parser.is_done();
   co_return keep_alive ? Next::kContinue : Next::kClose;
@@ -1037,6 +1061,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
       head = base_req;
     }
     stripHopByHop(head, upgrade);
+    head.erase(http::field::trailer);  // a request's trailers are not forwarded
     head.erase(http::field::expect);
     head.erase("Proxy-Authorization");
     head.version(11);

@@ -34,6 +34,7 @@ struct ClientStreamState {
   bool response_ended = false;
   int status = 0;
   Fields fields;
+  Fields trailers;  // a HEADERS frame after the response's head and body (gRPC's status)
   size_t header_bytes = 0;
 };
 
@@ -191,6 +192,10 @@ net::awaitable<void> Connection::sendRequest(std::shared_ptr<ClientStreamState> 
   head.emplace_back(":path", std::string(sv(req.target())));
   for (const auto& field : req) {
     std::string name = asciiLowerCopy(sv(field.name_string()));
+    if (name == "te" && teListsTrailers(sv(field.value()))) {
+      head.emplace_back("te", "trailers");  // the one TE HTTP/2 carries (gRPC needs it)
+      continue;
+    }
     if (hopByHop(name)) continue;
     head.emplace_back(std::move(name), std::string(sv(field.value())));
   }
@@ -263,7 +268,16 @@ void Connection::startResponse(ClientStreamState& state, bool end_stream) {
 void Connection::endResponse(ClientStreamState& state) {
   if (state.response_ended) return;
   state.response_ended = true;
-  if (state.response_chunked) state.bridge.far().out().push("0\r\n\r\n");
+  if (state.response_chunked) {
+    // The last chunk carries the trailers (a response with a content-length cannot: dropped).
+    std::string last = "0\r\n";
+    for (const auto& [name, value] : state.trailers) {
+      if (allowedInTrailers(name)) last.append(name).append(": ").append(value).append("\r\n");
+    }
+    last += "\r\n";
+    state.bridge.far().out().push(last);
+  }
+  state.trailers.clear();
   state.bridge.far().out().close(net::error::eof);
 }
 
@@ -273,13 +287,17 @@ int Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
   auto* conn = static_cast<Connection*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   ClientStreamState* state = conn->find(frame->hd.stream_id);
-  if (state == nullptr || state->response_started) return 0;  // trailers are not forwarded
-  state->header_bytes += name_len + value_len + 32;
+  if (state == nullptr || state->response_ended) return 0;
+  state->header_bytes += name_len + value_len + 32;  // head and trailers share the bound
   if (state->header_bytes > conn->options_.max_header_bytes) {
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
   }
   std::string_view field_name(reinterpret_cast<const char*>(name), name_len);
   std::string_view field_value(reinterpret_cast<const char*>(value), value_len);
+  if (state->response_started) {  // trailers; nghttp2 refused pseudo-headers in them
+    state->trailers.emplace_back(std::string(field_name), std::string(field_value));
+    return 0;
+  }
   if (field_name == ":status") {
     int status = 0;
     for (char c : field_value) status = status * 10 + (c - '0');  // nghttp2 checked 3 digits

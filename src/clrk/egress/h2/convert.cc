@@ -160,7 +160,12 @@ bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, H
   head.append(asciiLowerCopy(*host_value)).append("\r\n");
   for (const auto& field : fields) {
     const std::string& name = field.name;
-    if (name.front() == ':' || connectionSpecific(name)) continue;
+    if (name.front() == ':') continue;
+    if (name == "te" && teListsTrailers(field.value)) {
+      head.append("te: trailers\r\n");
+      continue;
+    }
+    if (connectionSpecific(name)) continue;
     if (name == "cookie") {
       if (!cookies.empty()) cookies += "; ";
       cookies += field.value;
@@ -206,6 +211,59 @@ std::vector<std::pair<std::string, std::string>> toHttp2Response(
         std::find(named.begin(), named.end(), name) != named.end()) {
       continue;
     }
+    out.emplace_back(std::move(name), std::string(field.value().data(), field.value().size()));
+  }
+  return out;
+}
+
+bool teListsTrailers(std::string_view value) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view token = value.substr(0, comma);
+    token = token.substr(0, token.find(';'));  // "trailers" takes no weight, but be lenient
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+      token.remove_prefix(1);
+    }
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (asciiEqualsIgnoreCase(token, "trailers")) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool allowedInTrailers(std::string_view name) {
+  static constexpr std::string_view kForbidden[] = {"authorization",
+                                                    "connection",
+                                                    "content-encoding",
+                                                    "content-length",
+                                                    "content-range",
+                                                    "content-type",
+                                                    "expect",
+                                                    "host",
+                                                    "keep-alive",
+                                                    "max-forwards",
+                                                    "proxy-authenticate",
+                                                    "proxy-authorization",
+                                                    "proxy-connection",
+                                                    "set-cookie",
+                                                    "te",
+                                                    "trailer",
+                                                    "transfer-encoding",
+                                                    "upgrade"};
+  if (name.empty() || name.front() == ':') return false;
+  return std::find(std::begin(kForbidden), std::end(kForbidden), name) == std::end(kForbidden);
+}
+
+std::vector<std::pair<std::string, std::string>> trailersOf(
+    const boost::beast::http::fields& fields, size_t head_fields) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t index = 0;
+  for (const auto& field : fields) {
+    if (index++ < head_fields) continue;
+    std::string name =
+        asciiLowerCopy(std::string_view(field.name_string().data(), field.name_string().size()));
+    if (!allowedInTrailers(name)) continue;
     out.emplace_back(std::move(name), std::string(field.value().data(), field.value().size()));
   }
   return out;

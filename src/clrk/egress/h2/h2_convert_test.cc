@@ -27,8 +27,42 @@ TEST(H2ConvertTest, RequestHeadCarriesHostFieldsAndChunkedWithoutLength) {
   EXPECT_TRUE(out.chunked);
   EXPECT_EQ(out.head,
             "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: api.openai.com\r\n"
-            "content-type: application/json\r\ncookie: a=1; b=2\r\n"
+            "content-type: application/json\r\nte: trailers\r\ncookie: a=1; b=2\r\n"
             "transfer-encoding: chunked\r\n\r\n");
+}
+
+TEST(H2ConvertTest, TeTrailersIsTheOnlyTeThatPasses) {
+  EXPECT_TRUE(teListsTrailers("trailers"));
+  EXPECT_TRUE(teListsTrailers(" Trailers "));
+  EXPECT_TRUE(teListsTrailers("gzip;q=0.5, trailers"));
+  EXPECT_FALSE(teListsTrailers("gzip"));
+  EXPECT_FALSE(teListsTrailers("trailersx, deflate"));
+  EXPECT_FALSE(teListsTrailers(""));
+  auto fields = base();
+  fields.push_back({"te", "gzip"});
+  Http1Request out;
+  std::string error;
+  ASSERT_TRUE(toHttp1Request(fields, false, out, error)) << error;
+  EXPECT_EQ(out.head.find("te:"), std::string::npos) << out.head;
+}
+
+TEST(H2ConvertTest, TrailersAreTheFieldsAfterTheHeadMinusForbiddenOnes) {
+  boost::beast::http::fields fields;
+  fields.insert("Content-Type", "application/grpc");
+  fields.insert("Trailer", "grpc-status");
+  size_t head_fields = 2;
+  fields.insert("Grpc-Status", "0");
+  fields.insert("Content-Length", "5");  // framing: never a trailer
+  fields.insert("Authorization", "Bearer secret");
+  fields.insert("x-checksum", "abc");
+  auto trailers = trailersOf(fields, head_fields);
+  ASSERT_EQ(trailers.size(), 2u);
+  EXPECT_EQ(trailers[0], std::make_pair(std::string("grpc-status"), std::string("0")));
+  EXPECT_EQ(trailers[1], std::make_pair(std::string("x-checksum"), std::string("abc")));
+  EXPECT_TRUE(trailersOf(fields, 6).empty());
+  EXPECT_FALSE(allowedInTrailers(":status"));
+  EXPECT_FALSE(allowedInTrailers("transfer-encoding"));
+  EXPECT_TRUE(allowedInTrailers("grpc-message"));
 }
 
 TEST(H2ConvertTest, ContentLengthOrNoBodyMeansNotChunked) {

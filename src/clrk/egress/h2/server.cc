@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <nghttp2/nghttp2.h>
 #include <optional>
@@ -239,6 +240,9 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
   }
   if (stream->closed) co_return;
   bool has_body = !parser->is_done();
+  // Fields the parser adds later are a chunked body's trailers (gRPC's grpc-status).
+  auto head_fields =
+      static_cast<size_t>(std::distance(parser->get().base().begin(), parser->get().base().end()));
   submit(*stream, toHttp2Response(parser->get().base()), has_body);
   std::array<char, kReadChunk> chunk;
   while (has_body && !parser->is_done()) {
@@ -257,7 +261,10 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
                                 options_.stream_buffer_bytes, stream->closed);
     if (!sent) co_return;
   }
-  if (has_body && !stream->closed) finish(stream->id, stream->body);
+  if (has_body && !stream->closed) {
+    if (parser->chunked()) stream->body.trailers = trailersOf(parser->get().base(), head_fields);
+    finish(stream->id, stream->body);
+  }
 }
 
 int Connection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {

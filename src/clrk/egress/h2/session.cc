@@ -24,13 +24,35 @@ using std::chrono::steady_clock;
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
 
-ssize_t readOutgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* data_flags,
-                     nghttp2_data_source* source, void*) {
+std::vector<nghttp2_nv> toNameValues(const Fields& fields) {
+  std::vector<nghttp2_nv> out;
+  out.reserve(fields.size());
+  for (const auto& [name, value] : fields) {
+    out.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                             reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
+                             name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  return out;
+}
+
+// The body's end: END_STREAM on the last DATA, or on the trailers submitted here.
+void endOutgoing(nghttp2_session* session, int32_t id, Outgoing& out, uint32_t* data_flags) {
+  *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (out.trailers.empty()) return;
+  std::vector<nghttp2_nv> nva = toNameValues(out.trailers);  // nghttp2 copies them
+  if (nghttp2_submit_trailer(session, id, nva.data(), nva.size()) == 0) {
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  }
+  out.trailers.clear();
+}
+
+ssize_t readOutgoing(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
+                     uint32_t* data_flags, nghttp2_data_source* source, void*) {
   auto* out = static_cast<Outgoing*>(source->ptr);
   size_t available = out->size();
   if (available == 0) {
     if (out->done) {
-      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      endOutgoing(session, id, *out, data_flags);
       return 0;
     }
     out->deferred = true;
@@ -42,7 +64,7 @@ ssize_t readOutgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uin
   if (out->head == out->pending.size()) {
     out->pending.clear();
     out->head = 0;
-    if (out->done) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (out->done) endOutgoing(session, id, *out, data_flags);
   }
   out->drained.cancel();
   return static_cast<ssize_t>(n);
@@ -260,15 +282,6 @@ nghttp2_data_provider Session::provider(Outgoing& out) {
   return result;
 }
 
-std::vector<nghttp2_nv> Session::nameValues(const Fields& fields) {
-  std::vector<nghttp2_nv> out;
-  out.reserve(fields.size());
-  for (const auto& [name, value] : fields) {
-    out.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                             reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
-                             name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-  }
-  return out;
-}
+std::vector<nghttp2_nv> Session::nameValues(const Fields& fields) { return toNameValues(fields); }
 
 }  // namespace clrk::egress::h2::detail

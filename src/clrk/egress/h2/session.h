@@ -28,6 +28,7 @@ struct Outgoing {
   size_t head = 0;
   bool done = false;          // no more bytes will be appended
   bool deferred = false;      // nghttp2 was told to wait (NGHTTP2_ERR_DEFERRED)
+  Fields trailers;            // sent as a HEADERS frame after the last DATA, when not empty
   net::steady_timer drained;  // the filler waits here for room
   size_t size() const { return pending.size() - head; }
 };
