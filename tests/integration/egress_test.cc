@@ -1056,9 +1056,20 @@ TEST_F(EgressTest, TrailersAndGrpcPassThrough) {
   EXPECT_EQ(answer["count_then_fail"]["messages"], 2);  // status in trailers after DATA
   EXPECT_EQ(answer["count_then_fail"]["code"], 8);      // RESOURCE_EXHAUSTED
   EXPECT_EQ(answer["count_then_fail"]["details"], "over budget");
+  // Records carry the OpenTelemetry rpc.* attributes, the status from wherever it came.
   auto record = recordFor("POST grpc.example.com /clrk.test.Echo/Say");
   ASSERT_TRUE(record.has_value());
   EXPECT_EQ(num(*record, "http.response.status_code"), 200);
+  EXPECT_EQ(str(*record, "rpc.system"), "grpc");
+  EXPECT_EQ(str(*record, "rpc.service"), "clrk.test.Echo");
+  EXPECT_EQ(str(*record, "rpc.method"), "Say");
+  EXPECT_EQ(num(*record, "rpc.grpc.status_code"), 0);
+  auto failed = recordFor("POST grpc.example.com /clrk.test.Echo/Fail");  // trailers-only
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(num(*failed, "rpc.grpc.status_code"), 5);
+  auto cut = recordFor("POST grpc.example.com /clrk.test.Echo/CountThenFail");  // after DATA
+  ASSERT_TRUE(cut.has_value());
+  EXPECT_EQ(num(*cut, "rpc.grpc.status_code"), 8);
 
   // curl shows trailers after the body with -D -. "TE: trailers" from an HTTP/1.1 client reaches
   // the HTTP/2 upstream; other TE values do not.

@@ -498,7 +498,20 @@ struct Exchange {
   std::optional<llm::Usage> usage;
   bool mcp_error = false;
   std::string error_type;
+  bool grpc = false;               // the response's content-type is application/grpc[+...]
+  std::optional<int> grpc_status;  // its grpc-status (trailers or a trailers-only head)
 };
+
+// grpc-status as a number: 0-99 digits only (the codes are 0-16), else nullopt.
+std::optional<int> grpcStatusOf(std::string_view value) {
+  if (value.empty() || value.size() > 2) return std::nullopt;
+  int code = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return std::nullopt;
+    code = code * 10 + (c - '0');
+  }
+  return code;
+}
 
 void emitHttp(Connection& conn, const Exchange& ex) {
   namespace attr = telemetry::attr;
@@ -571,6 +584,20 @@ void emitHttp(Connection& conn, const Exchange& ex) {
       telemetry::set(record, attr::kGenAiToolName, ex.mcp.front().tool);
     }
     if (ex.mcp_error) telemetry::set(record, kAttrMcpError, true);
+  }
+  if (ex.grpc) {
+    telemetry::set(record, attr::kRpcSystem, std::string("grpc"));
+    // The path is /package.Service/Method.
+    std::string_view path = ex.path;
+    size_t slash = path.size() > 1 ? path.find('/', 1) : std::string_view::npos;
+    if (!path.empty() && path.front() == '/' && slash != std::string_view::npos &&
+        slash + 1 < path.size()) {
+      telemetry::set(record, attr::kRpcService, std::string(path.substr(1, slash - 1)));
+      telemetry::set(record, attr::kRpcMethod, std::string(path.substr(slash + 1)));
+    }
+    if (ex.grpc_status) {
+      telemetry::set(record, attr::kRpcGrpcStatusCode, int64_t{*ex.grpc_status});
+    }
   }
   if (!ex.error_type.empty()) telemetry::set(record, attr::kErrorType, ex.error_type);
   if (ex.first_byte) {
@@ -702,6 +729,9 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
   }
   std::string content_type = std::string(ssv(upstream_res[http::field::content_type]));
   bool event_stream = asciiLowerCopy(content_type).find("text/event-stream") != std::string::npos;
+  ex.grpc = content_type.size() >= 16 &&
+            asciiEqualsIgnoreCase(std::string_view(content_type).substr(0, 16), "application/grpc");
+  if (ex.grpc) ex.grpc_status = grpcStatusOf(ssv(upstream_res["grpc-status"]));
   std::optional<llm::ResponseObserver> observer;
   std::optional<llm::McpResponseObserver> mcp_observer;
   if (ex.provider != llm::Provider::kNone) observer.emplace(ex.provider, event_stream);
@@ -812,6 +842,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     std::string last = "0\r\n";
     for (const auto& [name, value] : h2::trailersOf(upstream_res.base(), head_fields)) {
       last.append(name).append(": ").append(value).append("\r\n");
+      if (ex.grpc && name == "grpc-status") ex.grpc_status = grpcStatusOf(value);
     }
     last += "\r\n";
     co_await net::async_write(client, net::buffer(last), net::redirect_error(use_awaitable, ec));

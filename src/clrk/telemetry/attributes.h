@@ -41,6 +41,16 @@ inline constexpr std::string_view kMcpMethodName = "mcp.method.name";
 // string: JSON-RPC request id, as text.
 inline constexpr std::string_view kMcpRequestId = "mcp.request.id";
 
+// --- RPC (OpenTelemetry rpc.*), for gRPC calls (content-type application/grpc) ---
+// string: "grpc".
+inline constexpr std::string_view kRpcSystem = "rpc.system";
+// string: the full service name ("package.Service"), from the path /package.Service/Method.
+inline constexpr std::string_view kRpcService = "rpc.service";
+// string: the method name.
+inline constexpr std::string_view kRpcMethod = "rpc.method";
+// int64: grpc-status of the response (trailers, or the head of a trailers-only response).
+inline constexpr std::string_view kRpcGrpcStatusCode = "rpc.grpc.status_code";
+
 // --- HTTP (OpenTelemetry http.* / url.* / server.*) ---
 // string: "GET", "POST", ...
 inline constexpr std::string_view kHttpRequestMethod = "http.request.method";
