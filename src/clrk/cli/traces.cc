@@ -37,6 +37,29 @@ std::string millis(std::chrono::nanoseconds duration) {
   return ms >= 1000 ? fmt::format("{:.2f}s", ms / 1000) : fmt::format("{:.0f}ms", ms);
 }
 
+// The name of a gRPC status code (0-16), else the number.
+std::string grpcStatusName(int64_t code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  if (code >= 0 && code < static_cast<int64_t>(std::size(kNames))) return kNames[code];
+  return std::to_string(code);
+}
+
 // The one-line summary of an egress call and an optional detail line.
 std::pair<std::string, std::string> describe(const telemetry::Record& record) {
   std::string line = record.name;
@@ -70,6 +93,10 @@ std::pair<std::string, std::string> describe(const telemetry::Record& record) {
   std::string tool = text(record, attr::kGenAiToolName);
   std::string mcp_method = text(record, attr::kMcpMethodName);
   if (!mcp_method.empty()) line += "  mcp " + mcp_method + (tool.empty() ? "" : " " + tool);
+  if (text(record, attr::kRpcSystem) == "grpc") {
+    std::optional<int64_t> code = telemetry::findInt(record, attr::kRpcGrpcStatusCode);
+    line += "  grpc " + (code ? grpcStatusName(*code) : std::string("(no status)"));
+  }
   if (record.status_code == static_cast<int>(telemetry::StatusCode::Error) &&
       !record.status_message.empty()) {
     line += "  error: " + record.status_message;

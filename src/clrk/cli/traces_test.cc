@@ -64,6 +64,24 @@ TEST(TracesRenderTest, TreeOfInvocationExecutionAndCalls) {
   EXPECT_LT(text.find("POST"), text.find("CONNECT"));
 }
 
+TEST(TracesRenderTest, GrpcCallsShowTheirStatus) {
+  auto grpc = [](int offset_ms, int64_t code) {
+    telemetry::Record record;
+    record.name = "POST grpc.example.com /pkg.Svc/Get";
+    record.start = call(offset_ms).start;
+    record.end = record.start + std::chrono::milliseconds(3);
+    telemetry::set(record, attr::kHttpRequestMethod, std::string("POST"));
+    telemetry::set(record, attr::kUrlFull, std::string("https://grpc.example.com/pkg.Svc/Get"));
+    telemetry::set(record, attr::kHttpResponseStatusCode, int64_t{200});
+    telemetry::set(record, attr::kRpcSystem, std::string("grpc"));
+    telemetry::set(record, attr::kRpcGrpcStatusCode, code);
+    return record;
+  };
+  std::string text = renderInvocationTrace(invocation(), {grpc(0, 5), grpc(100, 42)});
+  EXPECT_THAT(text, HasSubstr("POST https://grpc.example.com/pkg.Svc/Get  200  grpc NOT_FOUND\n"));
+  EXPECT_THAT(text, HasSubstr("POST https://grpc.example.com/pkg.Svc/Get  200  grpc 42\n"));
+}
+
 TEST(TracesRenderTest, RejectedInvocationHasNoExecution) {
   api::Json rejected = invocation();
   rejected["status"] = {{"phase", "Rejected"}, {"message", "no worker has a free slot"}};
