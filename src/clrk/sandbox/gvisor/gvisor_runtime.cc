@@ -508,13 +508,15 @@ Result<std::unique_ptr<Sandbox>> GvisorRuntime::prepare(const SandboxSpec& reque
   }
   plan.create_argv.insert(plan.create_argv.end(), {"--bundle", (dir / "bundle").string(),
                                                    "--pid-file", plan.pid_file, spec.id});
-  plan.start_argv = flags;
-  plan.start_argv.insert(plan.start_argv.end(), {"start", spec.id});
+  if (!plan.create_starts) {  // else the shim never runs `runsc start`
+    plan.start_argv = flags;
+    plan.start_argv.insert(plan.start_argv.end(), {"start", spec.id});
+  }
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   for (auto& arg : plan.create_argv) plan.create_ptrs.push_back(arg.data());
   plan.create_ptrs.push_back(nullptr);
   for (auto& arg : plan.start_argv) plan.start_ptrs.push_back(arg.data());
-  plan.start_ptrs.push_back(nullptr);
+  plan.start_ptrs.push_back(nullptr);  // an empty argv when create_starts: never used
   for (auto& entry : plan.env) plan.env_ptrs.push_back(entry.data());
   plan.env_ptrs.push_back(nullptr);
 
