@@ -36,6 +36,7 @@
 //   --chunked    the upstream answers with chunked framing instead of Content-Length
 //   --clrk-pool N  diagnostic: ProxyOptions::upstream_idle_pool_per_host of the clrk proxy
 //   --clrk-no-telemetry  diagnostic: the clrk proxy runs without its telemetry pipeline
+//   --clrk-threads N  event loops of the clrk proxy (default 2)
 //   --keep       keep the temp directory (configs, logs of squid/mitmproxy/clrk)
 #include "clrk/egress/tls/authority.h"
 #include "clrk/egress/tls/leaf_cache.h"
@@ -1041,7 +1042,7 @@ int runBench(int argc, char** argv) {
                                         "--upstream-ca",
                                         upstream_ca_file,
                                         "--threads",
-                                        "2"};
+                                        argString(argc, argv, "--clrk-threads", "2")};
   if (!clrk_pool.empty()) {
     clrk_args.push_back("--pool");
     clrk_args.push_back(clrk_pool);
