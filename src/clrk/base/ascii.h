@@ -1,5 +1,5 @@
-// ASCII case helpers for protocol text (header names, hosts, schemes, kinds): independent of the
-// C locale, and bytes outside A-Z (UTF-8 included) are left as they are.
+// ASCII helpers for protocol text (header names and values, hosts, schemes, kinds): independent
+// of the C locale, and bytes outside A-Z (UTF-8 included) are left as they are.
 #pragma once
 
 #include <string>
@@ -23,6 +23,14 @@ constexpr bool asciiEqualsIgnoreCase(std::string_view a, std::string_view b) {
     if (asciiLower(a[index]) != asciiLower(b[index])) return false;
   }
   return true;
+}
+
+// `text` without leading and trailing spaces and tabs (HTTP's optional whitespace, RFC 9110
+// §5.6.3).
+constexpr std::string_view trimOptionalWhitespace(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
 }
 
 }  // namespace clrk

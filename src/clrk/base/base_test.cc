@@ -35,6 +35,13 @@ TEST(AsciiTest, LowersAndComparesOnlyAsciiLetters) {
   static_assert(asciiLower('Q') == 'q' && asciiLower('q') == 'q' && asciiLower('1') == '1');
 }
 
+TEST(AsciiTest, OptionalWhitespaceIsSpacesAndTabs) {
+  EXPECT_EQ(trimOptionalWhitespace(" \t trailers\t "), "trailers");
+  EXPECT_EQ(trimOptionalWhitespace("a b"), "a b");  // inner whitespace stays
+  EXPECT_EQ(trimOptionalWhitespace(" \t "), "");
+  EXPECT_EQ(trimOptionalWhitespace("\nx\r"), "\nx\r");  // only SP and HTAB
+}
+
 TEST(Utf8Test, SequencesAreStrict) {
   EXPECT_EQ(utf8SequenceLength("\xC3\xA9", 0), 2u);          // é
   EXPECT_EQ(utf8SequenceLength("\xE2\x82\xAC", 0), 3u);      // €

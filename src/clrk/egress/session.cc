@@ -839,12 +839,11 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
   }
   if (!upstream_ok) co_return Next::kClose;  // cannot frame the rest: close the client
   if (relay_trailers) {
-    std::string last = "0\r\n";
-    for (const auto& [name, value] : h2::trailersOf(upstream_res.base(), head_fields)) {
-      last.append(name).append(": ").append(value).append("\r\n");
+    auto trailers = h2::trailersOf(upstream_res.base(), head_fields);
+    for (const auto& [name, value] : trailers) {
       if (ex.grpc && name == "grpc-status") ex.grpc_status = grpcStatusOf(value);
     }
-    last += "\r\n";
+    std::string last = h2::lastChunk(trailers);
     co_await net::async_write(client, net::buffer(last), net::redirect_error(use_awaitable, ec));
   } else {
     res.body().data = nullptr;

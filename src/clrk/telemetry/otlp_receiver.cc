@@ -85,9 +85,7 @@ Reply errorReply(int status, int rpc_code, const std::string& message,
 }
 
 std::string lowerTrimmed(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return asciiLowerCopy(text);
+  return asciiLowerCopy(trimOptionalWhitespace(text));
 }
 
 // The encoding named by a Content-Type value (parameters such as charset ignored).

@@ -1,5 +1,6 @@
 #include "clrk/telemetry/span_exporter.h"
 
+#include "clrk/base/ascii.h"
 #include "clrk/base/log.h"
 #include "clrk/telemetry/trace_spans.h"
 
@@ -14,12 +15,6 @@ namespace clrk::telemetry {
 namespace {
 
 auto log() { return logger("telemetry"); }
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -45,12 +40,12 @@ std::string percentDecode(std::string_view text) {
 Status parseHeader(std::string_view item, std::string_view source, bool decode,
                    std::vector<std::pair<std::string, std::string>>& out) {
   size_t eq = item.find('=');
-  std::string_view key = trim(item.substr(0, eq));
+  std::string_view key = trimOptionalWhitespace(item.substr(0, eq));
   if (eq == std::string_view::npos || key.empty()) {
     return invalidArgument(std::string(source) + ": want key=value, got \"" + std::string(key) +
                            "...\"");  // never echo a value (a token)
   }
-  std::string_view value = trim(item.substr(eq + 1));
+  std::string_view value = trimOptionalWhitespace(item.substr(eq + 1));
   out.emplace_back(std::string(key), decode ? percentDecode(value) : std::string(value));
   return {};
 }
@@ -204,7 +199,7 @@ Result<std::optional<OtlpExporterOptions>> tracesExporterOptions(
     const std::string& flag_protocol, const std::function<const char*(const char*)>& getenv) {
   auto env = [&](const char* name) -> std::string {
     const char* value = getenv ? getenv(name) : std::getenv(name);
-    return value != nullptr ? std::string(trim(value)) : std::string();
+    return value != nullptr ? std::string(trimOptionalWhitespace(value)) : std::string();
   };
   OtlpExporterOptions options;
   options.signal = OtlpSignal::Traces;
@@ -250,7 +245,7 @@ Result<std::optional<OtlpExporterOptions>> tracesExporterOptions(
     std::string_view rest = headers;
     while (!rest.empty()) {
       size_t comma = rest.find(',');
-      std::string_view item = trim(rest.substr(0, comma));
+      std::string_view item = trimOptionalWhitespace(rest.substr(0, comma));
       if (!item.empty()) CLRK_RETURN_IF_ERROR(parseHeader(item, name, true, options.headers));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }

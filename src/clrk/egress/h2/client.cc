@@ -268,15 +268,8 @@ void Connection::startResponse(ClientStreamState& state, bool end_stream) {
 void Connection::endResponse(ClientStreamState& state) {
   if (state.response_ended) return;
   state.response_ended = true;
-  if (state.response_chunked) {
-    // The last chunk carries the trailers (a response with a content-length cannot: dropped).
-    std::string last = "0\r\n";
-    for (const auto& [name, value] : state.trailers) {
-      if (allowedInTrailers(name)) last.append(name).append(": ").append(value).append("\r\n");
-    }
-    last += "\r\n";
-    state.bridge.far().out().push(last);
-  }
+  // The last chunk carries the trailers (a response with a content-length cannot: dropped).
+  if (state.response_chunked) state.bridge.far().out().push(lastChunk(state.trailers));
   state.trailers.clear();
   state.bridge.far().out().close(net::error::eof);
 }

@@ -192,12 +192,7 @@ std::vector<std::pair<std::string, std::string>> toHttp2Response(
       size_t comma = value.find(',', start);
       std::string_view token =
           value.substr(start, comma == std::string_view::npos ? value.npos : comma - start);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
-        token.remove_prefix(1);
-      }
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
-        token.remove_suffix(1);
-      }
+      token = trimOptionalWhitespace(token);
       if (!token.empty()) named.push_back(asciiLowerCopy(token));
       if (comma == std::string_view::npos) break;
       start = comma + 1;
@@ -220,11 +215,8 @@ bool teListsTrailers(std::string_view value) {
   while (!value.empty()) {
     size_t comma = value.find(',');
     std::string_view token = value.substr(0, comma);
-    token = token.substr(0, token.find(';'));  // "trailers" takes no weight, but be lenient
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
-      token.remove_prefix(1);
-    }
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    // "trailers" takes no weight, but be lenient.
+    token = trimOptionalWhitespace(token.substr(0, token.find(';')));
     if (asciiEqualsIgnoreCase(token, "trailers")) return true;
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
@@ -253,6 +245,15 @@ bool allowedInTrailers(std::string_view name) {
                                                     "upgrade"};
   if (name.empty() || name.front() == ':') return false;
   return std::find(std::begin(kForbidden), std::end(kForbidden), name) == std::end(kForbidden);
+}
+
+std::string lastChunk(const std::vector<std::pair<std::string, std::string>>& trailers) {
+  std::string last = "0\r\n";
+  for (const auto& [name, value] : trailers) {
+    if (allowedInTrailers(name)) last.append(name).append(": ").append(value).append("\r\n");
+  }
+  last += "\r\n";
+  return last;
 }
 
 std::vector<std::pair<std::string, std::string>> trailersOf(

@@ -26,10 +26,9 @@ struct Http1Request {
 // Builds the HTTP/1.1 head of an HTTP/2 request. `body_follows` is false when the HEADERS frame
 // ended the stream. The :authority (or host) becomes Host; cookie fields are joined with "; "
 // (RFC 9113 §8.2.3); "te" (but "te: trailers") and any connection-specific field are dropped;
-// without content-length
-// a body is sent chunked. Returns false with `error` naming the problem for a request HTTP/1.1
-// cannot carry: missing or repeated pseudo-header, CONNECT, unknown pseudo-header, or a field
-// name or value with bytes not allowed in HTTP/1.1.
+// without content-length a body is sent chunked. Returns false with `error` naming the problem
+// for a request HTTP/1.1 cannot carry: missing or repeated pseudo-header, CONNECT, unknown
+// pseudo-header, or a field name or value with bytes not allowed in HTTP/1.1.
 
 bool toHttp1Request(const std::vector<HeaderField>& fields, bool body_follows, Http1Request& out,
                     std::string& error);
@@ -48,6 +47,10 @@ bool teListsTrailers(std::string_view value);
 // Whether a field may be forwarded in a trailer section (RFC 9110 §6.5.1): not framing, routing,
 // connection or pseudo fields. `name` in lower case.
 bool allowedInTrailers(std::string_view name);
+
+// The last chunk of a chunked HTTP/1.1 body carrying `trailers` (names in lower case; fields not
+// allowed in trailers are left out): "0\r\n", the fields, "\r\n".
+std::string lastChunk(const std::vector<std::pair<std::string, std::string>>& trailers);
 
 // The trailer fields of a message whose HTTP/1.1 parser appended a chunked body's trailer section
 // to `fields` after its first `head_fields` (the head's): names in lower case, fields not allowed
