@@ -5,9 +5,11 @@
 //   Fail (unary)       -> status NOT_FOUND "no such thing"
 //   Count (server stream, the request is a number N) -> N messages, then OK
 //   CountThenFail      -> 2 messages, then status RESOURCE_EXHAUSTED "over budget"
+//   Chat (bidirectional) -> "re: <m>" for every message m as it arrives; OK when the client ends
 // ROLE=client: calls each through the proxy in grpc_proxy (CONNECT) to TARGET (host:port),
 //   trusting CA_FILE only; prints {"ok":true,"say":..,"trailer":..,"fail":{code,details},
-//   "count":N,"count_then_fail":{messages,code,details}}.
+//   "count":N,"count_then_fail":{messages,code,details},"chat":{replies,code}}. Chat is a
+//   ping-pong: each message is sent only after the reply to the previous one came back.
 import grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import { env, done, fail } from './common.mjs';
@@ -27,6 +29,9 @@ const service = {
                    responseStream: true,
                    requestSerialize: raw.serialize, requestDeserialize: raw.deserialize,
                    responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+  chat: { path: '/clrk.test.Echo/Chat', requestStream: true, responseStream: true,
+          requestSerialize: raw.serialize, requestDeserialize: raw.deserialize,
+          responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
 };
 
 if (env('ROLE') === 'server') {
@@ -49,6 +54,10 @@ if (env('ROLE') === 'server') {
       call.write(Buffer.from('one'));
       call.write(Buffer.from('two'));
       call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'over budget' });
+    },
+    chat: (call) => {
+      call.on('data', (m) => call.write(Buffer.from(`re: ${m.toString()}`)));
+      call.on('end', () => call.end());
     },
   });
   const credentials = grpc.ServerCredentials.createSsl(null, [{
@@ -83,12 +92,26 @@ if (env('ROLE') === 'server') {
     call.on('status', (status) => resolve({ messages, code: status.code,
                                             details: status.details }));
   });
+  const chat = (rounds) => new Promise((resolve) => {
+    const replies = [];
+    const call = client.chat(new grpc.Metadata(), { deadline: deadline() });
+    call.on('data', (m) => {
+      replies.push(m.toString());
+      if (replies.length < rounds) call.write(Buffer.from(`ping ${replies.length + 1}`));
+      else call.end();
+    });
+    call.on('error', () => {});
+    call.on('status', (status) => resolve({ replies, code: status.code,
+                                            details: status.details }));
+    call.write(Buffer.from('ping 1'));
+  });
   try {
     const say = await unary('say', Buffer.from('hello over grpc'));
     if (say.error) throw say.error;
     const failed = await unary('fail', Buffer.from('x'));
     const counted = await stream('count', Buffer.from('5'));
     const cut = await stream('countThenFail', Buffer.from(''));
+    const chatted = await chat(3);
     done({
       say: say.reply.toString(),
       trailer: say.trailer,
@@ -96,6 +119,7 @@ if (env('ROLE') === 'server') {
               details: failed.error ? failed.error.details : '' },
       count: counted.messages.length, count_code: counted.code,
       count_then_fail: { messages: cut.messages.length, code: cut.code, details: cut.details },
+      chat: chatted,
     });
   } catch (error) {
     fail(error);

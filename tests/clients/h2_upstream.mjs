@@ -1,12 +1,16 @@
-// An upstream that speaks HTTP/2 (Node's http2 server, TLS, HTTP/1.1 allowed too). Prints
-// {"port":N} once listening, serves until stdin closes. Env: KEY_FILE, CERT_FILE.
+// An upstream that speaks HTTP/2 (Node's http2 server, TLS, HTTP/1.1 allowed too), plus the same
+// routes over plain HTTP/1.1 on a second port. Prints {"port":N,"plain_port":M} once listening,
+// serves until stdin closes. Env: KEY_FILE, CERT_FILE.
 //   GET  /whoami  -> {"httpVersion","session","path","auth"}
 //   POST /upload  -> {"bytes":<request body bytes>,"session"}
 //   GET  /sse     -> text/event-stream, three "data:" events 20 ms apart
 //   GET  /reset   -> response headers, part of a body, then RST_STREAM
 //   GET  /trailers -> {"te":<the request's TE>} in two writes, then trailers x-checksum: abc123
 //                     and grpc-status: 0
+//   POST /duplex  -> 200 at once, then "re: <chunk>" for every request body chunk as it arrives;
+//                    ends when the request does (a full-duplex exchange)
 //   GET  /echo with Upgrade: websocket (HTTP/1.1 only) -> a WebSocket that echoes every message
+import http from 'node:http';
 import http2 from 'node:http2';
 import fs from 'node:fs';
 import { WebSocketServer } from 'ws';
@@ -29,7 +33,7 @@ server.on('upgrade', (req, socket, head) => {
   });
 });
 server.on('session', (session) => { session.clrkId = ++sessions; });
-server.on('request', (req, res) => {
+const serve = (req, res) => {
   const session = req.stream ? req.stream.session.clrkId : 0;
   const url = new URL(req.url, 'https://upstream');
   if (url.pathname === '/upload') {
@@ -39,6 +43,13 @@ server.on('request', (req, res) => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ bytes, session }));
     });
+    return;
+  }
+  if (url.pathname === '/duplex') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.flushHeaders();
+    req.on('data', (chunk) => res.write(`re: ${chunk.toString()}`));
+    req.on('end', () => res.end());
     return;
   }
   if (url.pathname === '/sse') {
@@ -68,9 +79,14 @@ server.on('request', (req, res) => {
   res.setHeader('content-type', 'application/json');
   res.end(JSON.stringify({ httpVersion: req.httpVersion, session, path: url.pathname,
                            auth: req.headers.authorization || '' }));
-});
+};
+server.on('request', serve);
+const plain = http.createServer(serve);
 server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
+  plain.listen(0, '127.0.0.1', () => {
+    process.stdout.write(JSON.stringify({ port: server.address().port,
+                                          plain_port: plain.address().port }) + '\n');
+  });
 });
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

@@ -701,6 +701,107 @@ bool observerNeeded(const Exchange& ex) {
 // Outcome of serving one request on a client connection.
 enum class Next { kContinue, kClose, kUpgraded };
 
+// Room for a relay chunk in a connection's read buffer while a body streams through it; the
+// buffer shrinks back when empty afterwards, so an idle keep-alive connection does not hold it.
+class ReadRoom {
+ public:
+  explicit ReadRoom(beast::flat_buffer& buffer) : buffer_(buffer) { buffer_.reserve(kRelayChunk); }
+  ReadRoom(const ReadRoom&) = delete;
+  ReadRoom& operator=(const ReadRoom&) = delete;
+  ~ReadRoom() {
+    if (buffer_.size() == 0) buffer_.shrink_to_fit();
+  }
+
+ private:
+  beast::flat_buffer& buffer_;
+};
+
+// A streamed request body on its way to the upstream. It is relayed beside the response, not
+// before it, so an upstream that answers while the client still sends (a gRPC bidirectional
+// stream, a server that replies early) is heard: the body is full duplex with the response.
+struct RequestBodyRelay {
+  explicit RequestBodyRelay(const net::any_io_executor& executor)
+      : done(executor, steady_clock::time_point::max()) {}
+
+  http::request<http::buffer_body> message;  // its head is written first, then body pieces
+  std::optional<http::request_serializer<http::buffer_body>> serializer;
+  boost::system::error_code client_ec;    // reading the body failed: it was cut short
+  boost::system::error_code upstream_ec;  // writing it failed
+  bool running = false;                   // spawned and not finished
+  net::steady_timer done;                 // cancelled when a spawned relay finishes
+
+  bool failed() const { return client_ec || upstream_ec; }
+};
+
+// Completion of a spawned relay (a named type: GCC 12 mishandles capturing lambdas here).
+struct RequestBodyRelayDone {
+  RequestBodyRelay* relay;
+  void operator()(std::exception_ptr) const {
+    relay->running = false;
+    relay->done.cancel();
+  }
+};
+
+// Streams the rest of the body in `parser` from the client to the upstream through the relay's
+// serializer (whose head is written) and ends the message. A body the client cuts short is cut
+// short upstream too: the sending side is shut so the upstream never takes it as complete.
+template <class Client, class Up>
+net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client_buffer,
+                                      http::request_parser<http::buffer_body>& parser, Up& up,
+                                      RequestBodyRelay& relay, uint64_t& bytes_sent,
+                                      std::chrono::milliseconds idle) {
+  auto& body = relay.message.body();
+  std::array<char, kRelayChunk> chunk;
+  boost::system::error_code ec;
+  // Beast reads what the buffer has room for (at least 512 bytes): a small buffer left by the
+  // head would make every receive a 512-byte one. Given back once the body is through.
+  ReadRoom room(client_buffer);
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    beast::get_lowest_layer(client).expires_after(idle);
+    co_await http::async_read_some(client, client_buffer, parser,
+                                   net::redirect_error(use_awaitable, ec));
+    if (ec && !ignorable(ec)) {
+      relay.client_ec = ec;
+      boost::system::error_code ignored;
+      beast::get_lowest_layer(up).socket().shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
+    size_t n = chunk.size() - parser.get().body().size;
+    if (n == 0) continue;
+    body.data = chunk.data();
+    body.size = n;
+    body.more = true;
+    bytes_sent += n;
+    beast::get_lowest_layer(up).expires_after(idle);
+    co_await http::async_write(up, *relay.serializer, net::redirect_error(use_awaitable, ec));
+    if (ec && !ignorable(ec)) {
+      relay.upstream_ec = ec;
+      co_return;
+    }
+  }
+  body.data = nullptr;
+  body.size = 0;
+  body.more = false;
+  beast::get_lowest_layer(up).expires_after(idle);
+  co_await http::async_write(up, *relay.serializer, net::redirect_error(use_awaitable, ec));
+  if (ec && !ignorable(ec)) relay.upstream_ec = ec;
+}
+
+// Ends a spawned relay that is still running (the exchange is over: the response was relayed or
+// cannot come) by cancelling its pending read or write, and waits until it has returned.
+template <class Client, class UpVariant>
+net::awaitable<void> stopRequestBodyRelay(RequestBodyRelay& relay, Client& client, UpVariant& up) {
+  if (!relay.running) co_return;
+  client.cancel();
+  std::visit([](auto& stream) { stream.cancel(); }, up);
+  boost::system::error_code ignored;
+  while (relay.running) {
+    co_await relay.done.async_wait(net::redirect_error(use_awaitable, ignored));
+  }
+}
+
 // Relays the upstream response (header already parsed in `parser`) to the client.
 template <class Client, class Up>
 net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Upstream& upstream,
@@ -805,6 +906,8 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     co_return Next::kUpgraded;
   }
 
+  std::optional<ReadRoom> room;
+  if (!upstream_failed && !parser.is_done()) room.emplace(upstream.buffer);
   while (!upstream_failed && !parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
@@ -1078,6 +1181,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   };
   if (streamed && !streamed->is_done() && attempts.size() > 1) attempts.resize(1);
   std::vector<std::string> failures;
+  std::optional<RequestBodyRelay> relay;  // a streamed body; stopped before its upstream goes
   for (size_t index = 0; index < attempts.size(); ++index) {
     const Attempt& attempt = attempts[index];
     ex.attempts = static_cast<int>(index + 1);
@@ -1169,39 +1273,26 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
             ex.bytes_sent = out.body().size();
             co_await http::async_write(up, out, net::redirect_error(use_awaitable, ec));
           } else {
-            http::request<http::buffer_body> out{std::move(head)};
-            http::request_serializer<http::buffer_body> serializer{out};
-            out.body().data = nullptr;
-            out.body().more = !streamed->is_done();
-            co_await http::async_write_header(up, serializer,
+            relay.emplace(up.get_executor());
+            relay->message.base() = std::move(head);
+            relay->serializer.emplace(relay->message);
+            relay->message.body().data = nullptr;
+            relay->message.body().more = !streamed->is_done();
+            co_await http::async_write_header(up, *relay->serializer,
                                               net::redirect_error(use_awaitable, ec));
-            std::array<char, kRelayChunk> chunk;
-            while (!ec && !streamed->is_done()) {
-              streamed->get().body().data = chunk.data();
-              streamed->get().body().size = chunk.size();
-              beast::get_lowest_layer(client).expires_after(idle);
-              boost::system::error_code read_ec;
-              co_await http::async_read_some(client, client_buffer, *streamed,
-                                             net::redirect_error(use_awaitable, read_ec));
-              if (read_ec && !ignorable(read_ec)) {
-                ec = read_ec;
-                break;
-              }
-              size_t n = chunk.size() - streamed->get().body().size;
-              if (n == 0) continue;
-              out.body().data = chunk.data();
-              out.body().size = n;
-              out.body().more = true;
-              ex.bytes_sent += n;
-              co_await http::async_write(up, serializer, net::redirect_error(use_awaitable, ec));
-              if (ignorable(ec)) ec = {};
-            }
-            if (!ec) {
-              out.body().data = nullptr;
-              out.body().size = 0;
-              out.body().more = false;
-              co_await http::async_write(up, serializer, net::redirect_error(use_awaitable, ec));
-              if (ignorable(ec)) ec = {};
+            if (ec) co_return;
+            if (upgrade || streamed->is_done()) {
+              // Nothing to overlap (no body left), or the connection may become a tunnel that
+              // reads the client itself: relay the body first.
+              co_await relayRequestBody(client, client_buffer, *streamed, up, *relay, ex.bytes_sent,
+                                        idle);
+              ec = relay->client_ec ? relay->client_ec : relay->upstream_ec;
+            } else {
+              relay->running = true;
+              net::co_spawn(up.get_executor(),
+                            relayRequestBody(client, client_buffer, *streamed, up, *relay,
+                                             ex.bytes_sent, idle),
+                            RequestBodyRelayDone{&*relay});
             }
           }
           if (ec) co_return;
@@ -1219,6 +1310,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
         },
         upstream->stream);
     if (!got_head) {
+      if (relay) co_await stopRequestBodyRelay(*relay, client, upstream->stream);
       shared.counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
       if (!upstream->reused) outcome(attempt, false);  // a stale pooled connection says nothing
       failures.push_back(fmt::format("{}: {} {}",
@@ -1235,6 +1327,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     ex.status = parser->get().result_int();
     outcome(attempt, !retriable(decision, ex.status));
     if (retriable(decision, ex.status) && index + 1 < attempts.size()) {
+      if (relay) co_await stopRequestBodyRelay(*relay, client, upstream->stream);
       failures.push_back(fmt::format(
           "{}: HTTP {}", attempt.backend ? attempt.backend->name : attempt.target.host, ex.status));
       continue;  // the upstream connection is dropped with its unread body
@@ -1249,6 +1342,11 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                                            reusable);
         },
         upstream->stream);
+    if (relay) {
+      co_await stopRequestBodyRelay(*relay, client, upstream->stream);
+      if (relay->failed()) reusable = false;  // the upstream did not get the whole request
+      if (relay->client_ec && next == Next::kContinue) next = Next::kClose;
+    }
     if (reusable && next != Next::kUpgraded) conn.loop.pool.give(std::move(upstream));
     // Budget accounting from real usage.
     if (ex.usage && ex.usage->total_tokens) {

@@ -72,6 +72,12 @@ void BridgeEnd::close(boost::system::error_code reason) {
   in_.close(reason);
 }
 
+void BridgeEnd::cancel() {
+  ++cancels_;
+  waitTimer(true).cancel();
+  waitTimer(false).cancel();
+}
+
 BridgeEnd::Step BridgeEnd::tryRead(const net::mutable_buffer* first, size_t count, size_t total) {
   if (total == 0) return {true, {}, 0};
   if (in_.size() == 0) {

@@ -12,7 +12,8 @@
 // * Writes copy what fits under the pipe's capacity, wait while it is full, and fail with
 //   net::error::broken_pipe when the reading end closed the pipe.
 // * An end's deadline (expires_after) fails its pending and later operations with
-//   beast::error::timeout once passed.
+//   beast::error::timeout once passed; cancel() fails its pending ones that would otherwise wait
+//   with net::error::operation_aborted (like a socket's cancel).
 // * push() appends bytes without waiting (the producer bounds them, e.g. by HTTP/2 flow control)
 //   and attaches a credit: a number handed to the pipe's on_credit callback once the reader has
 //   consumed those bytes (how consumed DATA is acknowledged with WINDOW_UPDATE).
@@ -105,6 +106,8 @@ class BridgeEnd {
   BridgeEnd& socket() { return *this; }
   void shutdown(net::socket_base::shutdown_type what, boost::system::error_code& ec);
   void close(boost::system::error_code reason);  // closes both pipes
+  // Fails this end's pending read and write that have to wait, with operation_aborted.
+  void cancel();
 
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
@@ -133,17 +136,22 @@ class BridgeEnd {
     BridgeEnd* end;
     Buffers buffers;
     bool posted = false;
+    uint64_t cancels = 0;  // end->cancels_ when the operation started
 
     template <class Self>
     void operator()(Self& self, boost::system::error_code = {}) {
       if (!posted) {  // never complete inside the initiating function
         posted = true;
+        cancels = end->cancels_;
         net::post(end->executor_, std::move(self));
         return;
       }
       Step step = attempt();
       if (!step.done && clock::now() >= end->deadline_) {
         step = {true, boost::beast::error::timeout, 0};
+      }
+      if (!step.done && end->cancels_ != cancels) {
+        step = {true, net::error::operation_aborted, 0};
       }
       if (step.done) {
         self.complete(step.ec, step.n);
@@ -181,6 +189,7 @@ class BridgeEnd {
   Pipe& in_;
   Pipe& out_;
   clock::time_point deadline_ = clock::time_point::max();
+  uint64_t cancels_ = 0;  // cancel() calls so far
 };
 
 // Two pipes and their two ends. `near` writes what `far` reads and the reverse.

@@ -51,6 +51,7 @@ class ClientStream {
   BridgeEnd& end();
   void expires_after(BridgeEnd::clock::duration d) { end().expires_after(d); }
   void expires_never() { end().expires_never(); }
+  void cancel() { end().cancel(); }
   BridgeEnd& socket() { return end(); }
 
   template <class MutableBuffers, class Token>

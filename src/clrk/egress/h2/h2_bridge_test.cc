@@ -108,6 +108,37 @@ TEST(BridgeTest, DeadlineFailsAPendingRead) {
   EXPECT_EQ(read_ec, boost::beast::error::timeout);
 }
 
+TEST(BridgeTest, CancelFailsThePendingReadAndWriteOfOneEndOnly) {
+  net::io_context io;
+  Bridge bridge(io.get_executor(), 4);
+  error_code read_ec, write_ec;
+  std::string got;
+  spawn(io, readToEnd(bridge.near(), &got, &read_ec, nullptr));
+  spawn(io, writeAll(bridge.near(), "too long for the pipe", &write_ec));
+  io.poll();  // the write filled the pipe and waits for room; the read waits for data
+  EXPECT_EQ(bridge.far().in().size(), 4u);
+  EXPECT_FALSE(read_ec);
+  EXPECT_FALSE(write_ec);
+  bridge.near().cancel();
+  runAll(io);
+  EXPECT_EQ(read_ec, net::error::operation_aborted);
+  EXPECT_EQ(write_ec, net::error::operation_aborted);
+  EXPECT_EQ(got, "");
+  // The other end is untouched, and a later operation is not affected by the earlier cancel.
+  error_code far_read_ec, ignored;
+  std::string far_got;
+  spawn(io, readToEnd(bridge.far(), &far_got, &far_read_ec, nullptr));
+  spawn(io, readToEnd(bridge.near(), &got, &read_ec, nullptr));
+  bridge.far().out().push("after");
+  bridge.near().shutdown(net::socket_base::shutdown_send, ignored);
+  bridge.far().shutdown(net::socket_base::shutdown_send, ignored);
+  runAll(io);
+  EXPECT_EQ(far_got, "too ");
+  EXPECT_EQ(far_read_ec, net::error::eof);
+  EXPECT_EQ(got, "after");
+  EXPECT_EQ(read_ec, net::error::eof);
+}
+
 TEST(BridgeTest, CreditsAreReportedOnceTheirBytesAreConsumed) {
   net::io_context io;
   Bridge bridge(io.get_executor(), 64);

@@ -65,7 +65,9 @@ class Connection final : public detail::Session {
     bool started = false;
     bool chunked = false;
     bool head_request = false;
-    bool closed = false;  // nghttp2 closed it (both sides ended, or reset)
+    bool closed = false;     // nghttp2 closed it (both sides ended, or reset)
+    uint64_t discarded = 0;  // request body bytes dropped after the handler returned
+    bool reset_sent = false;
     std::unique_ptr<Bridge> bridge;
     detail::Outgoing body;  // response body waiting for nghttp2
   };
@@ -84,6 +86,9 @@ class Connection final : public detail::Session {
   void reject(Stream& stream, int status, std::string_view reason);
   void submit(Stream& stream, const detail::Fields& head, bool has_body);
   void resetStream(Stream& stream, uint32_t code);
+  // Counts request body bytes nobody reads; past kDiscardBeforeReset, with the response out,
+  // asks the client to stop sending.
+  void discardedBody(Stream& stream, nghttp2_session* session, size_t len);
 
   // nghttp2 callbacks.
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -217,6 +222,15 @@ net::awaitable<void> Connection::serveStream(std::shared_ptr<Stream> stream) {
   BridgeEnd& near = stream->bridge->near();
   co_await hooks_.serve(near);
   near.out().close(net::error::eof);  // the response ends here, complete or not
+  if (!stream->closed) {
+    // Request bytes nobody will read (the handler answered before the body ended): their
+    // window is given back, and so is that of DATA still to come (see onDataChunk).
+    size_t unread = stream->bridge->far().out().abort(net::error::connection_reset);
+    if (unread > 0) {
+      nghttp2_session_consume(session_, stream->id, unread);
+      signalWrite();
+    }
+  }
 }
 
 net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
@@ -313,12 +327,29 @@ int Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t id, const
   Stream* stream = conn->find(id);
   if (stream == nullptr || !stream->bridge || stream->bridge->far().out().closed()) {
     nghttp2_session_consume(session, id, len);  // nobody reads it: keep the windows open
+    if (stream != nullptr) conn->discardedBody(*stream, session, len);
     return 0;
   }
   if (len == 0) return 0;
   pushBody(stream->bridge->far().out(), std::string_view(reinterpret_cast<const char*>(data), len),
            stream->chunked);
   return 0;
+}
+
+// A client may go on sending a body its response no longer needs (an early answer, a refused
+// upload). RFC 9113 §8.1 lets the server stop it with RST_STREAM NO_ERROR after the response, but
+// clients seen here (curl 7.88, Node 20) can drop response bytes that arrive together with that
+// reset. So the body is first read and dropped for a while (the windows stay open) and only a
+// client still sending after this much more gets the reset, long after its response went out.
+constexpr uint64_t kDiscardBeforeReset = 1024 * 1024;
+
+void Connection::discardedBody(Stream& stream, nghttp2_session* session, size_t len) {
+  stream.discarded += len;
+  if (stream.reset_sent || stream.discarded <= kDiscardBeforeReset) return;
+  if (nghttp2_session_get_stream_local_close(session, stream.id) != 1) return;  // response not out
+  stream.reset_sent = true;
+  nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream.id, NGHTTP2_NO_ERROR);
+  signalWrite();
 }
 
 int Connection::onStreamClose(nghttp2_session* session, int32_t id, uint32_t, void* self) {
