@@ -218,6 +218,9 @@ net::awaitable<void> Connection::sendRequest(std::shared_ptr<ClientStreamState> 
     signalWrite();
   };
   signalWrite();
+  // Beast reads only what the buffer has room for (512 bytes at least): without room for a chunk
+  // every body piece would leave as its own small DATA frame.
+  if (has_body) buffer.reserve(kReadChunk);
   std::array<char, kReadChunk> chunk;
   while (has_body && !parser.is_done()) {
     parser.get().body().data = chunk.data();

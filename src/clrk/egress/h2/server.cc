@@ -258,6 +258,9 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
   auto head_fields =
       static_cast<size_t>(std::distance(parser->get().base().begin(), parser->get().base().end()));
   submit(*stream, toHttp2Response(parser->get().base()), has_body);
+  // Beast reads only what the buffer has room for (512 bytes at least): without room for a chunk
+  // every body piece would leave as its own small DATA frame.
+  if (has_body) buffer.reserve(kReadChunk);
   std::array<char, kReadChunk> chunk;
   while (has_body && !parser->is_done()) {
     parser->get().body().data = chunk.data();
