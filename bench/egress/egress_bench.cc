@@ -24,6 +24,9 @@
 //             latency runs from the request's scheduled start (so queueing counts). Direct and
 //             clrk run at R; squid and mitmproxy at min(R, half their own peak) when they cannot
 //             sustain R. Added latency = target percentile - direct percentile at the same R.
+//   bulk      one connection moves --bulk-mib MiB each way, sequentially: a POST with a
+//             Content-Length body the upstream reads and drops, then a GET whose response body is
+//             that size. MB/s from wall time, CPU per MiB of the proxying process (direct: none).
 //   idle      10,000 concurrent connections through clrk, each CONNECT + TLS + one request,
 //             then held; memory per idle MITM connection = RSS delta of the clrk process / count.
 //             Held = still open and answering a request afterwards (every 10th is re-checked)
@@ -37,6 +40,7 @@
 //   --clrk-pool N  diagnostic: ProxyOptions::upstream_idle_pool_per_host of the clrk proxy
 //   --clrk-no-telemetry  diagnostic: the clrk proxy runs without its telemetry pipeline
 //   --clrk-threads N  event loops of the clrk proxy (default 2)
+//   --bulk-mib N MiB per direction in the bulk phase (default 64; 0 skips it)
 //   --keep       keep the temp directory (configs, logs of squid/mitmproxy/clrk)
 #include "clrk/egress/tls/authority.h"
 #include "clrk/egress/tls/leaf_cache.h"
@@ -67,6 +71,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <poll.h>
@@ -349,6 +354,7 @@ awaitable<void> serveUpstream(tcp::socket socket, ssl::context& tls, UpstreamCou
     ssl::stream<tcp::socket> stream(std::move(socket), tls);
     co_await stream.async_handshake(ssl::stream_base::server, use_awaitable);
     std::string buffer;
+    std::vector<char> scratch(64 * 1024, 'b');
     while (true) {
       size_t header_end = co_await asio::async_read_until(stream, asio::dynamic_buffer(buffer),
                                                           "\r\n\r\n", use_awaitable);
@@ -373,13 +379,32 @@ awaitable<void> serveUpstream(tcp::socket socket, ssl::context& tls, UpstreamCou
         counters.agent_key.fetch_add(1, std::memory_order_relaxed);
       }
       bool close_after = head.find("onnection: close") != std::string_view::npos;
-      if (buffer.size() < header_end + body_bytes) {
-        co_await asio::async_read(stream, asio::dynamic_buffer(buffer),
-                                  asio::transfer_exactly(header_end + body_bytes - buffer.size()),
-                                  use_awaitable);
+      constexpr std::string_view kDownload = "GET /bulk/download?bytes=";
+      std::optional<size_t> download;
+      if (head.starts_with(kDownload)) {
+        download = std::strtoull(head.data() + kDownload.size(), nullptr, 10);
       }
-      buffer.erase(0, header_end + body_bytes);
-      co_await asio::async_write(stream, asio::buffer(response), use_awaitable);
+      // The body is read and dropped in pieces (bulk uploads are large).
+      size_t have = std::min(buffer.size() - header_end, body_bytes);
+      buffer.erase(0, header_end + have);
+      for (size_t left = body_bytes - have; left > 0;) {
+        left -= co_await stream.async_read_some(
+            asio::buffer(scratch.data(), std::min(left, scratch.size())), use_awaitable);
+      }
+      if (download) {
+        size_t bytes = *download;
+        std::string bulk_head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+            std::to_string(bytes) + "\r\n\r\n";
+        co_await asio::async_write(stream, asio::buffer(bulk_head), use_awaitable);
+        for (size_t left = bytes; left > 0;) {
+          size_t n = std::min(left, scratch.size());
+          co_await asio::async_write(stream, asio::buffer(scratch.data(), n), use_awaitable);
+          left -= n;
+        }
+      } else {
+        co_await asio::async_write(stream, asio::buffer(response), use_awaitable);
+      }
       if (close_after) break;
     }
   } catch (const std::exception&) {
@@ -648,6 +673,51 @@ class Conn {
     if (!parser.keep_alive()) throw std::runtime_error("server closed keep-alive");
   }
 
+  // A POST with a `bytes`-long body written in 64 KiB pieces; throws unless answered 200.
+  awaitable<void> upload(size_t bytes) {
+    std::string head =
+        "POST /bulk/upload HTTP/1.1\r\nHost: " + std::string(kHost) +
+        "\r\nContent-Type: application/octet-stream\r\nContent-Length: " + std::to_string(bytes) +
+        "\r\n\r\n";
+    co_await asio::async_write(stream_, asio::buffer(head), use_awaitable);
+    std::vector<char> piece(64 * 1024, 'u');
+    for (size_t left = bytes; left > 0;) {
+      size_t n = std::min(left, piece.size());
+      co_await asio::async_write(stream_, asio::buffer(piece.data(), n), use_awaitable);
+      left -= n;
+    }
+    http::response_parser<http::string_body> parser;
+    co_await http::async_read(stream_, buffer_, parser, use_awaitable);
+    if (parser.get().result_int() != 200) {
+      throw std::runtime_error("upload: status " + std::to_string(parser.get().result_int()));
+    }
+  }
+
+  // A GET whose response body is `bytes` long, read in 64 KiB pieces and dropped.
+  awaitable<void> download(size_t bytes) {
+    std::string head = "GET /bulk/download?bytes=" + std::to_string(bytes) +
+                       " HTTP/1.1\r\nHost: " + std::string(kHost) + "\r\n\r\n";
+    co_await asio::async_write(stream_, asio::buffer(head), use_awaitable);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(std::numeric_limits<uint64_t>::max());
+    co_await http::async_read_header(stream_, buffer_, parser, use_awaitable);
+    std::vector<char> piece(64 * 1024);
+    size_t received = 0;
+    while (!parser.is_done()) {
+      parser.get().body().data = piece.data();
+      parser.get().body().size = piece.size();
+      boost::system::error_code ec;
+      co_await http::async_read_some(stream_, buffer_, parser,
+                                     asio::redirect_error(use_awaitable, ec));
+      if (ec && ec != http::error::need_buffer) throw boost::system::system_error(ec);
+      received += piece.size() - parser.get().body().size;
+    }
+    if (parser.get().result_int() != 200 || received != bytes) {
+      throw std::runtime_error("download: status " + std::to_string(parser.get().result_int()) +
+                               ", " + std::to_string(received) + " bytes");
+    }
+  }
+
  private:
   asio::io_context& io_;
   const Target& target_;
@@ -829,6 +899,50 @@ RunResult runLoad(const Target& target, size_t connections, double seconds, doub
   return result;
 }
 
+// One direction of the bulk phase.
+struct BulkResult {
+  double seconds = 0;
+  double cpu_seconds = 0;  // of the proxying process
+};
+
+// Wall and proxy CPU time of `step` (an upload or a download on `conn`).
+template <class Step>
+BulkResult timeBulk(asio::io_context& io, pid_t proxy_pid, Step step) {
+  double cpu_before = proxy_pid > 0 ? cpuSeconds(proxy_pid) : 0;
+  auto start = std::chrono::steady_clock::now();
+  std::exception_ptr failure;
+  asio::co_spawn(io, step(), [&](std::exception_ptr e) { failure = e; });
+  io.restart();
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  BulkResult result;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.cpu_seconds = proxy_pid > 0 ? cpuSeconds(proxy_pid) - cpu_before : 0;
+  return result;
+}
+
+// Moves `bytes` up then down over one connection to `target`; prints a line per direction.
+void runBulk(const Target& target, size_t bytes) {
+  asio::io_context io(1);
+  Conn conn(io, target);
+  try {
+    timeBulk(io, -1, [&] { return conn.open(); });
+    BulkResult up = timeBulk(io, target.proxy_pid, [&] { return conn.upload(bytes); });
+    BulkResult down = timeBulk(io, target.proxy_pid, [&] { return conn.download(bytes); });
+    double mib = static_cast<double>(bytes) / (1024.0 * 1024.0);
+    for (const auto& [name, result] : {std::pair{"upload", up}, std::pair{"download", down}}) {
+      std::printf("%-10s %-8s %8.1f MB/s", target.name.c_str(), name,
+                  static_cast<double>(bytes) / 1e6 / result.seconds);
+      if (target.proxy_pid > 0) {
+        std::printf("  CPU %6.2f ms per MiB", result.cpu_seconds * 1000 / mib);
+      }
+      std::printf("\n");
+    }
+  } catch (const std::exception& e) {
+    std::printf("%-10s bulk FAILED: %s\n", target.name.c_str(), oneLine(e.what()).c_str());
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orchestration.
 
@@ -971,6 +1085,7 @@ int runBench(int argc, char** argv) {
   std::string perf_file = argString(argc, argv, "--perf", "");
   bool chunked = argFlag(argc, argv, "--chunked");
   bool keep = argFlag(argc, argv, "--keep");
+  auto bulk_mib = static_cast<size_t>(std::atol(argString(argc, argv, "--bulk-mib", "64").c_str()));
   // Diagnostic: ProxyOptions::upstream_idle_pool_per_host of the clrk child ("" = default).
   std::string clrk_pool = argString(argc, argv, "--clrk-pool", "");
   raiseFileLimit(65536);
@@ -1241,6 +1356,14 @@ int runBench(int argc, char** argv) {
     } else {
       std::printf("%-10s p50 %7.0f us  p99 %7.0f us  added p50 %.0f us  added p99 %.0f us\n",
                   target.name.c_str(), p50, p99, p50 - light_direct_p50, p99 - light_direct_p99);
+    }
+  }
+
+  // Bulk transfers: bodies streamed through in pieces, never whole.
+  if (bulk_mib > 0) {
+    std::printf("\n== bulk (one connection, %zu MiB up then %zu MiB down)\n", bulk_mib, bulk_mib);
+    for (const auto& target : usable) {
+      if (target.name == "direct" || target.name == "clrk") runBulk(target, bulk_mib << 20);
     }
   }
 
