@@ -1,7 +1,7 @@
 // An upstream that speaks HTTP/2 (Node's http2 server, TLS, HTTP/1.1 allowed too), plus the same
 // routes over plain HTTP/1.1 on a second port. Prints {"port":N,"plain_port":M} once listening,
 // serves until stdin closes. Env: KEY_FILE, CERT_FILE.
-//   GET  /whoami  -> {"httpVersion","session","path","auth"}
+//   GET  /whoami  -> {"httpVersion","session","path","auth","hop"} (hop: the x-hop header)
 //   POST /upload  -> {"bytes":<request body bytes>,"session"}
 //   GET  /sse     -> text/event-stream, three "data:" events 20 ms apart
 //   GET  /reset   -> response headers, part of a body, then RST_STREAM
@@ -78,7 +78,7 @@ const serve = (req, res) => {
   }
   res.setHeader('content-type', 'application/json');
   res.end(JSON.stringify({ httpVersion: req.httpVersion, session, path: url.pathname,
-                           auth: req.headers.authorization || '' }));
+                           auth: req.headers.authorization || '', hop: req.headers['x-hop'] || '' }));
 };
 server.on('request', serve);
 const plain = http.createServer(serve);

@@ -1091,6 +1091,20 @@ TEST_F(EgressTest, TrailersAndGrpcPassThrough) {
   auto h1_gzip = run("--http1.1 -H 'TE: gzip' https://h2.example.com/trailers");
   ASSERT_EQ(h1_gzip.exit_code, 0) << h1_gzip.output;
   EXPECT_THAT(h1_gzip.output, HasSubstr("{\"te\":\"\"}x-checksum: abc123")) << h1_gzip.output;
+  // RFC 9110 §10.1.4: a sender of TE also lists it in Connection; the TE rule still applies.
+  // Fields Connection names are dropped, with spaces or tabs around the tokens.
+  auto listed =
+      run("--http1.1 -H 'TE: trailers' -H 'Connection: keep-alive,\tTE' "
+          "https://h2.example.com/trailers");
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output, HasSubstr("{\"te\":\"trailers\"}")) << listed.output;
+  auto hop =
+      run("--http1.1 -H 'X-Hop: 1' -H 'Connection: keep-alive,\tX-Hop ' "
+          "https://h2.example.com/whoami");
+  ASSERT_EQ(hop.exit_code, 0) << hop.output;
+  EXPECT_THAT(hop.output, HasSubstr("\"hop\":\"\"")) << hop.output;
+  auto kept = run("--http1.1 -H 'X-Hop: 1' https://h2.example.com/whoami");
+  EXPECT_THAT(kept.output, HasSubstr("\"hop\":\"1\"")) << kept.output;
   auto h2 = run("--http2 https://h2.example.com/trailers");
   ASSERT_EQ(h2.exit_code, 0) << h2.output;
   EXPECT_THAT(h2.output, HasSubstr("}x-checksum: abc123\r\ngrpc-status: 0")) << h2.output;

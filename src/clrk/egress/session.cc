@@ -85,25 +85,27 @@ class FieldsHeaders final : public filters::Headers {
   http::fields& fields_;
 };
 
-// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by Connection.
+// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by Connection (tokens
+// are comma-separated, with optional spaces and tabs around them). TE is kept for the rule
+// below even when Connection names it, as RFC 9110 §10.1.4 says a sender of TE must. Allocates
+// nothing.
 void stripHopByHop(http::fields& fields, bool keep_upgrade) {
-  std::vector<std::string> named;
+  // Erasing other fields keeps the Connection fields (and their values) in place.
   for (auto it = fields.find(http::field::connection);
        it != fields.end() && it->name() == http::field::connection; ++it) {
     std::string_view value = ssv(it->value());
     while (!value.empty()) {
       size_t comma = value.find(',');
-      std::string_view token = value.substr(0, comma);
-      while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-      while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-      if (!token.empty()) named.push_back(asciiLowerCopy(token));
+      std::string_view token = trimOptionalWhitespace(value.substr(0, comma));
       value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+      if (token.empty() || asciiEqualsIgnoreCase(token, "close") ||
+          asciiEqualsIgnoreCase(token, "keep-alive") ||
+          asciiEqualsIgnoreCase(token, "connection") || asciiEqualsIgnoreCase(token, "te") ||
+          (keep_upgrade && asciiEqualsIgnoreCase(token, "upgrade"))) {
+        continue;
+      }
+      fields.erase(bsv(token));
     }
-  }
-  for (const auto& name : named) {
-    if (keep_upgrade && name == "upgrade") continue;
-    if (name == "close" || name == "keep-alive") continue;
-    fields.erase(bsv(name));
   }
   if (!keep_upgrade) {
     fields.erase(http::field::connection);
