@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 namespace clrk::egress::h2 {
 namespace {
@@ -254,6 +255,10 @@ std::string lastChunk(const std::vector<std::pair<std::string, std::string>>& tr
   }
   last += "\r\n";
   return last;
+}
+
+size_t fieldCount(const boost::beast::http::fields& fields) {
+  return static_cast<size_t>(std::distance(fields.begin(), fields.end()));
 }
 
 std::vector<std::pair<std::string, std::string>> trailersOf(

@@ -52,6 +52,10 @@ bool allowedInTrailers(std::string_view name);
 // allowed in trailers are left out): "0\r\n", the fields, "\r\n".
 std::string lastChunk(const std::vector<std::pair<std::string, std::string>>& trailers);
 
+// How many fields `fields` holds: taken once a head is parsed, it tells trailersOf where a
+// chunked body's trailer section (appended later by the parser) begins.
+size_t fieldCount(const boost::beast::http::fields& fields);
+
 // The trailer fields of a message whose HTTP/1.1 parser appended a chunked body's trailer section
 // to `fields` after its first `head_fields` (the head's): names in lower case, fields not allowed
 // in trailers dropped.

@@ -255,8 +255,7 @@ net::awaitable<void> Connection::relayResponse(std::shared_ptr<Stream> stream) {
   if (stream->closed) co_return;
   bool has_body = !parser->is_done();
   // Fields the parser adds later are a chunked body's trailers (gRPC's grpc-status).
-  auto head_fields =
-      static_cast<size_t>(std::distance(parser->get().base().begin(), parser->get().base().end()));
+  auto head_fields = fieldCount(parser->get().base());
   submit(*stream, toHttp2Response(parser->get().base()), has_body);
   // Beast reads only what the buffer has room for (512 bytes at least): without room for a chunk
   // every body piece would leave as its own small DATA frame.
