@@ -1192,6 +1192,20 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
   EXPECT_EQ(plain.exit_code, 0) << plain.output;
   EXPECT_THAT(plain.output, AllOf(HasSubstr("\"path\":\"/whoami\""), HasSubstr("} 200")))
       << plain.output;
+  // A client that keeps sending after its answer came and reads it only then (raw sockets, no
+  // Expect: 100-continue): the proxy reads and drops the rest for a while (a lingering close)
+  // instead of closing at once, which would reset the connection and lose the unread answer.
+  for (const char* url : {"http://plain.example.com/whoami", "https://h2.example.com/whoami"}) {
+    SCOPED_TRACE(url);
+    auto late = testing::runCommand(
+        fmt::format("PROXY=127.0.0.1:{} URL={} CA_FILE={} /usr/bin/python3 {}/early_answer.py",
+                    proxy->explicitPort(), url, ca, clients));
+    ASSERT_EQ(late.exit_code, 0) << late.output;
+    json answer = json::parse(late.output);
+    EXPECT_EQ(answer["status"], 200) << late.output;
+    EXPECT_THAT(answer["body"].get<std::string>(), HasSubstr("\"path\":\"/whoami\""));
+    EXPECT_THAT(answer["head"].get<std::string>(), HasSubstr("Connection: close"));
+  }
   // A whole upload still arrives whole, and the proxy still serves.
   for (const char* version : {"--http1.1", "--http2"}) {
     auto whole =

@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <random>
 #include <sys/socket.h>
+#include <type_traits>
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
 
 namespace clrk::egress::internal {
@@ -700,6 +701,32 @@ bool observerNeeded(const Exchange& ex) {
   return ex.provider != llm::Provider::kNone || !ex.mcp.empty();
 }
 
+// Before closing a connection whose client may still be sending a request body: stop sending,
+// then read and drop what still arrives, for at most kLingerTime and kLingerBytes. Closing a
+// socket with unread bytes resets the connection, and a client that gets the reset before it read
+// the response loses it (HTTP/1.1 "lingering close", RFC 9112 §9.6). HTTP/2 streams end in the
+// HTTP/2 layer instead.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 4 * 1024 * 1024;
+
+template <class Client>
+net::awaitable<void> lingerBeforeClose(Client& client) {
+  if constexpr (!std::is_same_v<Client, h2::BridgeEnd>) {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(client).expires_after(kLingerTime);
+    if constexpr (std::is_same_v<Client, TlsStream>) {
+      co_await client.async_shutdown(net::redirect_error(use_awaitable, ec));  // close_notify
+    }
+    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::array<char, kRelayChunk> sink;
+    size_t dropped = 0;
+    while (!ec && dropped < kLingerBytes) {
+      dropped += co_await client.async_read_some(net::buffer(sink),
+                                                 net::redirect_error(use_awaitable, ec));
+    }
+  }
+}
+
 // Outcome of serving one request on a client connection.
 enum class Next { kContinue, kClose, kUpgraded };
 
@@ -730,6 +757,7 @@ struct RequestBodyRelay {
   boost::system::error_code client_ec;    // reading the body failed: it was cut short
   boost::system::error_code upstream_ec;  // writing it failed
   bool running = false;                   // spawned and not finished
+  bool stopping = false;                  // asked to stop (checked between operations)
   net::steady_timer done;                 // cancelled when a spawned relay finishes
 
   bool failed() const { return client_ec || upstream_ec; }
@@ -764,6 +792,8 @@ net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client
     beast::get_lowest_layer(client).expires_after(idle);
     co_await http::async_read_some(client, client_buffer, parser,
                                    net::redirect_error(use_awaitable, ec));
+    // An operation that completed at once cannot be cancelled: the flag stops the loop.
+    if (relay.stopping) ec = net::error::operation_aborted;
     if (ec && !ignorable(ec)) {
       relay.client_ec = ec;
       boost::system::error_code ignored;
@@ -782,6 +812,10 @@ net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client
       relay.upstream_ec = ec;
       co_return;
     }
+    if (relay.stopping && !parser.is_done()) {
+      relay.client_ec = net::error::operation_aborted;
+      co_return;
+    }
   }
   body.data = nullptr;
   body.size = 0;
@@ -792,10 +826,11 @@ net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client
 }
 
 // Ends a spawned relay that is still running (the exchange is over: the response was relayed or
-// cannot come) by cancelling its pending read or write, and waits until it has returned.
+// cannot come): flags it and cancels its pending read or write, then waits until it returned.
 template <class Client, class UpVariant>
 net::awaitable<void> stopRequestBodyRelay(RequestBodyRelay& relay, Client& client, UpVariant& up) {
   if (!relay.running) co_return;
+  relay.stopping = true;
   client.cancel();
   std::visit([](auto& stream) { stream.cancel(); }, up);
   boost::system::error_code ignored;
@@ -848,9 +883,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
   // the last chunk written here with them. The parser appends them to the head's fields.
   bool relay_trailers =
       !switching && res.chunked() && upstream_res.chunked() && !parser.skip() && !parser.is_done();
-  size_t head_fields = relay_trailers ? static_cast<size_t>(std::distance(
-                                            upstream_res.base().begin(), upstream_res.base().end()))
-                                      : 0;
+  size_t head_fields = relay_trailers ? h2::fieldCount(upstream_res.base()) : 0;
   boost::system::error_code ec;  // upstream side
   auto idle = std::chrono::milliseconds(conn.shared.options.idle_timeout_ms);
   // Body bytes that arrived with the head (often all of a small response) leave in the same
@@ -1042,6 +1075,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                                               shared.options.max_buffered_body_bytes),
                                   "", ex.host, ex.method, ex.path),
                          "application/json");
+        co_await lingerBeforeClose(client);
       }
       co_return Next::kClose;
     }
@@ -1090,6 +1124,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
     bool written = co_await respond(client, version, keep, status, std::move(payload),
                                     "application/json", std::move(extra));
     emitHttp(conn, ex);
+    if (written && body_pending) co_await lingerBeforeClose(client);
     co_return written&& keep ? Next::kContinue : Next::kClose;
   };
   if (decision.action == config::RequestDecision::Action::kDeny) {
@@ -1344,10 +1379,13 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
                                            reusable);
         },
         upstream->stream);
+    bool linger = false;
     if (relay) {
       co_await stopRequestBodyRelay(*relay, client, upstream->stream);
       if (relay->failed()) reusable = false;  // the upstream did not get the whole request
       if (relay->client_ec && next == Next::kContinue) next = Next::kClose;
+      // Answered while the client was still sending: it may be sending yet.
+      linger = relay->client_ec == net::error::operation_aborted && next == Next::kClose;
     }
     if (reusable && next != Next::kUpgraded) conn.loop.pool.give(std::move(upstream));
     // Budget accounting from real usage.
@@ -1357,6 +1395,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
       }
     }
     emitHttp(conn, ex);
+    if (linger) co_await lingerBeforeClose(client);
     co_return next;
   }
   // Every attempt failed.
