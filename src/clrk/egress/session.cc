@@ -1052,7 +1052,12 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
 
   auto idle = std::chrono::milliseconds(shared.options.idle_timeout_ms);
   boost::system::error_code ec;
-  if (expects_continue && has_body) {
+  // "100 Continue" asks for the body. An inspected body is needed for the decision, so it is
+  // asked for at once; a streamed one only once the request is allowed and its upstream dialled,
+  // so a refused upload is answered before the client sends it.
+  bool continue_pending = expects_continue && has_body;
+  if (continue_pending && inspect_body) {
+    continue_pending = false;
     http::response<http::empty_body> cont{http::status::continue_, version};
     co_await http::async_write(client, cont, net::redirect_error(use_awaitable, ec));
     if (ec) co_return Next::kClose;
@@ -1310,6 +1315,13 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
             ex.bytes_sent = out.body().size();
             co_await http::async_write(up, out, net::redirect_error(use_awaitable, ec));
           } else {
+            if (continue_pending) {
+              continue_pending = false;
+              http::response<http::empty_body> cont{http::status::continue_, version};
+              beast::get_lowest_layer(client).expires_after(idle);
+              co_await http::async_write(client, cont, net::redirect_error(use_awaitable, ec));
+              if (ec) co_return;
+            }
             relay.emplace(up.get_executor());
             relay->message.base() = std::move(head);
             relay->serializer.emplace(relay->message);
