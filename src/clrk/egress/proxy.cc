@@ -36,15 +36,20 @@ std::unique_ptr<Upstream> UpstreamPool::take(const std::string& key) {
         std::holds_alternative<beast::tcp_stream>(upstream->stream)) {
       continue;  // unsolicited bytes on a plain connection: not reusable
     }
-    if (list.empty()) idle_.erase(it);
-    return upstream;
+    return upstream;  // an emptied list stays: it is refilled by give(), usually at once
   }
-  idle_.erase(it);
   return nullptr;
 }
 
 void UpstreamPool::give(std::unique_ptr<Upstream> upstream) {
-  auto& list = idle_[upstream->key];
+  auto it = idle_.find(upstream->key);
+  if (it == idle_.end()) {
+    if (idle_.size() >= kMaxKeys) {
+      std::erase_if(idle_, [](const auto& entry) { return entry.second.empty(); });
+    }
+    it = idle_.emplace(upstream->key, std::deque<std::unique_ptr<Upstream>>()).first;
+  }
+  auto& list = it->second;
   upstream->idle_since = std::chrono::steady_clock::now();
   upstream->expiresNever();
   if (list.size() >= per_key_) list.pop_front();

@@ -91,6 +91,9 @@ class UpstreamPool {
   size_t size() const;
 
  private:
+  // Lists are kept when emptied (a keep-alive client takes and gives back the same connection
+  // on every request: no node and deque block churn); empty ones go once this many keys exist.
+  static constexpr size_t kMaxKeys = 1024;
   size_t per_key_;
   std::chrono::milliseconds max_idle_;
   std::unordered_map<std::string, std::deque<std::unique_ptr<Upstream>>> idle_;
