@@ -1,6 +1,7 @@
 // The metadata endpoint's side of a connection: reads bounded HTTP/1.1 requests, asks the
 // MetadataStore and writes its replies, one telemetry record per request (rule "clrk-metadata").
 #include "clrk/egress/proxy_internal.h"
+#include "clrk/egress/reply.h"
 #include "clrk/telemetry/attributes.h"
 
 #include <boost/asio/redirect_error.hpp>
@@ -77,33 +78,10 @@ void emit(Shared& shared, const MetadataCaller& caller, const Exchange& ex) {
 
 net::awaitable<bool> write(beast::tcp_stream& stream, unsigned version, bool keep_alive,
                            const MetadataReply& reply) {
-  http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
-  res.set(http::field::server, "clrk-metadata");
-  res.set(http::field::content_type, reply.content_type);
-  res.set(http::field::cache_control, "no-store");
-  for (const auto& [name, value] : reply.headers) res.set(name, value);
-  res.body() = reply.body;
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  boost::system::error_code ec;
-  stream.expires_after(std::chrono::seconds(30));
-  co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
-  co_return !ec;
-}
-
-// After refusing a body: stop sending and read (and drop) what the client still sends, for a
-// bounded time and amount, so that closing does not reset the connection before the client has
-// read the refusal.
-net::awaitable<void> drain(beast::tcp_stream& stream) {
-  boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  std::vector<char> sink(16 * 1024);
-  size_t dropped = 0;
-  stream.expires_after(std::chrono::seconds(2));
-  while (!ec && dropped < 2 * kMaxMetadataResponseBytes) {
-    dropped +=
-        co_await stream.async_read_some(net::buffer(sink), net::redirect_error(use_awaitable, ec));
-  }
+  ReplyHeaders headers = reply.headers;
+  headers.emplace_back("Cache-Control", "no-store");
+  co_return co_await writeReply(stream, version, keep_alive, reply.status, "clrk-metadata",
+                                reply.content_type, reply.body, headers);
 }
 
 }  // namespace
@@ -211,7 +189,9 @@ net::awaitable<void> serveMetadata(Shared& shared, beast::tcp_stream& stream,
     if (reply.status >= 400) ex.reason = "metadata endpoint: HTTP " + std::to_string(reply.status);
     bool written = co_await write(stream, version, keep_alive, reply);
     emit(shared, caller, ex);
-    if (written && reply.status == 413) co_await drain(stream);
+    if (written && reply.status == 413) {
+      co_await lingerBeforeClose(stream, 2 * kMaxMetadataResponseBytes);
+    }
     if (!written || !keep_alive) co_return;
   }
 }

@@ -12,6 +12,7 @@
 #include "clrk/egress/llm/request.h"
 #include "clrk/egress/llm/usage.h"
 #include "clrk/egress/proxy_internal.h"
+#include "clrk/egress/reply.h"
 #include "clrk/egress/tls/client_hello.h"
 #include "clrk/egress/tls/upstream.h"
 #include "clrk/telemetry/attributes.h"
@@ -393,18 +394,9 @@ net::awaitable<std::unique_ptr<Upstream>> dial(Connection& conn, const DialTarge
 template <class Stream>
 net::awaitable<bool> respond(Stream& stream, unsigned version, bool keep_alive, int status,
                              std::string body, std::string_view content_type,
-                             std::vector<std::pair<std::string, std::string>> extra = {}) {
-  http::response<http::string_body> res{static_cast<http::status>(status), version};
-  res.set(http::field::server, "clrk-egress");
-  res.set(http::field::content_type, bsv(content_type));
-  for (const auto& [name, value] : extra) res.set(bsv(name), bsv(value));
-  res.body() = std::move(body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  boost::system::error_code ec;
-  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-  co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
-  co_return !ec;
+                             ReplyHeaders extra = {}) {
+  co_return co_await writeReply(stream, version, keep_alive, status, "clrk-egress", content_type,
+                                std::move(body), extra);
 }
 
 std::string denyBody(std::string_view type, std::string_view message, std::string_view rule,
@@ -699,32 +691,6 @@ bool retriable(const config::RequestDecision& decision, int status) {
 
 bool observerNeeded(const Exchange& ex) {
   return ex.provider != llm::Provider::kNone || !ex.mcp.empty();
-}
-
-// Before closing a connection whose client may still be sending a request body: stop sending,
-// then read and drop what still arrives, for at most kLingerTime and kLingerBytes. Closing a
-// socket with unread bytes resets the connection, and a client that gets the reset before it read
-// the response loses it (HTTP/1.1 "lingering close", RFC 9112 §9.6). HTTP/2 streams end in the
-// HTTP/2 layer instead.
-constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr size_t kLingerBytes = 4 * 1024 * 1024;
-
-template <class Client>
-net::awaitable<void> lingerBeforeClose(Client& client) {
-  if constexpr (!std::is_same_v<Client, h2::BridgeEnd>) {
-    boost::system::error_code ec;
-    beast::get_lowest_layer(client).expires_after(kLingerTime);
-    if constexpr (std::is_same_v<Client, TlsStream>) {
-      co_await client.async_shutdown(net::redirect_error(use_awaitable, ec));  // close_notify
-    }
-    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_send, ec);
-    std::array<char, kRelayChunk> sink;
-    size_t dropped = 0;
-    while (!ec && dropped < kLingerBytes) {
-      dropped += co_await client.async_read_some(net::buffer(sink),
-                                                 net::redirect_error(use_awaitable, ec));
-    }
-  }
 }
 
 // Outcome of serving one request on a client connection.
