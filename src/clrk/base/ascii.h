@@ -33,4 +33,18 @@ constexpr std::string_view trimOptionalWhitespace(std::string_view text) {
   return text;
 }
 
+// Calls `visit(element)` for each element of an HTTP comma-separated list (RFC 9110 §5.6.1),
+// trimmed of optional whitespace; empty elements are skipped. Stops at the first element for which
+// `visit` returns true, and returns whether one did.
+template <class Visit>
+constexpr bool anyListElement(std::string_view list, Visit&& visit) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view element = trimOptionalWhitespace(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (!element.empty() && visit(element)) return true;
+  }
+  return false;
+}
+
 }  // namespace clrk

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <filesystem>
 #include <set>
+#include <string>
+#include <vector>
 
 namespace clrk {
 namespace {
@@ -40,6 +42,23 @@ TEST(AsciiTest, OptionalWhitespaceIsSpacesAndTabs) {
   EXPECT_EQ(trimOptionalWhitespace("a b"), "a b");  // inner whitespace stays
   EXPECT_EQ(trimOptionalWhitespace(" \t "), "");
   EXPECT_EQ(trimOptionalWhitespace("\nx\r"), "\nx\r");  // only SP and HTAB
+}
+
+TEST(AsciiTest, ListElementsAreTrimmedAndEmptyOnesSkipped) {
+  std::vector<std::string> seen;
+  auto collect = [&](std::string_view element) {
+    seen.emplace_back(element);
+    return false;
+  };
+  EXPECT_FALSE(anyListElement(" keep-alive,\tTE ,, x-hop,", collect));
+  EXPECT_EQ(seen, (std::vector<std::string>{"keep-alive", "TE", "x-hop"}));
+  seen.clear();
+  EXPECT_TRUE(anyListElement("a, b, c", [&](std::string_view element) {
+    seen.emplace_back(element);
+    return element == "b";
+  }));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));  // stops at the first true
+  EXPECT_FALSE(anyListElement("", collect));
 }
 
 TEST(Utf8Test, SequencesAreStrict) {

@@ -95,19 +95,14 @@ void stripHopByHop(http::fields& fields, bool keep_upgrade) {
   // Erasing other fields keeps the Connection fields (and their values) in place.
   for (auto it = fields.find(http::field::connection);
        it != fields.end() && it->name() == http::field::connection; ++it) {
-    std::string_view value = ssv(it->value());
-    while (!value.empty()) {
-      size_t comma = value.find(',');
-      std::string_view token = trimOptionalWhitespace(value.substr(0, comma));
-      value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
-      if (token.empty() || asciiEqualsIgnoreCase(token, "close") ||
-          asciiEqualsIgnoreCase(token, "keep-alive") ||
-          asciiEqualsIgnoreCase(token, "connection") || asciiEqualsIgnoreCase(token, "te") ||
-          (keep_upgrade && asciiEqualsIgnoreCase(token, "upgrade"))) {
-        continue;
+    anyListElement(ssv(it->value()), [&](std::string_view token) {
+      if (!asciiEqualsIgnoreCase(token, "close") && !asciiEqualsIgnoreCase(token, "keep-alive") &&
+          !asciiEqualsIgnoreCase(token, "connection") && !asciiEqualsIgnoreCase(token, "te") &&
+          !(keep_upgrade && asciiEqualsIgnoreCase(token, "upgrade"))) {
+        fields.erase(bsv(token));
       }
-      fields.erase(bsv(token));
-    }
+      return false;
+    });
   }
   if (!keep_upgrade) {
     fields.erase(http::field::connection);

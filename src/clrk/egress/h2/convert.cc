@@ -187,17 +187,11 @@ std::vector<std::pair<std::string, std::string>> toHttp2Response(
   std::vector<std::string> named;  // fields the Connection header lists
   for (const auto& field : head) {
     if (field.name() != http::field::connection) continue;
-    std::string_view value(field.value().data(), field.value().size());
-    size_t start = 0;
-    while (start <= value.size()) {
-      size_t comma = value.find(',', start);
-      std::string_view token =
-          value.substr(start, comma == std::string_view::npos ? value.npos : comma - start);
-      token = trimOptionalWhitespace(token);
-      if (!token.empty()) named.push_back(asciiLowerCopy(token));
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
-    }
+    anyListElement(std::string_view(field.value().data(), field.value().size()),
+                   [&](std::string_view token) {
+                     named.push_back(asciiLowerCopy(token));
+                     return false;
+                   });
   }
   for (const auto& field : head) {
     std::string name =
@@ -213,16 +207,11 @@ std::vector<std::pair<std::string, std::string>> toHttp2Response(
 }
 
 bool teListsTrailers(std::string_view value) {
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view token = value.substr(0, comma);
+  return anyListElement(value, [](std::string_view element) {
     // "trailers" takes no weight, but be lenient.
-    token = trimOptionalWhitespace(token.substr(0, token.find(';')));
-    if (asciiEqualsIgnoreCase(token, "trailers")) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
+    return asciiEqualsIgnoreCase(trimOptionalWhitespace(element.substr(0, element.find(';'))),
+                                 "trailers");
+  });
 }
 
 bool allowedInTrailers(std::string_view name) {
