@@ -158,8 +158,7 @@ net::awaitable<void> serveMetadata(Shared& shared, beast::tcp_stream& stream,
       keep_alive = false;
     } else {
       if (has_body && beast::iequals(req[http::field::expect], "100-continue")) {
-        http::response<http::empty_body> cont{http::status::continue_, version};
-        co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
+        co_await writeContinue(stream, version, ec);
         if (ec) co_return;
       }
       http::request_parser<http::string_body> full(std::move(*head));

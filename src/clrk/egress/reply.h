@@ -10,6 +10,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -46,6 +47,17 @@ boost::asio::awaitable<bool> writeReply(Stream& stream, unsigned version, bool k
   co_await http::async_write(stream, res,
                              boost::asio::redirect_error(boost::asio::use_awaitable, ec));
   co_return !ec;
+}
+
+// Writes "100 Continue" (the client asked with Expect: 100-continue and its body is wanted);
+// `ec` is the write's outcome.
+template <class Stream>
+boost::asio::awaitable<void> writeContinue(Stream& stream, unsigned version,
+                                           boost::system::error_code& ec) {
+  namespace http = boost::beast::http;
+  http::response<http::empty_body> cont{http::status::continue_, version};
+  co_await http::async_write(stream, cont,
+                             boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
 // Before closing a connection whose client may still be sending a request body: stop sending,

@@ -1019,8 +1019,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   bool continue_pending = expects_continue && has_body;
   if (continue_pending && inspect_body) {
     continue_pending = false;
-    http::response<http::empty_body> cont{http::status::continue_, version};
-    co_await http::async_write(client, cont, net::redirect_error(use_awaitable, ec));
+    co_await writeContinue(client, version, ec);
     if (ec) co_return Next::kClose;
   }
 
@@ -1278,9 +1277,8 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
           } else {
             if (continue_pending) {
               continue_pending = false;
-              http::response<http::empty_body> cont{http::status::continue_, version};
               beast::get_lowest_layer(client).expires_after(idle);
-              co_await http::async_write(client, cont, net::redirect_error(use_awaitable, ec));
+              co_await writeContinue(client, version, ec);
               if (ec) co_return;
             }
             relay.emplace(up.get_executor());
