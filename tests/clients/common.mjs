@@ -1,4 +1,8 @@
-// Shared helpers for the test clients: env access and the one-line JSON summary they print.
+// Shared helpers for the test clients: env access, the one-line JSON summary they print, and
+// CONNECT tunnels through the egress's explicit proxy.
+import http from 'node:http';
+import tls from 'node:tls';
+
 export function env(name, fallback) {
   const value = process.env[name];
   if (value === undefined || value === '') {
@@ -31,4 +35,31 @@ export function fail(error) {
   if (error && error.error !== undefined) summary.body = error.error;
   process.stdout.write(JSON.stringify(summary) + '\n');
   process.exit(1);
+}
+
+// A socket tunnelled to `authority` ("host:port") with CONNECT through the explicit proxy at
+// `proxy` ("host:port"); rejects unless the proxy answers 200.
+export function connectTunnel(proxy, authority) {
+  const [proxyHost, proxyPort] = proxy.split(':');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: proxyHost, port: Number(proxyPort), method: 'CONNECT',
+                               path: authority });
+    req.on('connect', (res, socket) => {
+      if (res.statusCode !== 200) reject(new Error(`CONNECT answered ${res.statusCode}`));
+      else resolve(socket);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// TLS to `servername` over a CONNECT tunnel to `authority`, trusting `ca` only and offering
+// `alpn`; resolves once the handshake is done.
+export async function tlsThroughTunnel(proxy, authority, servername, ca, alpn) {
+  const socket = await connectTunnel(proxy, authority);
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({ socket, servername, ca, ALPNProtocols: [alpn] });
+    secure.once('secureConnect', () => resolve(secure));
+    secure.once('error', reject);
+  });
 }

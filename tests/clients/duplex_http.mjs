@@ -8,9 +8,8 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
-import tls from 'node:tls';
 import fs from 'node:fs';
-import { env, done, fail } from './common.mjs';
+import { env, done, fail, tlsThroughTunnel } from './common.mjs';
 
 const [proxyHost, proxyPort] = env('PROXY').split(':');
 const url = new URL(env('URL'));
@@ -22,22 +21,8 @@ const timer = setTimeout(() => fail(new Error(`timed out after ${replies.length}
 
 // TLS to url's host over a CONNECT tunnel through the proxy, offering `alpn`.
 function tunnel(alpn) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: proxyHost, port: Number(proxyPort), method: 'CONNECT',
-                               path: `${url.hostname}:${url.port || 443}` });
-    req.on('connect', (res, socket) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`CONNECT answered ${res.statusCode}`));
-        return;
-      }
-      const secure = tls.connect({ socket, servername: url.hostname,
-                                   ca: fs.readFileSync(env('CA_FILE')), ALPNProtocols: [alpn] });
-      secure.once('secureConnect', () => resolve(secure));
-      secure.once('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return tlsThroughTunnel(env('PROXY'), `${url.hostname}:${url.port || 443}`, url.hostname,
+                          fs.readFileSync(env('CA_FILE')), alpn);
 }
 
 // Feeds response text in; writes the next ping once the reply to the last one is complete, and

@@ -6,31 +6,16 @@
 // Env: PROXY=host:port, CA_FILE, HOST (default api.openai.com), N (default 8), UPLOAD_BYTES.
 // Prints {"ok":true,"alpn":..,"chats":[status..],"sse_events":..,"upload_status":..,
 //          "connect_status":..,"connect_body":..,"big_header_status":..,"after_status":..}.
-import http from 'node:http';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import fs from 'node:fs';
-import { env, done, fail } from './common.mjs';
+import { connectTunnel, env, done, fail } from './common.mjs';
 
 const proxy = env('PROXY');
 const ca = fs.readFileSync(env('CA_FILE'));
 const host = env('HOST', 'api.openai.com');
 const count = Number(env('N', '8'));
 const uploadBytes = Number(env('UPLOAD_BYTES', String(2 * 1024 * 1024)));
-
-function tunnel() {
-  const [proxyHost, proxyPort] = proxy.split(':');
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: proxyHost, port: Number(proxyPort), method: 'CONNECT',
-                               path: `${host}:443` });
-    req.on('connect', (res, socket) => {
-      if (res.statusCode !== 200) reject(new Error(`CONNECT answered ${res.statusCode}`));
-      else resolve(socket);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 function exchange(session, headers, body) {
   return new Promise((resolve, reject) => {
@@ -47,7 +32,7 @@ function exchange(session, headers, body) {
 }
 
 try {
-  const socket = await tunnel();
+  const socket = await connectTunnel(proxy, `${host}:443`);
   const session = http2.connect(`https://${host}`, {
     createConnection: () => tls.connect({ socket, servername: host, ca, ALPNProtocols: ['h2'] }),
   });

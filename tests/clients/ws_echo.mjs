@@ -3,12 +3,10 @@
 // and a text again, and checks each echo.
 // Env: PROXY=host:port, CA_FILE, URL (wss://...).
 // Prints {"ok":true,"echoed":3,"protocol":..} or {"ok":false,"error":..}.
-import http from 'node:http';
 import https from 'node:https';
-import tls from 'node:tls';
 import fs from 'node:fs';
 import WebSocket from 'ws';
-import { env, done, fail } from './common.mjs';
+import { env, done, fail, tlsThroughTunnel } from './common.mjs';
 
 const proxy = env('PROXY');
 const ca = fs.readFileSync(env('CA_FILE'));
@@ -17,20 +15,8 @@ const url = new URL(env('URL'));
 // An agent whose connections are TLS over a CONNECT tunnel through the proxy.
 class TunnelAgent extends https.Agent {
   createConnection(options, callback) {
-    const [proxyHost, proxyPort] = proxy.split(':');
-    const req = http.request({ host: proxyHost, port: Number(proxyPort), method: 'CONNECT',
-                               path: `${url.hostname}:${url.port || 443}` });
-    req.on('connect', (res, socket) => {
-      if (res.statusCode !== 200) {
-        callback(new Error(`CONNECT answered ${res.statusCode}`));
-        return;
-      }
-      const secure = tls.connect({ socket, servername: url.hostname, ca, ALPNProtocols: ['http/1.1'] });
-      secure.once('secureConnect', () => callback(null, secure));
-      secure.once('error', callback);
-    });
-    req.on('error', callback);
-    req.end();
+    tlsThroughTunnel(proxy, `${url.hostname}:${url.port || 443}`, url.hostname, ca, 'http/1.1')
+      .then((secure) => callback(null, secure), callback);
   }
 }
 
