@@ -335,6 +335,16 @@ struct UpstreamCounters {
   std::atomic<uint64_t> agent_key{0};
 };
 
+// Writes `bytes` bytes taken from `piece` over and over (bulk bodies).
+template <class Stream>
+awaitable<void> writeRepeated(Stream& stream, const std::vector<char>& piece, size_t bytes) {
+  for (size_t left = bytes; left > 0;) {
+    size_t n = std::min(left, piece.size());
+    co_await asio::async_write(stream, asio::buffer(piece.data(), n), use_awaitable);
+    left -= n;
+  }
+}
+
 // The fixed answer: Content-Length framing, or chunked (one chunk) with --chunked.
 std::string upstreamResponse(bool chunked) {
   if (!chunked) {
@@ -397,11 +407,7 @@ awaitable<void> serveUpstream(tcp::socket socket, ssl::context& tls, UpstreamCou
             "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
             std::to_string(bytes) + "\r\n\r\n";
         co_await asio::async_write(stream, asio::buffer(bulk_head), use_awaitable);
-        for (size_t left = bytes; left > 0;) {
-          size_t n = std::min(left, scratch.size());
-          co_await asio::async_write(stream, asio::buffer(scratch.data(), n), use_awaitable);
-          left -= n;
-        }
+        co_await writeRepeated(stream, scratch, bytes);
       } else {
         co_await asio::async_write(stream, asio::buffer(response), use_awaitable);
       }
@@ -681,11 +687,7 @@ class Conn {
         "\r\n\r\n";
     co_await asio::async_write(stream_, asio::buffer(head), use_awaitable);
     std::vector<char> piece(64 * 1024, 'u');
-    for (size_t left = bytes; left > 0;) {
-      size_t n = std::min(left, piece.size());
-      co_await asio::async_write(stream_, asio::buffer(piece.data(), n), use_awaitable);
-      left -= n;
-    }
+    co_await writeRepeated(stream_, piece, bytes);
     http::response_parser<http::string_body> parser;
     co_await http::async_read(stream_, buffer_, parser, use_awaitable);
     if (parser.get().result_int() != 200) {
