@@ -212,6 +212,48 @@ TEST_F(StreamTest, DeadlineFailsAWaitWithTimeoutAndCanBeMovedAgain) {
   EXPECT_EQ(got, "late");
 }
 
+// A read after a write waits for readiness first (the answer is usually not there yet), but
+// never for bytes OpenSSL already holds: a decrypted rest of a record, or a whole record read
+// ahead. Waiting for those would hang, since no more bytes come.
+TEST_F(StreamTest, ReadAfterWriteServesWhatIsHeldThenWaitsForTheAnswer) {
+  Stream c = client();
+  Stream s = server();
+  std::string got;
+  std::string server_got;
+  auto readSome = [](Stream& stream, size_t limit) -> net::awaitable<std::string> {
+    std::array<char, 64> buffer{};
+    size_t n = co_await stream.async_read_some(net::buffer(buffer.data(), limit), use_awaitable);
+    co_return std::string(buffer.data(), n);
+  };
+  auto serverSide = [&]() -> net::awaitable<void> {
+    EXPECT_FALSE(co_await handshake(s, net::ssl::stream_base::server));
+    co_await net::async_write(s, net::buffer(std::string_view("ab")), use_awaitable);  // a record
+    co_await net::async_write(s, net::buffer(std::string_view("cd")), use_awaitable);  // another
+    while (server_got.size() < 2) server_got += co_await readSome(s, 64);
+    auto executor = co_await net::this_coro::executor;
+    net::steady_timer later(executor, 50ms);
+    co_await later.async_wait(use_awaitable);
+    co_await net::async_write(s, net::buffer(std::string_view("z")), use_awaitable);
+  };
+  auto task = [&]() -> net::awaitable<void> {
+    auto executor = co_await net::this_coro::executor;
+    net::co_spawn(executor, serverSide(), net::detached);
+    EXPECT_FALSE(co_await handshake(c, net::ssl::stream_base::client));
+    net::steady_timer settle(executor, 100ms);  // both records arrive before the first read
+    co_await settle.async_wait(use_awaitable);
+    c.expires_after(5s);
+    got += co_await readSome(c, 1);  // "a"; "b" stays decrypted in OpenSSL, "cd" read ahead
+    co_await net::async_write(c, net::buffer(std::string_view("x")), use_awaitable);
+    got += co_await readSome(c, 1);  // "b", held
+    co_await net::async_write(c, net::buffer(std::string_view("y")), use_awaitable);
+    got += co_await readSome(c, 2);   // "cd", read ahead
+    got += co_await readSome(c, 64);  // "z", sent 50 ms after "xy" arrived
+  };
+  run(task());
+  EXPECT_EQ(got, "abcdz");
+  EXPECT_EQ(server_got, "xy");
+}
+
 TEST_F(StreamTest, AbruptCloseIsTruncationAndGarbageIsAnSslError) {
   Stream c = client();
   Stream s = server();
