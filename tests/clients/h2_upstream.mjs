@@ -2,7 +2,8 @@
 // routes over plain HTTP/1.1 on a second port. Prints {"port":N,"plain_port":M} once listening,
 // serves until stdin closes. Env: KEY_FILE, CERT_FILE.
 //   GET  /whoami  -> {"httpVersion","session","path","auth","hop"} (hop: the x-hop header)
-//   POST /upload  -> {"bytes":<request body bytes>,"session"}
+//   POST /upload  -> {"bytes":<request body bytes>,"session","trailers":<the request's trailers>,
+//                     "checksum_header":<an x-checksum head field, "" when none>}
 //   GET  /sse     -> text/event-stream, three "data:" events 20 ms apart
 //   GET  /reset   -> response headers, part of a body, then RST_STREAM
 //   GET  /trailers -> {"te":<the request's TE>} in two writes, then trailers x-checksum: abc123
@@ -41,7 +42,8 @@ const serve = (req, res) => {
     req.on('data', (chunk) => { bytes += chunk.length; });
     req.on('end', () => {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ bytes, session }));
+      res.end(JSON.stringify({ bytes, session, trailers: req.trailers || {},
+                               checksum_header: req.headers['x-checksum'] || '' }));
     });
     return;
   }

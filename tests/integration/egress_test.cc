@@ -1131,7 +1131,8 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
   // Full duplex: the upstream answers each piece of a request body on the response while the
   // client still sends, and the client sends the next piece only after that answer. Over
   // HTTP/1.1 to a plain upstream, HTTP/1.1 and HTTP/2 over TLS (CONNECT, MITM, the upstream
-  // speaking HTTP/2). Then upstreams that answer before reading a large upload.
+  // speaking HTTP/2). Then upstreams that answer before reading a large upload, and uploads
+  // that end with trailers.
   auto leaf = egress::tls::mintLeafPem(**upstream_ca_, "h2.example.com");
   ASSERT_TRUE(leaf.ok());
   std::ofstream(*dir_ / "duplex-cert.pem") << leaf->cert_pem;
@@ -1224,6 +1225,34 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
         curl(std::string(version) + " --data-binary @" + upload + " https://h2.example.com/upload");
     EXPECT_EQ(whole.exit_code, 0) << whole.output;
     EXPECT_THAT(whole.output, HasSubstr("{\"bytes\":8388608,")) << whole.output;
+  }
+
+  // A chunked upload's trailers reach the upstream as trailers (never merged into the head), for
+  // streamed and for buffered (JSON, inspected) bodies, whichever HTTP version either side
+  // speaks. A field not allowed in a trailer section is dropped: the agent's own credential
+  // (authorization) never reaches the upstream that way.
+  struct TrailerCase {
+    std::string mode, url, content_type;
+    int bytes;
+  };
+  for (const TrailerCase& c :
+       {TrailerCase{"h1", "http://plain.example.com/upload", "application/octet-stream", 6},
+        TrailerCase{"h1", "http://plain.example.com/upload", "application/json", 30},
+        TrailerCase{"h1", "https://h2.example.com/upload", "application/octet-stream", 6},
+        TrailerCase{"h1", "https://h2.example.com/upload", "application/json", 30},
+        TrailerCase{"h2", "https://h2.example.com/upload", "application/octet-stream", 6},
+        TrailerCase{"h2", "https://h2.example.com/upload", "application/json", 30}}) {
+    SCOPED_TRACE(c.mode + " " + c.url + " " + c.content_type);
+    auto run = testing::runCommand(
+        fmt::format("cd {} && PROXY=127.0.0.1:{} MODE={} URL={} CA_FILE={} CONTENT_TYPE={} "
+                    "node trailers_upload.mjs",
+                    clients, proxy->explicitPort(), c.mode, c.url, ca, c.content_type));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    json answer = json::parse(run.output);
+    EXPECT_EQ(answer["status"], 200) << run.output;
+    EXPECT_EQ(answer["answer"]["bytes"], c.bytes) << run.output;
+    EXPECT_EQ(answer["answer"]["trailers"], json({{"x-checksum", "sha-256=test"}})) << run.output;
+    EXPECT_EQ(answer["answer"]["checksum_header"], "") << run.output;
   }
   proxy->stop();
 }

@@ -717,9 +717,13 @@ struct RequestBodyRelay {
   std::optional<http::request_serializer<http::buffer_body>> serializer;
   boost::system::error_code client_ec;    // reading the body failed: it was cut short
   boost::system::error_code upstream_ec;  // writing it failed
-  bool running = false;                   // spawned and not finished
-  bool stopping = false;                  // asked to stop (checked between operations)
-  net::steady_timer done;                 // cancelled when a spawned relay finishes
+  bool relay_trailers = false;            // chunked on both sides: the last chunk's trailers too
+  size_t trailers_from = 0;               // the parser's fields past these are the trailers
+  const config::Credential* credential = nullptr;        // injected (its header is no trailer)
+  const config::HeaderMutation* header_edits = nullptr;  // the route's (filters the trailers)
+  bool running = false;                                  // spawned and not finished
+  bool stopping = false;   // asked to stop (checked between operations)
+  net::steady_timer done;  // cancelled when a spawned relay finishes
 
   bool failed() const { return client_ec || upstream_ec; }
 };
@@ -778,12 +782,40 @@ net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client
       co_return;
     }
   }
-  body.data = nullptr;
-  body.size = 0;
-  body.more = false;
   beast::get_lowest_layer(up).expires_after(idle);
-  co_await http::async_write(up, *relay.serializer, net::redirect_error(use_awaitable, ec));
+  auto trailers = relay.relay_trailers ? h2::trailersOf(parser.get().base(), relay.trailers_from)
+                                       : std::vector<std::pair<std::string, std::string>>();
+  if (relay.header_edits)
+    filters::filterRequestTrailers(trailers, relay.credential, *relay.header_edits);
+  if (!trailers.empty()) {
+    std::string last = h2::lastChunk(trailers);  // instead of the serializer's empty one
+    co_await net::async_write(up, net::buffer(last), net::redirect_error(use_awaitable, ec));
+  } else {
+    body.data = nullptr;
+    body.size = 0;
+    body.more = false;
+    co_await http::async_write(up, *relay.serializer, net::redirect_error(use_awaitable, ec));
+  }
   if (ec && !ignorable(ec)) relay.upstream_ec = ec;
+}
+
+// Writes a buffered request chunked: its body as one chunk, then `trailers` in the last chunk.
+template <class Up>
+net::awaitable<void> writeWithTrailers(
+    Up& up, http::request<http::string_body>& request,
+    const std::vector<std::pair<std::string, std::string>>& trailers,
+    boost::system::error_code& ec) {
+  request.chunked(true);  // drops any content-length
+  http::request_serializer<http::string_body> serializer{request};
+  co_await http::async_write_header(up, serializer, net::redirect_error(use_awaitable, ec));
+  if (ec) co_return;
+  const std::string& body = request.body();
+  std::string size_line = body.empty() ? std::string() : fmt::format("{:x}\r\n", body.size());
+  std::string last = h2::lastChunk(trailers);
+  std::array<net::const_buffer, 4> pieces = {
+      net::buffer(size_line), net::buffer(body),
+      net::buffer(body.empty() ? "" : "\r\n", body.empty() ? 0 : 2), net::buffer(last)};
+  co_await net::async_write(up, pieces, net::redirect_error(use_awaitable, ec));
 }
 
 // Ends a spawned relay that is still running (the exchange is over: the response was relayed or
@@ -1024,6 +1056,8 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   }
 
   // Buffered body for provider/MCP/JSON requests (bounded).
+  // Fields the parser adds past these are a chunked body's trailers.
+  const size_t request_head_fields = h2::fieldCount(header_parser.get().base());
   std::optional<http::request_parser<http::string_body>> buffered;
   std::optional<http::request_parser<http::buffer_body>> streamed;
   if (inspect_body) {
@@ -1047,6 +1081,12 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   } else {
     streamed.emplace(std::move(header_parser));
     streamed->body_limit(kUnlimitedBody);
+  }
+  // A buffered chunked body's trailers, out of the head the parser merged them into; they are
+  // forwarded as trailers. A streamed body's are relayed by relayRequestBody.
+  std::vector<std::pair<std::string, std::string>> request_trailers;
+  if (buffered && buffered->chunked()) {
+    request_trailers = h2::takeTrailers(buffered->get().base(), request_head_fields);
   }
   auto& base_req = buffered ? buffered->get().base() : streamed->get().base();
   std::string_view body = buffered ? std::string_view(buffered->get().body()) : "";
@@ -1197,7 +1237,9 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
       head = base_req;
     }
     stripHopByHop(head, upgrade);
-    head.erase(http::field::trailer);  // a request's trailers are not forwarded
+    if (streamed ? !streamed->chunked() : request_trailers.empty()) {
+      head.erase(http::field::trailer);  // announces trailers that cannot come
+    }
     head.erase(http::field::expect);
     head.erase("Proxy-Authorization");
     head.version(11);
@@ -1238,6 +1280,7 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
       ex.credential_policy = credential->policy;
     }
     filters::applyHeaderMutation(decision.request_headers, headers);
+    filters::filterRequestTrailers(request_trailers, credential, decision.request_headers);
     if (observerNeeded(ex)) head.set(http::field::accept_encoding, "identity");
     head.target(bsv(upstream_target));
 
@@ -1267,13 +1310,17 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
           beast::get_lowest_layer(up).expires_after(idle);
           if (buffered) {
             http::request<http::string_body> out{std::move(head), std::move(upstream_body)};
-            out.prepare_payload();
-            if (out.body().empty() && ex.method != "POST" && ex.method != "PUT" &&
-                ex.method != "PATCH") {
-              out.erase(http::field::content_length);
-            }
             ex.bytes_sent = out.body().size();
-            co_await http::async_write(up, out, net::redirect_error(use_awaitable, ec));
+            if (!request_trailers.empty()) {
+              co_await writeWithTrailers(up, out, request_trailers, ec);
+            } else {
+              out.prepare_payload();
+              if (out.body().empty() && ex.method != "POST" && ex.method != "PUT" &&
+                  ex.method != "PATCH") {
+                out.erase(http::field::content_length);
+              }
+              co_await http::async_write(up, out, net::redirect_error(use_awaitable, ec));
+            }
           } else {
             if (continue_pending) {
               continue_pending = false;
@@ -1286,6 +1333,10 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
             relay->serializer.emplace(relay->message);
             relay->message.body().data = nullptr;
             relay->message.body().more = !streamed->is_done();
+            relay->relay_trailers = streamed->chunked() && relay->message.chunked();
+            relay->trailers_from = h2::fieldCount(streamed->get().base());
+            relay->credential = credential;
+            relay->header_edits = &decision.request_headers;
             co_await http::async_write_header(up, *relay->serializer,
                                               net::redirect_error(use_awaitable, ec));
             if (ec) co_return;

@@ -1,5 +1,8 @@
 #include "clrk/egress/filters/request_edits.h"
 
+#include "clrk/base/ascii.h"
+
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <string_view>
@@ -54,6 +57,26 @@ std::string percentEncode(std::string_view value) {
 void stripAgentCredentials(Headers& headers, std::string& target) {
   for (std::string_view name : kCredentialHeaders) headers.remove(name);
   removeQueryParam(target, "key");
+}
+
+void filterRequestTrailers(std::vector<std::pair<std::string, std::string>>& trailers,
+                           const config::Credential* credential,
+                           const config::HeaderMutation& mutation) {
+  std::erase_if(trailers, [&](const auto& field) {
+    const std::string& name = field.first;
+    if (credential && credential->target == config::Credential::Target::kHeader &&
+        asciiEqualsIgnoreCase(name, credential->name)) {
+      return true;
+    }
+    for (const auto& removed : mutation.remove) {
+      if (asciiEqualsIgnoreCase(name, removed)) return true;
+    }
+    for (const auto& [set, value] : mutation.set) {
+      if (asciiEqualsIgnoreCase(name, set)) return true;
+    }
+    return std::find(kCredentialHeaders.begin(), kCredentialHeaders.end(), name) !=
+           kCredentialHeaders.end();
+  });
 }
 
 void injectCredential(const config::Credential& credential, Headers& headers, std::string& target) {

@@ -8,6 +8,8 @@
 #include "clrk/egress/llm/provider.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace clrk::egress::filters {
 
@@ -21,6 +23,14 @@ void injectCredential(const config::Credential& credential, Headers& headers, st
 // Removes agent-supplied credentials without injecting any (used when a route names no
 // credential but the request goes to a Backend the agent did not choose).
 void stripAgentCredentials(Headers& headers, std::string& target);
+
+// Drops from a request's trailer section (names in lower case) what the head's edits would not
+// let through: every field stripAgentCredentials removes, `credential`'s own header (null: none),
+// and the fields `mutation` removes or sets. Injection and rewrites cannot be bypassed through
+// trailers.
+void filterRequestTrailers(std::vector<std::pair<std::string, std::string>>& trailers,
+                           const config::Credential* credential,
+                           const config::HeaderMutation& mutation);
 
 // Applies remove, then set, then add.
 void applyHeaderMutation(const config::HeaderMutation& mutation, Headers& headers);

@@ -184,6 +184,8 @@ net::awaitable<void> Connection::sendRequest(std::shared_ptr<ClientStreamState> 
     co_return;
   }
   const auto& req = parser.get();
+  // Fields the parser adds past these are a chunked body's trailers, sent in a HEADERS frame.
+  const size_t head_fields = fieldCount(req.base());
   std::string method(sv(req.method_string()));
   detail::Fields head;
   head.emplace_back(":method", method);
@@ -237,7 +239,10 @@ net::awaitable<void> Connection::sendRequest(std::shared_ptr<ClientStreamState> 
                                 options_.stream_buffer_bytes, state->closed);
     if (!sent) co_return;
   }
-  if (has_body && !state->closed) finish(id, state->body);
+  if (has_body && !state->closed) {
+    if (parser.chunked()) state->body.trailers = trailersOf(parser.get().base(), head_fields);
+    finish(id, state->body);
+  }
 }
 
 void Connection::startResponse(ClientStreamState& state, bool end_stream) {

@@ -264,4 +264,13 @@ std::vector<std::pair<std::string, std::string>> trailersOf(
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> takeTrailers(boost::beast::http::fields& fields,
+                                                              size_t head_fields) {
+  auto out = trailersOf(fields, head_fields);
+  auto it = fields.begin();
+  for (size_t index = 0; index < head_fields && it != fields.end(); ++index) ++it;
+  while (it != fields.end()) it = fields.erase(it);
+  return out;
+}
+
 }  // namespace clrk::egress::h2

@@ -62,4 +62,9 @@ size_t fieldCount(const boost::beast::http::fields& fields);
 std::vector<std::pair<std::string, std::string>> trailersOf(
     const boost::beast::http::fields& fields, size_t head_fields);
 
+// trailersOf, and every field past the first `head_fields` is erased from `fields`: a recipient
+// must not merge trailers into the head (RFC 9110 §6.5.1), which Beast's parser does.
+std::vector<std::pair<std::string, std::string>> takeTrailers(boost::beast::http::fields& fields,
+                                                              size_t head_fields);
+
 }  // namespace clrk::egress::h2

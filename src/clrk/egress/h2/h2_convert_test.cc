@@ -67,6 +67,26 @@ TEST(H2ConvertTest, TrailersAreTheFieldsAfterTheHeadMinusForbiddenOnes) {
   EXPECT_TRUE(allowedInTrailers("grpc-message"));
 }
 
+TEST(H2ConvertTest, TakeTrailersLeavesTheHeadAsItWas) {
+  boost::beast::http::fields fields;
+  fields.insert("Content-Type", "application/json");
+  fields.insert("x-twice", "head");
+  size_t head_fields = fieldCount(fields);
+  fields.insert("x-twice", "trailer");     // same name as a head field: only this one goes
+  fields.insert("Content-Length", "999");  // not allowed in trailers: dropped, not merged
+  fields.insert("X-Digest", "sha-256=abc");
+  auto trailers = takeTrailers(fields, head_fields);
+  ASSERT_EQ(trailers.size(), 2u);
+  EXPECT_EQ(trailers[0], std::make_pair(std::string("x-twice"), std::string("trailer")));
+  EXPECT_EQ(trailers[1], std::make_pair(std::string("x-digest"), std::string("sha-256=abc")));
+  EXPECT_EQ(fieldCount(fields), 2u);
+  EXPECT_EQ(fields["x-twice"], "head");
+  EXPECT_EQ(fields.count("x-twice"), 1u);
+  EXPECT_EQ(fields.count("content-length"), 0u);
+  EXPECT_TRUE(takeTrailers(fields, head_fields).empty());
+  EXPECT_EQ(fieldCount(fields), 2u);
+}
+
 TEST(H2ConvertTest, ContentLengthOrNoBodyMeansNotChunked) {
   auto fields = base();
   fields.push_back({"content-length", "5"});

@@ -64,8 +64,9 @@ class Connection final : public detail::Session {
     bool started = false;
     bool chunked = false;
     bool head_request = false;
-    bool closed = false;     // nghttp2 closed it (both sides ended, or reset)
-    uint64_t discarded = 0;  // request body bytes dropped after the handler returned
+    detail::Fields trailers;  // the request's, received after its body
+    bool closed = false;      // nghttp2 closed it (both sides ended, or reset)
+    uint64_t discarded = 0;   // request body bytes dropped after the handler returned
     bool reset_sent = false;
     std::unique_ptr<Bridge> bridge;
     detail::Outgoing body;  // response body waiting for nghttp2
@@ -176,7 +177,8 @@ void Connection::start(Stream& stream, bool body_follows) {
 void Connection::endRequest(Stream& stream) {
   if (!stream.bridge) return;
   Pipe& pipe = stream.bridge->far().out();
-  if (stream.chunked) pipe.push("0\r\n\r\n");
+  if (stream.chunked) pipe.push(lastChunk(stream.trailers));  // "0\r\n\r\n" without trailers
+  stream.trailers.clear();
   pipe.close(net::error::eof);
 }
 
@@ -295,7 +297,19 @@ int Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
                          void* self) {
   auto* conn = static_cast<Connection*>(self);
   Stream* stream = conn->find(frame->hd.stream_id);
-  if (stream == nullptr || stream->started) return 0;  // trailers: not forwarded
+  if (stream == nullptr) return 0;
+  if (stream->started) {
+    // Trailers: relayed in the HTTP/1.1 body's last chunk (a body with a content-length cannot
+    // carry them: dropped). They share the head's size bound; past it they are all dropped.
+    stream->header_bytes += name_len + value_len + 32;
+    if (stream->header_bytes > conn->options_.max_header_bytes) {
+      stream->trailers.clear();
+    } else if (stream->chunked) {
+      stream->trailers.emplace_back(std::string(reinterpret_cast<const char*>(name), name_len),
+                                    std::string(reinterpret_cast<const char*>(value), value_len));
+    }
+    return 0;
+  }
   if (stream->overflow) return 0;
   stream->header_bytes += name_len + value_len + 32;  // RFC 9113 §6.5.2 accounting
   if (stream->header_bytes > conn->options_.max_header_bytes) {
