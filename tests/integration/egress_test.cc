@@ -1257,6 +1257,48 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
   proxy->stop();
 }
 
+TEST_F(EgressTest, PooledConnectionTheUpstreamClosedIsNotReused) {
+  // The upstream closes every connection 50 ms after its answer, without saying so (a short
+  // keep-alive timeout). The proxy pools the connection; the next request, 300 ms later, must not
+  // be lost on it: the pool probes an idle connection before handing it out and skips a closed
+  // one. Bodiless, buffered (JSON) and streamed requests alike each get a fresh connection.
+  std::string clients = testing::sourcePath("tests/clients");
+  ChildProcess upstream(fmt::format("exec /usr/bin/python3 {}/closing_upstream.py", clients));
+  std::string first = upstream.readLine();
+  ASSERT_THAT(first, HasSubstr("port")) << first;
+  egress::ProxyOptions options;
+  options.explicit_listen = "127.0.0.1:0";
+  options.threads = 1;
+  options.upstream_overrides.emplace_back(
+      "closing.example.com:80", fmt::format("127.0.0.1:{}", json::parse(first)["port"].get<int>()));
+  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
+  ASSERT_TRUE(started.ok()) << started.status().toString();
+  auto proxy = std::move(started).value();
+  std::string upload = (*dir_ / "closing.bin").string();
+  std::ofstream(upload) << std::string(100000, 'c');
+
+  std::set<int> connections;
+  for (const std::string& args :
+       {std::string("http://closing.example.com/a"), std::string("http://closing.example.com/b"),
+        std::string("-H 'content-type: application/json' --data '{\"a\":1}' "
+                    "http://closing.example.com/c"),
+        std::string("-H 'content-type: application/json' --data '{\"a\":2}' "
+                    "http://closing.example.com/d"),
+        "-H 'content-type: application/octet-stream' --data-binary @" + upload +
+            " http://closing.example.com/e"}) {
+    SCOPED_TRACE(args);
+    auto run = testing::runCommand(fmt::format("curl -sS --max-time 20 -x http://127.0.0.1:{} {}",
+                                               proxy->explicitPort(), args));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    json answer = json::parse(run.output);
+    connections.insert(answer["conn"].get<int>());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_EQ(connections.size(), 5u);
+  EXPECT_EQ(proxy->stats().upstream_failures, 0u);
+  proxy->stop();
+}
+
 TEST_F(EgressTest, SmallAndChunkedResponsesRelayIntactOnOneConnection) {
   // Bodies that arrive with the head leave in the head's write; chunked ones end with the last
   // piece. Every body must arrive whole, and the client connection must stay usable.
