@@ -79,11 +79,6 @@ struct StreamCore {
   std::string prefix;  // bytes handed to the handshake, served to OpenSSL before the socket
   size_t prefix_used = 0;
   int last_errno = 0;  // errno of the BIO's last failed send/recv
-  // Set by a write, cleared by a read that returned bytes. A read right after a write is
-  // usually waiting for the peer's answer, which cannot be there yet: it waits for readiness
-  // first instead of trying a receive that would only say EAGAIN (one system call per request
-  // and side saved).
-  bool wrote_since_read = false;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point armed_for = std::chrono::steady_clock::time_point::max();
 };
@@ -224,7 +219,6 @@ class Stream {
   // it failed).
   struct HandshakeStep {
     size_t prefix_size;
-    bool waitFirst(const detail::StreamCore&) const { return false; }
     size_t attempt(detail::StreamCore& core, detail::Want& want, boost::system::error_code& ec) {
       core.beginCall();
       int ret = SSL_do_handshake(core.ssl);
@@ -234,10 +228,6 @@ class Stream {
   };
   struct ReadStep {
     boost::asio::mutable_buffer buffer;
-    // Nothing decrypted or read ahead is waiting, and the last thing done was a write.
-    bool waitFirst(const detail::StreamCore& core) const {
-      return core.wrote_since_read && buffer.size() > 0 && SSL_has_pending(core.ssl) == 0;
-    }
     size_t attempt(detail::StreamCore& core, detail::Want& want, boost::system::error_code& ec) {
       if (buffer.size() == 0) {
         want = detail::Want::kNothing;
@@ -247,14 +237,12 @@ class Stream {
       core.beginCall();
       int ret = SSL_read_ex(core.ssl, buffer.data(), buffer.size(), &n);
       want = ret == 1 ? detail::Want::kNothing : core.classify(ret, ec);
-      if (n > 0) core.wrote_since_read = false;
       return n;
     }
   };
   template <class ConstBuffers>
   struct WriteStep {
     ConstBuffers buffers;
-    bool waitFirst(const detail::StreamCore&) const { return false; }
     size_t attempt(detail::StreamCore& core, detail::Want& want, boost::system::error_code& ec) {
       boost::asio::const_buffer bytes =
           detail::gather(buffers, detail::gatherScratch(), detail::kGatherBytes);
@@ -266,14 +254,12 @@ class Stream {
       core.beginCall();
       int ret = SSL_write_ex(core.ssl, bytes.data(), bytes.size(), &n);
       want = ret == 1 ? detail::Want::kNothing : core.classify(ret, ec);
-      if (n > 0) core.wrote_since_read = true;
       return n;
     }
   };
 
   // Runs a step until it is done, waiting for the socket between attempts. The first attempt
-  // happens in the initiating call (unless the step would rather wait first); a result reached
-  // there is posted.
+  // happens in the initiating call; a result reached there is posted.
   template <class Step>
   struct Op {
     detail::StreamCore& core;
@@ -286,10 +272,6 @@ class Stream {
       started = true;
       if (wait_ec) {
         self.complete(wait_ec, 0);
-        return;
-      }
-      if (initiating && step.waitFirst(core)) {
-        core.wait(detail::Want::kRead, std::move(self));
         return;
       }
       detail::Want want = detail::Want::kNothing;

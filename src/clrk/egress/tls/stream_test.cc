@@ -212,9 +212,9 @@ TEST_F(StreamTest, DeadlineFailsAWaitWithTimeoutAndCanBeMovedAgain) {
   EXPECT_EQ(got, "late");
 }
 
-// A read after a write waits for readiness first (the answer is usually not there yet), but
-// never for bytes OpenSSL already holds: a decrypted rest of a record, or a whole record read
-// ahead. Waiting for those would hang, since no more bytes come.
+// A read never waits for the socket while OpenSSL already holds bytes: a decrypted rest of a
+// record, or a whole record read ahead. Waiting for those would hang, since no more bytes come.
+// (Any "wait for readiness first after a write" shortcut must keep this.)
 TEST_F(StreamTest, ReadAfterWriteServesWhatIsHeldThenWaitsForTheAnswer) {
   Stream c = client();
   Stream s = server();
