@@ -10,6 +10,8 @@
 //                     and grpc-status: 0
 //   POST /duplex  -> 200 at once, then "re: <chunk>" for every request body chunk as it arrives;
 //                    ends when the request does (a full-duplex exchange)
+//   POST /drip?n=N&ms=M -> 200 at once, then "drip <i>" lines every M ms, N of them, then the
+//                    end, whatever the request body does meanwhile
 //   GET  /echo with Upgrade: websocket (HTTP/1.1 only) -> a WebSocket that echoes every message
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -52,6 +54,18 @@ const serve = (req, res) => {
     res.flushHeaders();
     req.on('data', (chunk) => res.write(`re: ${chunk.toString()}`));
     req.on('end', () => res.end());
+    return;
+  }
+  if (url.pathname === '/drip') {
+    const count = Number(url.searchParams.get('n') || '8');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.flushHeaders();
+    req.on('data', () => {});
+    let sent = 0;
+    const timer = setInterval(() => {
+      res.write(`drip ${++sent}\n`);
+      if (sent === count) { clearInterval(timer); res.end(); }
+    }, Number(url.searchParams.get('ms') || '250'));
     return;
   }
   if (url.pathname === '/sse') {

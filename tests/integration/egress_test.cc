@@ -1131,8 +1131,8 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
   // Full duplex: the upstream answers each piece of a request body on the response while the
   // client still sends, and the client sends the next piece only after that answer. Over
   // HTTP/1.1 to a plain upstream, HTTP/1.1 and HTTP/2 over TLS (CONNECT, MITM, the upstream
-  // speaking HTTP/2). Then upstreams that answer before reading a large upload, and uploads
-  // that end with trailers.
+  // speaking HTTP/2). Then upstreams that answer before reading a large upload, uploads that end
+  // with trailers, and uploads that rest while the response streams.
   auto leaf = egress::tls::mintLeafPem(**upstream_ca_, "h2.example.com");
   ASSERT_TRUE(leaf.ok());
   std::ofstream(*dir_ / "duplex-cert.pem") << leaf->cert_pem;
@@ -1255,6 +1255,29 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
     EXPECT_EQ(answer["answer"]["checksum_header"], "") << run.output;
   }
   proxy->stop();
+
+  // An upload may rest while its response streams. With a 1 s idle timeout, a POST sends one
+  // piece, then nothing until its response (eight lines 250 ms apart, 2 s) has ended. Over plain
+  // HTTP/1.1 (whose connection times reads apart from writes) and over TLS.
+  egress::ProxyOptions short_idle = options;
+  short_idle.idle_timeout_ms = 1000;
+  auto resting_started = egress::Proxy::start(short_idle, open_, identities_, pipeline_.get());
+  ASSERT_TRUE(resting_started.ok()) << resting_started.status().toString();
+  auto resting = std::move(resting_started).value();
+  std::string resting_ca = (*dir_ / "resting-proxy-ca.pem").string();
+  std::ofstream(resting_ca) << resting->caCertificatePem();
+  for (const char* url :
+       {"http://plain.example.com/drip?n=8&ms=250", "https://h2.example.com/drip?n=8&ms=250"}) {
+    SCOPED_TRACE(url);
+    auto run = testing::runCommand(
+        fmt::format("cd {} && PROXY=127.0.0.1:{} URL='{}' CA_FILE={} node resting_upload.mjs",
+                    clients, resting->explicitPort(), url, resting_ca));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    json answer = json::parse(run.output);
+    EXPECT_EQ(answer["status"], 200) << run.output;
+    EXPECT_EQ(answer["lines"], 8) << run.output;
+  }
+  resting->stop();
 }
 
 TEST_F(EgressTest, PooledConnectionTheUpstreamClosedIsNotReused) {

@@ -754,7 +754,20 @@ net::awaitable<void> relayRequestBody(Client& client, beast::flat_buffer& client
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
-    beast::get_lowest_layer(client).expires_after(idle);
+    if constexpr (std::is_same_v<Client, beast::tcp_stream>) {
+      // Beside a response, a plain connection's body read has no deadline of its own: an upload
+      // may rest while the response streams, and the exchange is watched elsewhere (every response
+      // write and upstream read has one; the response's end stops this relay). tcp_stream times
+      // reads apart from writes; TLS and HTTP/2 streams share one deadline, refreshed by the
+      // response's writes.
+      if (relay.running) {
+        client.expires_never();
+      } else {
+        client.expires_after(idle);
+      }
+    } else {
+      beast::get_lowest_layer(client).expires_after(idle);
+    }
     co_await http::async_read_some(client, client_buffer, parser,
                                    net::redirect_error(use_awaitable, ec));
     // An operation that completed at once cannot be cancelled: the flag stops the loop.
@@ -969,6 +982,7 @@ net::awaitable<Next> relayResponse(Connection& conn, Client& client, Up& up, Ups
     ex.mcp_error = mcp_observer->sawError();
   }
   if (!upstream_ok) co_return Next::kClose;  // cannot frame the rest: close the client
+  beast::get_lowest_layer(client).expires_after(idle);
   if (relay_trailers) {
     auto trailers = h2::trailersOf(upstream_res.base(), head_fields);
     for (const auto& [name, value] : trailers) {
