@@ -1,6 +1,8 @@
 // Shared helpers for the test clients: env access, the one-line JSON summary they print, and
 // CONNECT tunnels through the egress's explicit proxy.
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import tls from 'node:tls';
 
 export function env(name, fallback) {
@@ -62,4 +64,22 @@ export async function tlsThroughTunnel(proxy, authority, servername, ca, alpn) {
     secure.once('secureConnect', () => resolve(secure));
     secure.once('error', reject);
   });
+}
+
+// TLS to `url`'s host (port 443 unless it names one) through the explicit proxy at `proxy`,
+// trusting `ca` only and offering `alpn`.
+export function tlsToUrl(proxy, url, ca, alpn) {
+  return tlsThroughTunnel(proxy, `${url.hostname}:${url.port || 443}`, url.hostname, ca, alpn);
+}
+
+// An HTTP/1.1 request for `url` through the explicit proxy at `proxy`: the absolute-URI form for
+// http://, CONNECT then TLS trusting the certificate in `caFile` for https://. Not sent yet: the
+// caller writes the body and ends it.
+export async function requestThroughProxy(proxy, url, options, caFile) {
+  if (url.protocol === 'https:') {
+    const secure = await tlsToUrl(proxy, url, fs.readFileSync(caFile), 'http/1.1');
+    return https.request(url, { ...options, defaultPort: 443, createConnection: () => secure });
+  }
+  const [host, port] = proxy.split(':');
+  return http.request({ ...options, host, port: Number(port), path: url.href });
 }

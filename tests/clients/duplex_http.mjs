@@ -5,25 +5,16 @@
 // Env: PROXY=host:port, URL (http:// through absolute-URI proxying, https:// through CONNECT),
 //   MODE=h1|h2 (h2: https only), CA_FILE (https), ROUNDS (3), TIMEOUT_MS (10000).
 // Prints {"ok":true,"replies":[...],"status":N,"protocol":..} or {"ok":false,"error":..}.
-import http from 'node:http';
 import http2 from 'node:http2';
-import https from 'node:https';
 import fs from 'node:fs';
-import { env, done, fail, tlsThroughTunnel } from './common.mjs';
+import { env, done, fail, requestThroughProxy, tlsToUrl } from './common.mjs';
 
-const [proxyHost, proxyPort] = env('PROXY').split(':');
 const url = new URL(env('URL'));
 const mode = env('MODE', 'h1');
 const rounds = Number(env('ROUNDS', '3'));
 const replies = [];
 const timer = setTimeout(() => fail(new Error(`timed out after ${replies.length} replies`)),
                          Number(env('TIMEOUT_MS', '10000')));
-
-// TLS to url's host over a CONNECT tunnel through the proxy, offering `alpn`.
-function tunnel(alpn) {
-  return tlsThroughTunnel(env('PROXY'), `${url.hostname}:${url.port || 443}`, url.hostname,
-                          fs.readFileSync(env('CA_FILE')), alpn);
-}
 
 // Feeds response text in; writes the next ping once the reply to the last one is complete, and
 // ends the body after the last reply. Returns the text not yet matched.
@@ -48,7 +39,7 @@ function finish(status, protocol) {
 
 try {
   if (mode === 'h2') {
-    const secure = await tunnel('h2');
+    const secure = await tlsToUrl(env('PROXY'), url, fs.readFileSync(env('CA_FILE')), 'h2');
     const session = http2.connect(url.origin, { createConnection: () => secure });
     session.on('error', fail);
     const stream = session.request({ ':method': 'POST', ':path': url.pathname,
@@ -68,14 +59,7 @@ try {
     stream.write('ping 1');
   } else {
     const options = { method: 'POST', headers: { 'content-type': 'text/plain' } };
-    let req;
-    if (url.protocol === 'https:') {
-      const secure = await tunnel('http/1.1');
-      req = https.request(url, { ...options, defaultPort: 443,
-                                 createConnection: () => secure });
-    } else {
-      req = http.request({ ...options, host: proxyHost, port: Number(proxyPort), path: url.href });
-    }
+    const req = await requestThroughProxy(env('PROXY'), url, options, env('CA_FILE', ''));
     req.on('response', (res) => {
       let pending = '';
       res.setEncoding('utf8');

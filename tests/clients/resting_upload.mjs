@@ -4,26 +4,14 @@
 // Env: PROXY=host:port, URL (http:// through absolute-URI proxying, https:// through CONNECT),
 //   CA_FILE (https), TIMEOUT_MS (15000).
 // Prints {"ok":true,"status":N,"lines":<"drip" lines received>} or {"ok":false,"error":..}.
-import http from 'node:http';
-import https from 'node:https';
-import fs from 'node:fs';
-import { env, done, fail, tlsThroughTunnel } from './common.mjs';
+import { env, done, fail, requestThroughProxy } from './common.mjs';
 
-const [proxyHost, proxyPort] = env('PROXY').split(':');
 const url = new URL(env('URL'));
 const timer = setTimeout(() => fail(new Error('timed out')), Number(env('TIMEOUT_MS', '15000')));
 
 try {
   const options = { method: 'POST', headers: { 'content-type': 'application/octet-stream' } };
-  let req;
-  if (url.protocol === 'https:') {
-    const secure = await tlsThroughTunnel(env('PROXY'), `${url.hostname}:${url.port || 443}`,
-                                          url.hostname, fs.readFileSync(env('CA_FILE')),
-                                          'http/1.1');
-    req = https.request(url, { ...options, defaultPort: 443, createConnection: () => secure });
-  } else {
-    req = http.request({ ...options, host: proxyHost, port: Number(proxyPort), path: url.href });
-  }
+  const req = await requestThroughProxy(env('PROXY'), url, options, env('CA_FILE', ''));
   req.on('response', (res) => {
     let text = '';
     res.setEncoding('utf8');

@@ -6,13 +6,10 @@
 // Sends the body in two writes, then trailers x-checksum: sha-256=test and authorization: Bearer
 // agent-key (a credential in a trailer section: never forwarded).
 // Prints {"ok":true,"status":N,"protocol":..,"answer":{..}} or {"ok":false,"error":..}.
-import http from 'node:http';
 import http2 from 'node:http2';
-import https from 'node:https';
 import fs from 'node:fs';
-import { env, done, fail, tlsThroughTunnel } from './common.mjs';
+import { env, done, fail, requestThroughProxy, tlsToUrl } from './common.mjs';
 
-const [proxyHost, proxyPort] = env('PROXY').split(':');
 const url = new URL(env('URL'));
 const mode = env('MODE', 'h1');
 const contentType = env('CONTENT_TYPE', 'application/octet-stream');
@@ -31,14 +28,9 @@ function finish(status, protocol, text) {
   done({ status, protocol, answer });
 }
 
-function tunnel(alpn) {
-  return tlsThroughTunnel(env('PROXY'), `${url.hostname}:${url.port || 443}`, url.hostname,
-                          fs.readFileSync(env('CA_FILE')), alpn);
-}
-
 try {
   if (mode === 'h2') {
-    const secure = await tunnel('h2');
+    const secure = await tlsToUrl(env('PROXY'), url, fs.readFileSync(env('CA_FILE')), 'h2');
     const session = http2.connect(url.origin, { createConnection: () => secure });
     session.on('error', fail);
     const stream = session.request({ ':method': 'POST', ':path': url.pathname,
@@ -60,13 +52,7 @@ try {
   } else {
     const options = { method: 'POST', headers: { 'content-type': contentType,
                                                   trailer: 'x-checksum' } };
-    let req;
-    if (url.protocol === 'https:') {
-      const secure = await tunnel('http/1.1');
-      req = https.request(url, { ...options, defaultPort: 443, createConnection: () => secure });
-    } else {
-      req = http.request({ ...options, host: proxyHost, port: Number(proxyPort), path: url.href });
-    }
+    const req = await requestThroughProxy(env('PROXY'), url, options, env('CA_FILE', ''));
     req.on('response', (res) => {
       let text = '';
       res.setEncoding('utf8');

@@ -6,7 +6,7 @@
 import https from 'node:https';
 import fs from 'node:fs';
 import WebSocket from 'ws';
-import { env, done, fail, tlsThroughTunnel } from './common.mjs';
+import { env, done, fail, tlsToUrl } from './common.mjs';
 
 const proxy = env('PROXY');
 const ca = fs.readFileSync(env('CA_FILE'));
@@ -15,8 +15,7 @@ const url = new URL(env('URL'));
 // An agent whose connections are TLS over a CONNECT tunnel through the proxy.
 class TunnelAgent extends https.Agent {
   createConnection(options, callback) {
-    tlsThroughTunnel(proxy, `${url.hostname}:${url.port || 443}`, url.hostname, ca, 'http/1.1')
-      .then((secure) => callback(null, secure), callback);
+    tlsToUrl(proxy, url, ca, 'http/1.1').then((secure) => callback(null, secure), callback);
   }
 }
 

@@ -385,6 +385,18 @@ class EgressTest : public ::testing::Test {
     return telemetry::findInt(record, key).value_or(-1);
   }
 
+  // A proxy over the open snapshot with `options`, its CA certificate written to `ca_file` in the
+  // test directory (*ca_path names it). Null, with a test failure, when it did not start.
+  std::unique_ptr<egress::Proxy> startOpenProxy(const egress::ProxyOptions& options,
+                                                const std::string& ca_file, std::string* ca_path) {
+    auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
+    EXPECT_TRUE(started.ok()) << started.status().toString();
+    if (!started.ok()) return nullptr;
+    *ca_path = (*dir_ / ca_file).string();
+    std::ofstream(*ca_path) << started.value()->caCertificatePem();
+    return std::move(started).value();
+  }
+
   static fs::path* dir_;
   static std::shared_ptr<const egress::tls::CertificateAuthority>* upstream_ca_;
   static std::map<std::string, std::unique_ptr<mockprovider::MockServer>>* mocks_;
@@ -945,11 +957,9 @@ TEST_F(EgressTest, Http2UpstreamsAreMultiplexed) {
   options.threads = 1;  // one event loop: one upstream connection
   options.extra_upstream_ca_pem = (*upstream_ca_)->certPem();
   options.upstream_overrides.emplace_back("h2.example.com:443", fmt::format("127.0.0.1:{}", port));
-  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
-  ASSERT_TRUE(started.ok()) << started.status().toString();
-  auto proxy = std::move(started).value();
-  std::string ca = (*dir_ / "h2-proxy-ca.pem").string();
-  std::ofstream(ca) << proxy->caCertificatePem();
+  std::string ca;
+  auto proxy = startOpenProxy(options, "h2-proxy-ca.pem", &ca);
+  ASSERT_TRUE(proxy);
   auto run = [&](const std::string& args) {
     return testing::runCommand(
         fmt::format("curl -sS --max-time 20 -x http://127.0.0.1:{} "
@@ -1048,11 +1058,9 @@ TEST_F(EgressTest, TrailersAndGrpcPassThrough) {
       fmt::format("127.0.0.1:{}", json::parse(grpc_first)["port"].get<int>()));
   options.upstream_overrides.emplace_back(
       "h2.example.com:443", fmt::format("127.0.0.1:{}", json::parse(h2_first)["port"].get<int>()));
-  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
-  ASSERT_TRUE(started.ok()) << started.status().toString();
-  auto proxy = std::move(started).value();
-  std::string ca = (*dir_ / "trailers-proxy-ca.pem").string();
-  std::ofstream(ca) << proxy->caCertificatePem();
+  std::string ca;
+  auto proxy = startOpenProxy(options, "trailers-proxy-ca.pem", &ca);
+  ASSERT_TRUE(proxy);
 
   auto grpc = testing::runCommand(fmt::format(
       "cd {} && ROLE=client grpc_proxy=http://127.0.0.1:{} TARGET=grpc.example.com:443 CA_FILE={} "
@@ -1153,11 +1161,9 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
                                           fmt::format("127.0.0.1:{}", ports["port"].get<int>()));
   options.upstream_overrides.emplace_back(
       "plain.example.com:80", fmt::format("127.0.0.1:{}", ports["plain_port"].get<int>()));
-  auto started = egress::Proxy::start(options, open_, identities_, pipeline_.get());
-  ASSERT_TRUE(started.ok()) << started.status().toString();
-  auto proxy = std::move(started).value();
-  std::string ca = (*dir_ / "duplex-proxy-ca.pem").string();
-  std::ofstream(ca) << proxy->caCertificatePem();
+  std::string ca;
+  auto proxy = startOpenProxy(options, "duplex-proxy-ca.pem", &ca);
+  ASSERT_TRUE(proxy);
 
   struct Case {
     std::string mode, url, protocol;
@@ -1261,11 +1267,9 @@ TEST_F(EgressTest, RequestBodiesFlowWhileTheResponseDoes) {
   // HTTP/1.1 (whose connection times reads apart from writes) and over TLS.
   egress::ProxyOptions short_idle = options;
   short_idle.idle_timeout_ms = 1000;
-  auto resting_started = egress::Proxy::start(short_idle, open_, identities_, pipeline_.get());
-  ASSERT_TRUE(resting_started.ok()) << resting_started.status().toString();
-  auto resting = std::move(resting_started).value();
-  std::string resting_ca = (*dir_ / "resting-proxy-ca.pem").string();
-  std::ofstream(resting_ca) << resting->caCertificatePem();
+  std::string resting_ca;
+  auto resting = startOpenProxy(short_idle, "resting-proxy-ca.pem", &resting_ca);
+  ASSERT_TRUE(resting);
   for (const char* url :
        {"http://plain.example.com/drip?n=8&ms=250", "https://h2.example.com/drip?n=8&ms=250"}) {
     SCOPED_TRACE(url);
