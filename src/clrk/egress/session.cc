@@ -823,11 +823,11 @@ net::awaitable<void> writeWithTrailers(
   co_await http::async_write_header(up, serializer, net::redirect_error(use_awaitable, ec));
   if (ec) co_return;
   const std::string& body = request.body();
+  // A non-empty body is one chunk: its size line, the bytes, CRLF. Then the last chunk.
   std::string size_line = body.empty() ? std::string() : fmt::format("{:x}\r\n", body.size());
-  std::string last = h2::lastChunk(trailers);
-  std::array<net::const_buffer, 4> pieces = {
-      net::buffer(size_line), net::buffer(body),
-      net::buffer(body.empty() ? "" : "\r\n", body.empty() ? 0 : 2), net::buffer(last)};
+  std::string end = (body.empty() ? std::string() : std::string("\r\n")) + h2::lastChunk(trailers);
+  std::array<net::const_buffer, 3> pieces = {net::buffer(size_line), net::buffer(body),
+                                             net::buffer(end)};
   co_await net::async_write(up, pieces, net::redirect_error(use_awaitable, ec));
 }
 
@@ -1070,8 +1070,9 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   }
 
   // Buffered body for provider/MCP/JSON requests (bounded).
-  // Fields the parser adds past these are a chunked body's trailers.
-  const size_t request_head_fields = h2::fieldCount(header_parser.get().base());
+  // Fields the parser adds past these are a chunked body's trailers (counted only then).
+  const size_t request_head_fields =
+      header_parser.chunked() ? h2::fieldCount(header_parser.get().base()) : 0;
   std::optional<http::request_parser<http::string_body>> buffered;
   std::optional<http::request_parser<http::buffer_body>> streamed;
   if (inspect_body) {
@@ -1348,7 +1349,9 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
             relay->message.body().data = nullptr;
             relay->message.body().more = !streamed->is_done();
             relay->relay_trailers = streamed->chunked() && relay->message.chunked();
-            relay->trailers_from = h2::fieldCount(streamed->get().base());
+            if (relay->relay_trailers) {
+              relay->trailers_from = h2::fieldCount(streamed->get().base());
+            }
             relay->credential = credential;
             relay->header_edits = &decision.request_headers;
             co_await http::async_write_header(up, *relay->serializer,

@@ -297,29 +297,28 @@ int Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
                          void* self) {
   auto* conn = static_cast<Connection*>(self);
   Stream* stream = conn->find(frame->hd.stream_id);
-  if (stream == nullptr) return 0;
+  if (stream == nullptr || stream->overflow) return 0;
+  // RFC 9113 §6.5.2 accounting; the trailers share the head's bound.
+  stream->header_bytes += name_len + value_len + 32;
+  const bool over = stream->header_bytes > conn->options_.max_header_bytes;
+  std::string field_name(reinterpret_cast<const char*>(name), name_len);
+  std::string field_value(reinterpret_cast<const char*>(value), value_len);
   if (stream->started) {
     // Trailers: relayed in the HTTP/1.1 body's last chunk (a body with a content-length cannot
-    // carry them: dropped). They share the head's size bound; past it they are all dropped.
-    stream->header_bytes += name_len + value_len + 32;
-    if (stream->header_bytes > conn->options_.max_header_bytes) {
+    // carry them: dropped). Past the bound they are all dropped.
+    if (over) {
       stream->trailers.clear();
     } else if (stream->chunked) {
-      stream->trailers.emplace_back(std::string(reinterpret_cast<const char*>(name), name_len),
-                                    std::string(reinterpret_cast<const char*>(value), value_len));
+      stream->trailers.emplace_back(std::move(field_name), std::move(field_value));
     }
     return 0;
   }
-  if (stream->overflow) return 0;
-  stream->header_bytes += name_len + value_len + 32;  // RFC 9113 §6.5.2 accounting
-  if (stream->header_bytes > conn->options_.max_header_bytes) {
+  if (over) {
     stream->overflow = true;
     stream->fields.clear();
     return 0;
   }
-  stream->fields.push_back(
-      HeaderField{std::string(reinterpret_cast<const char*>(name), name_len),
-                  std::string(reinterpret_cast<const char*>(value), value_len)});
+  stream->fields.push_back(HeaderField{std::move(field_name), std::move(field_value)});
   return 0;
 }
 
