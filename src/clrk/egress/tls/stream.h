@@ -115,25 +115,29 @@ boost::asio::mutable_buffer firstMutable(const Buffers& buffers) {
 }
 
 // Copies up to scratch_size bytes of `buffers` into `scratch` (a single buffer is used in place).
+// One pass over the sequence: stepping Beast's composed buffer iterators is not cheap.
 template <class Buffers>
 boost::asio::const_buffer gather(const Buffers& buffers, char* scratch, size_t scratch_size) {
-  size_t count = 0;
   boost::asio::const_buffer single;
+  size_t used = 0;  // bytes in scratch once a second piece was seen
+  bool copying = false;
   for (auto it = boost::asio::buffer_sequence_begin(buffers);
        it != boost::asio::buffer_sequence_end(buffers); ++it) {
     boost::asio::const_buffer piece(*it);
     if (piece.size() == 0) continue;
-    if (++count == 1) single = piece;
-  }
-  if (count <= 1) return single;
-  size_t used = 0;
-  for (auto it = boost::asio::buffer_sequence_begin(buffers);
-       it != boost::asio::buffer_sequence_end(buffers) && used < scratch_size; ++it) {
-    boost::asio::const_buffer piece(*it);
+    if (single.size() == 0 && !copying) {
+      single = piece;
+      continue;
+    }
+    if (!copying) {
+      copying = true;
+      used = boost::asio::buffer_copy(boost::asio::buffer(scratch, scratch_size), single);
+    }
     used +=
         boost::asio::buffer_copy(boost::asio::buffer(scratch + used, scratch_size - used), piece);
+    if (used == scratch_size) break;
   }
-  return {scratch, used};
+  return copying ? boost::asio::const_buffer(scratch, used) : single;
 }
 
 // A per-thread gather buffer for writes (the bytes are in OpenSSL's record once SSL_write

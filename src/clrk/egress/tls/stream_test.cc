@@ -38,6 +38,28 @@ static_assert(
 
 // A server context with a leaf for "stream.test", a client context trusting its CA, and a
 // connected loopback socket pair.
+TEST(GatherTest, OneBufferIsUsedInPlaceAndSeveralAreCopiedUpToTheScratchSize) {
+  std::array<char, 8> scratch{};
+  std::string one = "abc";
+  std::string two = "defgh";
+  std::string three = "ijklmn";
+  std::string empty;
+  // A single non-empty piece, empty ones around it: no copy.
+  std::array<net::const_buffer, 3> single = {net::buffer(empty), net::buffer(one),
+                                             net::buffer(empty)};
+  net::const_buffer got = detail::gather(single, scratch.data(), scratch.size());
+  EXPECT_EQ(got.data(), one.data());
+  EXPECT_EQ(got.size(), one.size());
+  // Several pieces are concatenated into the scratch, cut at its size.
+  std::array<net::const_buffer, 4> several = {net::buffer(one), net::buffer(empty),
+                                              net::buffer(two), net::buffer(three)};
+  got = detail::gather(several, scratch.data(), scratch.size());
+  EXPECT_EQ(got.data(), scratch.data());
+  EXPECT_EQ(std::string(static_cast<const char*>(got.data()), got.size()), "abcdefgh");
+  std::array<net::const_buffer, 2> nothing = {net::buffer(empty), net::buffer(empty)};
+  EXPECT_EQ(detail::gather(nothing, scratch.data(), scratch.size()).size(), 0u);
+}
+
 class StreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
