@@ -92,6 +92,22 @@ class FieldsHeaders final : public filters::Headers {
 // below even when Connection names it, as RFC 9110 §10.1.4 says a sender of TE must. Allocates
 // nothing.
 void stripHopByHop(http::fields& fields, bool keep_upgrade) {
+  // Most messages carry none of these: one pass over the list is cheaper than the lookups below.
+  bool any = false;
+  for (const auto& field : fields) {
+    switch (field.name()) {
+      case http::field::connection:
+      case http::field::upgrade:
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+        any = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (!any) return;
   // Erasing other fields keeps the Connection fields (and their values) in place.
   for (auto it = fields.find(http::field::connection);
        it != fields.end() && it->name() == http::field::connection; ++it) {
@@ -182,20 +198,20 @@ void emitL4(Connection& conn, std::string_view action, const std::string& rule,
       "tcp {}:{}", conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname, conn.dst.port);
   record.start = start;
   record.end = record.start + (steady_clock::now() - started);
-  telemetry::set(record, attr::kClrkLayer, std::string("l4"));
-  telemetry::set(record, attr::kNetworkTransport, std::string("tcp"));
-  telemetry::set(record, attr::kServerAddress,
+  telemetry::add(record, attr::kClrkLayer, std::string("l4"));
+  telemetry::add(record, attr::kNetworkTransport, std::string("tcp"));
+  telemetry::add(record, attr::kServerAddress,
                  conn.dst.hostname.empty() ? conn.dst.ip : conn.dst.hostname);
-  telemetry::set(record, attr::kServerPort, static_cast<int64_t>(conn.dst.port));
-  if (!conn.dst.ip.empty()) telemetry::set(record, kAttrDestinationAddress, conn.dst.ip);
-  if (!sni.empty()) telemetry::set(record, attr::kTlsServerName, sni);
-  telemetry::set(record, attr::kClrkDecision, std::string(action));
-  if (!rule.empty()) telemetry::set(record, attr::kClrkRule, rule);
-  if (!reason.empty()) telemetry::set(record, attr::kClrkReason, reason);
-  telemetry::set(record, kAttrListener, conn.listener);
-  telemetry::set(record, attr::kClrkBytesSent, static_cast<int64_t>(sent));
-  telemetry::set(record, attr::kClrkBytesReceived, static_cast<int64_t>(received));
-  telemetry::set(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - started));
+  telemetry::add(record, attr::kServerPort, static_cast<int64_t>(conn.dst.port));
+  if (!conn.dst.ip.empty()) telemetry::add(record, kAttrDestinationAddress, conn.dst.ip);
+  if (!sni.empty()) telemetry::add(record, attr::kTlsServerName, sni);
+  telemetry::add(record, attr::kClrkDecision, std::string(action));
+  if (!rule.empty()) telemetry::add(record, attr::kClrkRule, rule);
+  if (!reason.empty()) telemetry::add(record, attr::kClrkReason, reason);
+  telemetry::add(record, kAttrListener, conn.listener);
+  telemetry::add(record, attr::kClrkBytesSent, static_cast<int64_t>(sent));
+  telemetry::add(record, attr::kClrkBytesReceived, static_cast<int64_t>(received));
+  telemetry::add(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - started));
   setIdentity(record, conn);
   if (action == "deny") {
     record.status_code = 2;
@@ -263,7 +279,18 @@ struct DialTarget {
 };
 
 std::string poolKey(const DialTarget& target) {
-  return fmt::format("{}|{}|{}|{}", target.tls ? 's' : 'p', target.host, target.port, target.ip);
+  // Built by hand: this runs for every request, and fmt's runtime format parsing costs more than
+  // the appends.
+  std::string key;
+  key.reserve(target.host.size() + target.ip.size() + 10);
+  key += target.tls ? 's' : 'p';
+  key += '|';
+  key += target.host;
+  key += '|';
+  key += std::to_string(target.port);
+  key += '|';
+  key += target.ip;
+  return key;
 }
 
 // Connects (or reuses a pooled connection). On failure returns nullptr and sets *failure.
@@ -507,48 +534,49 @@ void emitHttp(Connection& conn, const Exchange& ex) {
   namespace attr = telemetry::attr;
   telemetry::Record record;
   record.attributes.reserve(32);  // room for every attribute below and the identity's
-  record.name = fmt::format("{} {} {}", ex.method, ex.host, ex.path);
+  record.name.reserve(ex.method.size() + ex.host.size() + ex.path.size() + 2);
+  record.name.append(ex.method).append(1, ' ').append(ex.host).append(1, ' ').append(ex.path);
   record.start = ex.start;
   record.end = ex.start + (steady_clock::now() - ex.started);
-  telemetry::set(record, attr::kClrkLayer, std::string("l7"));
-  telemetry::set(record, attr::kHttpRequestMethod, ex.method);
-  telemetry::set(record, attr::kUrlFull, ex.url);
-  telemetry::set(record, attr::kServerAddress, ex.host);
-  telemetry::set(record, attr::kServerPort, static_cast<int64_t>(ex.port));
-  if (ex.status) telemetry::set(record, attr::kHttpResponseStatusCode, int64_t{ex.status});
-  telemetry::set(record, attr::kClrkDecision, ex.decision);
-  if (!ex.rule.empty()) telemetry::set(record, attr::kClrkRule, ex.rule);
-  if (!ex.reason.empty()) telemetry::set(record, attr::kClrkReason, ex.reason);
-  telemetry::set(record, kAttrListener, conn.listener);
-  telemetry::set(record, attr::kNetworkProtocolVersion, std::string(conn.http2 ? "2" : "1.1"));
-  if (conn.tls) telemetry::set(record, attr::kTlsServerName, conn.dst.hostname);
-  if (!ex.backend.empty()) telemetry::set(record, attr::kClrkBackend, ex.backend);
+  telemetry::add(record, attr::kClrkLayer, std::string("l7"));
+  telemetry::add(record, attr::kHttpRequestMethod, ex.method);
+  telemetry::add(record, attr::kUrlFull, ex.url);
+  telemetry::add(record, attr::kServerAddress, ex.host);
+  telemetry::add(record, attr::kServerPort, static_cast<int64_t>(ex.port));
+  if (ex.status) telemetry::add(record, attr::kHttpResponseStatusCode, int64_t{ex.status});
+  telemetry::add(record, attr::kClrkDecision, ex.decision);
+  if (!ex.rule.empty()) telemetry::add(record, attr::kClrkRule, ex.rule);
+  if (!ex.reason.empty()) telemetry::add(record, attr::kClrkReason, ex.reason);
+  telemetry::add(record, kAttrListener, conn.listener);
+  telemetry::add(record, attr::kNetworkProtocolVersion, std::string(conn.http2 ? "2" : "1.1"));
+  if (conn.tls) telemetry::add(record, attr::kTlsServerName, conn.dst.hostname);
+  if (!ex.backend.empty()) telemetry::add(record, attr::kClrkBackend, ex.backend);
   if (!ex.credential_policy.empty()) {
-    telemetry::set(record, attr::kClrkCredentialPolicy, ex.credential_policy);
+    telemetry::add(record, attr::kClrkCredentialPolicy, ex.credential_policy);
   }
   if (!ex.credential_warning.empty()) {
-    telemetry::set(record, kAttrCredentialWarning, ex.credential_warning);
+    telemetry::add(record, kAttrCredentialWarning, ex.credential_warning);
   }
   if (ex.attempts > 1) {
-    telemetry::set(record, attr::kClrkFallbackCount, int64_t{ex.attempts - 1});
+    telemetry::add(record, attr::kClrkFallbackCount, int64_t{ex.attempts - 1});
   }
   if (ex.provider != llm::Provider::kNone) {
-    telemetry::set(record, attr::kGenAiSystem, std::string(llm::genAiSystem(ex.provider)));
+    telemetry::add(record, attr::kGenAiSystem, std::string(llm::genAiSystem(ex.provider)));
     if (!ex.summary.operation.empty()) {
-      telemetry::set(record, attr::kGenAiOperationName, ex.summary.operation);
+      telemetry::add(record, attr::kGenAiOperationName, ex.summary.operation);
     }
     if (!ex.summary.model.empty()) {
-      telemetry::set(record, attr::kGenAiRequestModel, ex.summary.model);
+      telemetry::add(record, attr::kGenAiRequestModel, ex.summary.model);
     }
-    if (ex.summary.stream) telemetry::set(record, attr::kClrkStreaming, true);
+    if (ex.summary.stream) telemetry::add(record, attr::kClrkStreaming, true);
   }
   if (ex.usage) {
     const llm::Usage& usage = *ex.usage;
     if (!usage.response_model.empty()) {
-      telemetry::set(record, attr::kGenAiResponseModel, usage.response_model);
+      telemetry::add(record, attr::kGenAiResponseModel, usage.response_model);
     }
     if (!usage.response_id.empty()) {
-      telemetry::set(record, attr::kGenAiResponseId, usage.response_id);
+      telemetry::add(record, attr::kGenAiResponseId, usage.response_id);
     }
     if (!usage.finish_reasons.empty()) {
       std::string joined;
@@ -556,46 +584,46 @@ void emitHttp(Connection& conn, const Exchange& ex) {
         if (!joined.empty()) joined += ',';
         joined += reason;
       }
-      telemetry::set(record, attr::kGenAiResponseFinishReasons, joined);
+      telemetry::add(record, attr::kGenAiResponseFinishReasons, joined);
     }
     if (usage.input_tokens) {
-      telemetry::set(record, attr::kGenAiUsageInputTokens, *usage.input_tokens);
+      telemetry::add(record, attr::kGenAiUsageInputTokens, *usage.input_tokens);
     }
     if (usage.output_tokens) {
-      telemetry::set(record, attr::kGenAiUsageOutputTokens, *usage.output_tokens);
+      telemetry::add(record, attr::kGenAiUsageOutputTokens, *usage.output_tokens);
     }
     if (usage.total_tokens) {
-      telemetry::set(record, attr::kClrkUsageTotalTokens, *usage.total_tokens);
+      telemetry::add(record, attr::kClrkUsageTotalTokens, *usage.total_tokens);
     }
   }
   if (!ex.mcp.empty()) {
-    telemetry::set(record, attr::kMcpMethodName, ex.mcp.front().method);
+    telemetry::add(record, attr::kMcpMethodName, ex.mcp.front().method);
     if (!ex.mcp.front().tool.empty()) {
-      telemetry::set(record, attr::kGenAiToolName, ex.mcp.front().tool);
+      telemetry::add(record, attr::kGenAiToolName, ex.mcp.front().tool);
     }
-    if (ex.mcp_error) telemetry::set(record, kAttrMcpError, true);
+    if (ex.mcp_error) telemetry::add(record, kAttrMcpError, true);
   }
   if (ex.grpc) {
-    telemetry::set(record, attr::kRpcSystem, std::string("grpc"));
+    telemetry::add(record, attr::kRpcSystem, std::string("grpc"));
     // The path is /package.Service/Method.
     std::string_view path = ex.path;
     size_t slash = path.size() > 1 ? path.find('/', 1) : std::string_view::npos;
     if (!path.empty() && path.front() == '/' && slash != std::string_view::npos &&
         slash + 1 < path.size()) {
-      telemetry::set(record, attr::kRpcService, std::string(path.substr(1, slash - 1)));
-      telemetry::set(record, attr::kRpcMethod, std::string(path.substr(slash + 1)));
+      telemetry::add(record, attr::kRpcService, std::string(path.substr(1, slash - 1)));
+      telemetry::add(record, attr::kRpcMethod, std::string(path.substr(slash + 1)));
     }
     if (ex.grpc_status) {
-      telemetry::set(record, attr::kRpcGrpcStatusCode, int64_t{*ex.grpc_status});
+      telemetry::add(record, attr::kRpcGrpcStatusCode, int64_t{*ex.grpc_status});
     }
   }
-  if (!ex.error_type.empty()) telemetry::set(record, attr::kErrorType, ex.error_type);
+  if (!ex.error_type.empty()) telemetry::add(record, attr::kErrorType, ex.error_type);
   if (ex.first_byte) {
-    telemetry::set(record, attr::kClrkTtfbMs, msDouble(*ex.first_byte - ex.started));
+    telemetry::add(record, attr::kClrkTtfbMs, msDouble(*ex.first_byte - ex.started));
   }
-  telemetry::set(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - ex.started));
-  telemetry::set(record, attr::kClrkBytesSent, static_cast<int64_t>(ex.bytes_sent));
-  telemetry::set(record, attr::kClrkBytesReceived, static_cast<int64_t>(ex.bytes_received));
+  telemetry::add(record, attr::kClrkDurationMs, msDouble(steady_clock::now() - ex.started));
+  telemetry::add(record, attr::kClrkBytesSent, static_cast<int64_t>(ex.bytes_sent));
+  telemetry::add(record, attr::kClrkBytesReceived, static_cast<int64_t>(ex.bytes_received));
   setIdentity(record, conn);
   if (ex.decision != "allow" || ex.status >= 500 || ex.status == 0) {
     record.status_code = 2;
@@ -1044,8 +1072,10 @@ net::awaitable<Next> serveRequest(Connection& conn, Client& client,
   if (ex.port == 0) ex.port = tls ? 443 : 80;
   ex.path = target.substr(0, target.find('?'));
   bool default_port = (tls && ex.port == 443) || (!tls && ex.port == 80);
-  ex.url = fmt::format("{}://{}{}{}", tls ? "https" : "http", ex.host,
-                       default_port ? std::string() : fmt::format(":{}", ex.port), ex.path);
+  ex.url.reserve(ex.host.size() + ex.path.size() + 16);
+  ex.url.append(tls ? "https://" : "http://").append(ex.host);
+  if (!default_port) ex.url.append(1, ':').append(std::to_string(ex.port));
+  ex.url.append(ex.path);
   ex.provider = llm::detectProvider(ex.host, ex.path);
 
   bool expects_continue = asciiEqualsIgnoreCase(ssv(req[http::field::expect]), "100-continue");

@@ -6,7 +6,10 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bitset>
+#include <cassert>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -200,24 +203,46 @@ void appendJsonDouble(std::string& out, double value) {
   out.append(buf, end);
 }
 
-void putVarint(std::string& out, uint64_t value) {
+size_t varintSize(uint64_t value) {
+  size_t size = 1;
   while (value >= 0x80) {
-    out += static_cast<char>(static_cast<uint8_t>(value) | 0x80);
     value >>= 7;
+    ++size;
   }
-  out += static_cast<char>(value);
+  return size;
 }
 
-void putFixed64(std::string& out, uint64_t value) {
-  char buf[8];
-  for (int idx = 0; idx < 8; ++idx) buf[idx] = static_cast<char>(value >> (8 * idx));
-  out.append(buf, 8);
-}
+// Writes appendBinary's fields into room made for them beforehand (no capacity checks per byte).
+class BinaryWriter {
+ public:
+  explicit BinaryWriter(char* at) : at_(at) {}
+  char* at() const { return at_; }
 
-void putString(std::string& out, std::string_view text) {
-  putVarint(out, text.size());
-  out.append(text);
-}
+  void byte(uint8_t value) { *at_++ = static_cast<char>(value); }
+  void bytes(const void* data, size_t size) {
+    std::memcpy(at_, data, size);
+    at_ += size;
+  }
+  void varint(uint64_t value) {
+    while (value >= 0x80) {
+      byte(static_cast<uint8_t>(value) | 0x80);
+      value >>= 7;
+    }
+    byte(static_cast<uint8_t>(value));
+  }
+  void fixed64(uint64_t value) {
+    for (int idx = 0; idx < 8; ++idx) byte(static_cast<uint8_t>(value >> (8 * idx)));
+  }
+  void string(std::string_view text) {
+    varint(text.size());
+    bytes(text.data(), text.size());
+  }
+
+ private:
+  char* at_;
+};
+
+size_t stringSize(std::string_view text) { return varintSize(text.size()) + text.size(); }
 
 // Reads appendBinary fields from a byte range; every getter fails (false) past the end.
 class BinaryReader {
@@ -344,6 +369,10 @@ void set(Record& record, std::string_view key, AttributeValue value) {
   record.attributes.push_back(Attribute{std::string(key), std::move(value)});
 }
 
+void add(Record& record, std::string_view key, AttributeValue value) {
+  record.attributes.push_back(Attribute{std::string(key), std::move(value)});
+}
+
 const AttributeValue* find(const Record& record, std::string_view key) {
   for (const Attribute& attribute : record.attributes) {
     if (attribute.key == key) return &attribute.value;
@@ -458,6 +487,37 @@ Result<Record> recordFromJson(std::string_view json) {
   }
 }
 
+namespace {
+
+// False when no two keys of `attributes` can be equal: keys are bucketed by a cheap hash and
+// only keys sharing a bucket are compared (normalize runs for every spooled record).
+bool mayRepeatKeys(const std::vector<Attribute>& attributes) {
+  constexpr size_t kMaxChecked = 64;
+  if (attributes.size() > kMaxChecked) return true;
+  std::array<uint8_t, kMaxChecked> bucket_of{};
+  std::bitset<256> used;
+  for (size_t idx = 0; idx < attributes.size(); ++idx) {
+    const std::string& key = attributes[idx].key;
+    size_t hash = key.size() * 131;
+    if (!key.empty()) {
+      hash += static_cast<unsigned char>(key.front()) * 31u +
+              static_cast<unsigned char>(key[key.size() / 2]) * 7u +
+              static_cast<unsigned char>(key.back());
+    }
+    auto bucket = static_cast<uint8_t>(hash ^ (hash >> 8));
+    if (used.test(bucket)) {
+      for (size_t earlier = 0; earlier < idx; ++earlier) {
+        if (bucket_of[earlier] == bucket && attributes[earlier].key == key) return true;
+      }
+    }
+    used.set(bucket);
+    bucket_of[idx] = bucket;
+  }
+  return false;
+}
+
+}  // namespace
+
 void normalize(Record& record) {
   sanitizeUtf8(record.name);
   sanitizeUtf8(record.status_message);
@@ -475,6 +535,7 @@ void normalize(Record& record) {
   // Repeated keys (only possible when attributes were pushed without set()): keep the first
   // position and the last value, as set() does when the JSON is read back.
   auto& attributes = record.attributes;
+  if (!mayRepeatKeys(attributes)) return;
   for (size_t attr_idx = 1; attr_idx < attributes.size(); ++attr_idx) {
     for (size_t earlier_idx = 0; earlier_idx < attr_idx; ++earlier_idx) {
       if (attributes[earlier_idx].key == attributes[attr_idx].key) {
@@ -488,47 +549,55 @@ void normalize(Record& record) {
 }
 
 void appendBinary(std::string& out, const Record& record) {
-  size_t estimate = 96 + record.name.size() + record.status_message.size();
+  size_t size = 1 + stringSize(record.name) + record.trace_id.size() + record.span_id.size() +
+                record.parent_span_id.size() + 1 + 8 + 8 + 1 + stringSize(record.status_message) +
+                varintSize(record.attributes.size());
   for (const Attribute& attribute : record.attributes) {
-    estimate += 12 + attribute.key.size();
-    if (const auto* text = std::get_if<std::string>(&attribute.value)) estimate += text->size();
+    size += stringSize(attribute.key) + 1;
+    if (const auto* text = std::get_if<std::string>(&attribute.value)) {
+      size += stringSize(*text);
+    } else {
+      size += std::holds_alternative<bool>(attribute.value) ? 1 : 8;
+    }
   }
-  out.reserve(out.size() + estimate);
-  out += static_cast<char>(kBinaryRecordTag);
-  putString(out, record.name);
-  out.append(reinterpret_cast<const char*>(record.trace_id.data()), record.trace_id.size());
-  out.append(reinterpret_cast<const char*>(record.span_id.data()), record.span_id.size());
-  out.append(reinterpret_cast<const char*>(record.parent_span_id.data()),
-             record.parent_span_id.size());
-  out += static_cast<char>(static_cast<uint8_t>(record.kind));
-  putFixed64(out, static_cast<uint64_t>(toNanos(record.start)));
-  putFixed64(out, static_cast<uint64_t>(toNanos(record.end)));
-  out += static_cast<char>(static_cast<uint8_t>(record.status_code));
-  putString(out, record.status_message);
-  putVarint(out, record.attributes.size());
+  size_t start = out.size();
+  out.resize(start + size);
+  BinaryWriter writer(out.data() + start);
+  writer.byte(kBinaryRecordTag);
+  writer.string(record.name);
+  writer.bytes(record.trace_id.data(), record.trace_id.size());
+  writer.bytes(record.span_id.data(), record.span_id.size());
+  writer.bytes(record.parent_span_id.data(), record.parent_span_id.size());
+  writer.byte(static_cast<uint8_t>(record.kind));
+  writer.fixed64(static_cast<uint64_t>(toNanos(record.start)));
+  writer.fixed64(static_cast<uint64_t>(toNanos(record.end)));
+  writer.byte(static_cast<uint8_t>(record.status_code));
+  writer.string(record.status_message);
+  writer.varint(record.attributes.size());
   for (const Attribute& attribute : record.attributes) {
-    putString(out, attribute.key);
+    writer.string(attribute.key);
     std::visit(
-        [&out](const auto& value) {
+        [&writer](const auto& value) {
           using T = std::decay_t<decltype(value)>;
           if constexpr (std::is_same_v<T, std::string>) {
-            out += '\0';
-            putString(out, value);
+            writer.byte(0);
+            writer.string(value);
           } else if constexpr (std::is_same_v<T, int64_t>) {
-            out += '\1';
-            putFixed64(out, static_cast<uint64_t>(value));
+            writer.byte(1);
+            writer.fixed64(static_cast<uint64_t>(value));
           } else if constexpr (std::is_same_v<T, double>) {
             uint64_t bits = 0;
             std::memcpy(&bits, &value, sizeof bits);
-            out += '\2';
-            putFixed64(out, bits);
+            writer.byte(2);
+            writer.fixed64(bits);
           } else {
-            out += '\3';
-            out += value ? '\1' : '\0';
+            writer.byte(3);
+            writer.byte(value ? 1 : 0);
           }
         },
         attribute.value);
   }
+  assert(writer.at() == out.data() + out.size());  // the sizing above is exact
 }
 
 Result<Record> recordFromBinary(std::string_view data) {

@@ -65,6 +65,11 @@ struct Record {
 // Sets `key` to `value`, replacing an existing attribute of the same key (order kept).
 void set(Record& record, std::string_view key, AttributeValue value);
 
+// Appends `key` without looking for an existing attribute of that key: for emitters that set
+// each key once. A repeated key is still merged as set() would when the pipeline normalizes the
+// record (normalize() below).
+void add(Record& record, std::string_view key, AttributeValue value);
+
 // The value of `key`, or nullptr. The pointer is valid until `record` changes.
 const AttributeValue* find(const Record& record, std::string_view key);
 

@@ -230,6 +230,39 @@ TEST(RecordTest, BinaryRoundTripIsExact) {
   EXPECT_EQ(recordFromBinary(binary(Record{})).value(), Record{});
 }
 
+TEST(RecordTest, BinaryAppendsAfterWhatIsThereWithLongFields) {
+  Record record = sampleRecord();
+  record.status_message = std::string(20000, 'm');  // a three-byte length
+  for (int idx = 0; idx < 200; ++idx) {             // a two-byte attribute count
+    add(record, "k" + std::to_string(idx), std::string(static_cast<size_t>(idx), 'v'));
+  }
+  add(record, "clrk.flag", false);
+  std::string out = "prefix";
+  appendBinary(out, record);
+  ASSERT_EQ(out.substr(0, 6), "prefix");
+  auto decoded = recordFromBinary(std::string_view(out).substr(6));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
+  EXPECT_EQ(*decoded, record);
+}
+
+TEST(RecordTest, AddAppendsAndNormalizeMergesRepeatedKeys) {
+  Record record;
+  add(record, "a", int64_t{1});
+  add(record, "b", std::string("x"));
+  add(record, "a", int64_t{2});
+  ASSERT_EQ(record.attributes.size(), 3u);
+  normalize(record);
+  ASSERT_EQ(record.attributes.size(), 2u);
+  EXPECT_EQ(record.attributes[0].key, "a");
+  EXPECT_EQ(findInt(record, "a"), 2);
+  EXPECT_EQ(record.attributes[1].key, "b");
+  // Keys that share a bucket of the repeat check but differ are all kept.
+  Record distinct;
+  for (int idx = 0; idx < 60; ++idx) add(distinct, "gen_ai.key." + std::to_string(idx), true);
+  normalize(distinct);
+  EXPECT_EQ(distinct.attributes.size(), 60u);
+}
+
 TEST(RecordTest, MalformedBinaryIsAnErrorNamingTheField) {
   std::string encoded = binary(sampleRecord());
   // Every strict prefix is truncated, and nothing may follow the record.
