@@ -44,6 +44,7 @@
 //   --keep       keep the temp directory (configs, logs of squid/mitmproxy/clrk)
 #include "clrk/egress/tls/authority.h"
 #include "clrk/egress/tls/leaf_cache.h"
+#include "clrk/egress/tls/stream.h"
 
 #ifdef CLRK_BENCH_WITH_PROXY
 #include "clrk/api/codec.h"
@@ -96,6 +97,9 @@ using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+// The generator and the upstream speak TLS through clrk's own stream (OpenSSL on the socket, no
+// BIO pair), so the two cores they share with the proxy go to the proxy as much as possible.
+using TlsStream = clrk::egress::tls::Stream;
 
 constexpr std::string_view kHost = "api.openai.com";
 constexpr std::string_view kInjectedSecret = "sk-bench-injected-SECRET-4b1d";
@@ -361,7 +365,7 @@ awaitable<void> serveUpstream(tcp::socket socket, ssl::context& tls, UpstreamCou
                               const std::string& response) {
   try {
     socket.set_option(tcp::no_delay(true));
-    ssl::stream<tcp::socket> stream(std::move(socket), tls);
+    TlsStream stream(std::move(socket), tls);
     co_await stream.async_handshake(ssl::stream_base::server, use_awaitable);
     std::string buffer;
     std::vector<char> scratch(64 * 1024, 'b');
@@ -371,15 +375,12 @@ awaitable<void> serveUpstream(tcp::socket socket, ssl::context& tls, UpstreamCou
       std::string_view head(buffer.data(), header_end);
       size_t body_bytes = 0;
       // Content-Length (any case), for requests with bodies.
-      for (size_t pos = 0; (pos = head.find(':', pos)) != std::string_view::npos; ++pos) {
-        size_t line_start = head.rfind('\n', pos);
-        line_start = line_start == std::string_view::npos ? 0 : line_start + 1;
-        std::string name(head.substr(line_start, pos - line_start));
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        if (name == "content-length") {
-          body_bytes = std::strtoul(std::string(head.substr(pos + 1, 20)).c_str(), nullptr, 10);
-        }
+      constexpr std::string_view kLengthName = "\r\ncontent-length:";
+      auto at = std::search(
+          head.begin(), head.end(), kLengthName.begin(), kLengthName.end(),
+          [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+      if (at != head.end()) {
+        body_bytes = std::strtoul(&*at + kLengthName.size(), nullptr, 10);
       }
       counters.requests.fetch_add(1, std::memory_order_relaxed);
       if (head.find(kInjectedSecret) != std::string_view::npos) {
@@ -626,6 +627,7 @@ struct Target {
   std::shared_ptr<ssl::context> tls;
   pid_t proxy_pid = -1;  // the process doing the proxying (-1 for direct)
   std::string request = requestText(std::string(kHost));
+  pid_t upstream_pid = -1;  // the upstream child (its CPU is reported beside the proxy's)
 };
 
 std::shared_ptr<ssl::context> clientTls(const std::string& ca_pem) {
@@ -638,13 +640,12 @@ std::shared_ptr<ssl::context> clientTls(const std::string& ca_pem) {
 // One keep-alive connection: CONNECT (through a proxy) + TLS, then sequential GETs.
 class Conn {
  public:
-  Conn(asio::io_context& io, const Target& target)
-      : io_(io), target_(target), stream_(io, *target.tls) {}
+  Conn(asio::io_context& io, const Target& target) : io_(io), target_(target) {}
 
   asio::io_context& io() { return io_; }
 
   awaitable<void> open() {
-    auto& socket = stream_.next_layer();
+    tcp::socket socket(io_);
     co_await socket.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), target_.port),
                                   use_awaitable);
     socket.set_option(tcp::no_delay(true));
@@ -661,17 +662,19 @@ class Conn {
       if (reply.size() != end) throw std::runtime_error("bytes after CONNECT reply");
     }
     static const std::string host(kHost);
-    SSL_ctrl(stream_.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+    stream_.emplace(std::move(socket), *target_.tls);
+    SSL* handle = stream_->native_handle();
+    SSL_ctrl(handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
              const_cast<char*>(host.c_str()));
-    stream_.set_verify_callback(ssl::host_name_verification(std::string(kHost)));
-    co_await stream_.async_handshake(ssl::stream_base::client, use_awaitable);
+    if (SSL_set1_host(handle, host.c_str()) != 1) throw std::runtime_error("SSL_set1_host failed");
+    co_await stream_->async_handshake(ssl::stream_base::client, use_awaitable);
   }
 
   // One GET; throws on transport errors or a non-200 status.
   awaitable<void> request() {
-    co_await asio::async_write(stream_, asio::buffer(target_.request), use_awaitable);
+    co_await asio::async_write(*stream_, asio::buffer(target_.request), use_awaitable);
     http::response_parser<http::string_body> parser;
-    co_await http::async_read(stream_, buffer_, parser, use_awaitable);
+    co_await http::async_read(*stream_, buffer_, parser, use_awaitable);
     if (parser.get().result_int() != 200) {
       throw std::runtime_error("status " + std::to_string(parser.get().result_int()) + ": " +
                                parser.get().body().substr(0, 200));
@@ -685,11 +688,11 @@ class Conn {
         "POST /bulk/upload HTTP/1.1\r\nHost: " + std::string(kHost) +
         "\r\nContent-Type: application/octet-stream\r\nContent-Length: " + std::to_string(bytes) +
         "\r\n\r\n";
-    co_await asio::async_write(stream_, asio::buffer(head), use_awaitable);
+    co_await asio::async_write(*stream_, asio::buffer(head), use_awaitable);
     std::vector<char> piece(64 * 1024, 'u');
-    co_await writeRepeated(stream_, piece, bytes);
+    co_await writeRepeated(*stream_, piece, bytes);
     http::response_parser<http::string_body> parser;
-    co_await http::async_read(stream_, buffer_, parser, use_awaitable);
+    co_await http::async_read(*stream_, buffer_, parser, use_awaitable);
     if (parser.get().result_int() != 200) {
       throw std::runtime_error("upload: status " + std::to_string(parser.get().result_int()));
     }
@@ -699,17 +702,17 @@ class Conn {
   awaitable<void> download(size_t bytes) {
     std::string head = "GET /bulk/download?bytes=" + std::to_string(bytes) +
                        " HTTP/1.1\r\nHost: " + std::string(kHost) + "\r\n\r\n";
-    co_await asio::async_write(stream_, asio::buffer(head), use_awaitable);
+    co_await asio::async_write(*stream_, asio::buffer(head), use_awaitable);
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<uint64_t>::max());
-    co_await http::async_read_header(stream_, buffer_, parser, use_awaitable);
+    co_await http::async_read_header(*stream_, buffer_, parser, use_awaitable);
     std::vector<char> piece(64 * 1024);
     size_t received = 0;
     while (!parser.is_done()) {
       parser.get().body().data = piece.data();
       parser.get().body().size = piece.size();
       boost::system::error_code ec;
-      co_await http::async_read_some(stream_, buffer_, parser,
+      co_await http::async_read_some(*stream_, buffer_, parser,
                                      asio::redirect_error(use_awaitable, ec));
       if (ec && ec != http::error::need_buffer) throw boost::system::system_error(ec);
       received += piece.size() - parser.get().body().size;
@@ -723,7 +726,7 @@ class Conn {
  private:
   asio::io_context& io_;
   const Target& target_;
-  ssl::stream<tcp::socket> stream_;
+  std::optional<TlsStream> stream_;  // once connected
   beast::flat_buffer buffer_;
 };
 
@@ -732,7 +735,9 @@ struct RunResult {
   uint64_t errors = 0;
   uint64_t open_failures = 0;
   double seconds = 0;
-  double cpu_seconds = 0;  // of the proxying process over the run
+  double cpu_seconds = 0;            // of the proxying process over the run
+  double generator_cpu_seconds = 0;  // of this process (the load generator) over the run
+  double upstream_cpu_seconds = 0;   // of the upstream child over the run
   std::vector<double> latency_us;
   std::string first_error;
   double rate() const { return seconds > 0 ? static_cast<double>(requests) / seconds : 0; }
@@ -811,7 +816,7 @@ void openConns(ConnSet& set, const Target& target, size_t count, size_t parallel
 
 // Closed loop (rate <= 0: every connection sends back to back) or open loop at `rate` req/s
 // spread over the connections; latency counted from the scheduled start.
-RunResult drive(ConnSet& set, double seconds, double rate, pid_t proxy_pid) {
+RunResult drive(ConnSet& set, double seconds, double rate, pid_t proxy_pid, pid_t upstream_pid) {
   RunResult result;
   size_t count = set.conns.size();
   std::vector<std::vector<double>> samples(count);
@@ -865,9 +870,13 @@ RunResult drive(ConnSet& set, double seconds, double rate, pid_t proxy_pid) {
         asio::detached);
   }
   double cpu_before = proxy_pid > 0 ? cpuSeconds(proxy_pid) : 0;
+  double generator_before = cpuSeconds(getpid());
+  double upstream_before = upstream_pid > 0 ? cpuSeconds(upstream_pid) : 0;
   set.loops.run();
   auto finished = Clock::now();
   result.cpu_seconds = proxy_pid > 0 ? cpuSeconds(proxy_pid) - cpu_before : 0;
+  result.generator_cpu_seconds = cpuSeconds(getpid()) - generator_before;
+  result.upstream_cpu_seconds = upstream_pid > 0 ? cpuSeconds(upstream_pid) - upstream_before : 0;
   result.seconds = std::chrono::duration<double>(std::max(finished, end) - start).count();
   if (rate <= 0) result.seconds = std::chrono::duration<double>(finished - start).count();
   for (size_t index = 0; index < count; ++index) {
@@ -894,7 +903,7 @@ RunResult runLoad(const Target& target, size_t connections, double seconds, doub
     result.first_error = set.first_error;
     return result;
   }
-  result = drive(set, seconds, rate, target.proxy_pid);
+  result = drive(set, seconds, rate, target.proxy_pid, target.upstream_pid);
   result.open_failures = set.failures;
   if (result.first_error.empty()) result.first_error = set.first_error;
   result.first_error = oneLine(result.first_error);
@@ -1235,6 +1244,8 @@ int runBench(int argc, char** argv) {
     return clrk_child->readLine(std::chrono::seconds(5)).value_or("");
   };
 
+  for (auto& target : targets) target.upstream_pid = upstream->pid();
+
   // Sanity: one request through each target.
   std::vector<Target> usable;
   for (const auto& target : targets) {
@@ -1284,13 +1295,17 @@ int runBench(int argc, char** argv) {
         dials = "  new upstream connections " + std::to_string(requests - reused) + "/" +
                 std::to_string(requests) + " requests";
       }
-      double cpu_us =
-          result.requests ? result.cpu_seconds * 1e6 / static_cast<double>(result.requests) : 0;
+      auto perRequest = [&](double seconds) {
+        return result.requests ? seconds * 1e6 / static_cast<double>(result.requests) : 0;
+      };
+      double cpu_us = perRequest(result.cpu_seconds);
       std::printf(
           "%-10s conns=%-3zu %9.0f req/s  p50 %7.0f us  p99 %7.0f us  proxy CPU %6.1f us/req"
-          "  errors %llu%s%s%s\n",
+          "  errors %llu  (generator %.1f, upstream %.1f us/req)%s%s%s\n",
           target.name.c_str(), conns, result.rate(), result.p(0.5), result.p(0.99), cpu_us,
-          static_cast<unsigned long long>(result.errors + result.open_failures), dials.c_str(),
+          static_cast<unsigned long long>(result.errors + result.open_failures),
+          perRequest(result.generator_cpu_seconds), perRequest(result.upstream_cpu_seconds),
+          dials.c_str(),
           result.first_error.empty() ? "" : "  first error: ", result.first_error.c_str());
       row.errors += result.errors + result.open_failures;
       if (result.rate() > row.peak) {
