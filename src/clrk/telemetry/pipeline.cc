@@ -5,6 +5,7 @@
 #include "clrk/telemetry/spool_format.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -27,6 +28,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kWriterBatchRecords = 4096;
+// emit() pushes to one of these in-memory queues, picked by the calling thread, so event loops
+// emitting at once do not share a lock.
+constexpr size_t kQueueShards = 8;
 constexpr size_t kReadChunkBytes = 1u << 20;
 constexpr auto kWriteRetryDelay = std::chrono::milliseconds(200);
 // Minimum time between the starts of two synced spool writes (PipelineOptions::fsync).
@@ -260,12 +264,24 @@ class Pipeline::Impl {
   int lock_fd_ = -1;
   bool started_ = false;
 
-  // In-memory queue.
-  mutable std::mutex queue_mu_;
+  // In-memory queue: sharded by emitting thread (records of one thread stay in order).
+  struct alignas(64) QueueShard {
+    std::mutex mu;
+    std::deque<Record> records;
+  };
+  QueueShard& shardOfThisThread();
+  // Moves up to `limit` records from the shards into `batch`; returns how many.
+  size_t takeQueued(std::vector<Record>& batch, size_t limit);
+
+  std::array<QueueShard, kQueueShards> shards_;
+  size_t next_shard_to_take_ = 0;  // writer thread only
+  // Records reserved in or pushed to the shards and not taken yet (capacity and wake-ups).
+  std::atomic<uint64_t> queued_{0};
+  std::atomic<uint64_t> emitted_{0};
+  std::atomic<bool> stopping_{false};
+  // The writer sleeps on queue_cv_ (with queue_mu_) while queued_ is 0.
+  std::mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::deque<Record> queue_;
-  bool stopping_ = false;  // guarded by queue_mu_
-  uint64_t emitted_ = 0;   // guarded by queue_mu_
   std::atomic<uint64_t> dropped_queue_full_{0};
 
   // Spool state.
@@ -440,24 +456,61 @@ Status Pipeline::Impl::openActiveSegment(uint64_t seq) {
   return {};
 }
 
+Pipeline::Impl::QueueShard& Pipeline::Impl::shardOfThisThread() {
+  static std::atomic<size_t> next_thread{0};
+  thread_local size_t thread_index = next_thread.fetch_add(1, std::memory_order_relaxed);
+  return shards_[thread_index % kQueueShards];
+}
+
 bool Pipeline::Impl::emit(Record record) {
+  if (stopping_.load(std::memory_order_acquire)) {
+    dropped_queue_full_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   if (isZero(record.trace_id)) record.trace_id = newTraceId();
   if (isZero(record.span_id)) record.span_id = newSpanId();
-  bool was_empty = false;
+  uint64_t queued_before = queued_.fetch_add(1, std::memory_order_acq_rel);
+  if (queued_before >= options_.queue_capacity) {
+    queued_.fetch_sub(1, std::memory_order_acq_rel);
+    dropped_queue_full_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  QueueShard& shard = shardOfThisThread();
   {
-    std::lock_guard lock(queue_mu_);
-    if (stopping_ || queue_.size() >= options_.queue_capacity) {
+    std::lock_guard lock(shard.mu);
+    // shutdown() sets stopping_ and then takes every shard's lock once: a record pushed here
+    // is pushed before the writer's last drain.
+    if (stopping_.load(std::memory_order_acquire)) {
+      queued_.fetch_sub(1, std::memory_order_acq_rel);
       dropped_queue_full_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    was_empty = queue_.empty();
-    queue_.push_back(std::move(record));
-    ++emitted_;
+    shard.records.push_back(std::move(record));
+    emitted_.fetch_add(1, std::memory_order_release);
   }
-  // The writer only sleeps on an empty queue (it checks under the lock), so only the first
-  // record after it drained needs a wake-up; this keeps emit() free of syscalls under load.
-  if (was_empty) queue_cv_.notify_one();
+  // The writer sleeps only while queued_ is 0 (it checks under queue_mu_), so only the record
+  // that made it non-zero needs a wake-up; this keeps emit() free of syscalls under load.
+  if (queued_before == 0) {
+    std::lock_guard lock(queue_mu_);
+    queue_cv_.notify_one();
+  }
   return true;
+}
+
+size_t Pipeline::Impl::takeQueued(std::vector<Record>& batch, size_t limit) {
+  size_t taken = 0;
+  for (size_t step = 0; step < kQueueShards && taken < limit; ++step) {
+    QueueShard& shard = shards_[(next_shard_to_take_ + step) % kQueueShards];
+    std::lock_guard lock(shard.mu);
+    while (!shard.records.empty() && taken < limit) {
+      batch.push_back(std::move(shard.records.front()));
+      shard.records.pop_front();
+      ++taken;
+    }
+  }
+  next_shard_to_take_ = (next_shard_to_take_ + 1) % kQueueShards;  // no shard waits behind others
+  queued_.fetch_sub(taken, std::memory_order_acq_rel);
+  return taken;
 }
 
 void Pipeline::Impl::writerLoop() {
@@ -466,20 +519,20 @@ void Pipeline::Impl::writerLoop() {
   while (true) {
     {
       std::unique_lock lock(queue_mu_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) break;
+      queue_cv_.wait(lock, [this] { return stopping_.load() || queued_.load() > 0; });
+      if (queued_.load() == 0 && stopping_.load()) break;
       if (options_.fsync) {
         // Group commit: at most one synced batch per kSyncInterval, so a busy pipeline pays for
         // a bounded number of fdatasync() calls whatever the record rate.
-        queue_cv_.wait_until(lock, last_write + kSyncInterval, [this] { return stopping_; });
+        queue_cv_.wait_until(lock, last_write + kSyncInterval, [this] { return stopping_.load(); });
       }
-      last_write = Clock::now();
-      size_t take = std::min(queue_.size(), kWriterBatchRecords);
-      batch.reserve(take);
-      for (size_t idx = 0; idx < take; ++idx) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+    }
+    last_write = Clock::now();
+    batch.reserve(std::min<uint64_t>(queued_.load(), kWriterBatchRecords));
+    if (takeQueued(batch, kWriterBatchRecords) == 0) {
+      // Counted but not pushed yet (an emit() between its reservation and its push): retry.
+      std::this_thread::yield();
+      continue;
     }
     int attempts = 0;
     while (true) {
@@ -487,11 +540,7 @@ void Pipeline::Impl::writerLoop() {
       if (status.ok()) break;
       spool_write_errors_.fetch_add(1);
       ++attempts;
-      bool stopping = false;
-      {
-        std::lock_guard lock(queue_mu_);
-        stopping = stopping_;
-      }
+      bool stopping = stopping_.load();
       if (stopping && attempts >= 3) {
         log()->error("telemetry spool: dropping {} record(s) at shutdown: {}", batch.size(),
                      status.toString());
@@ -905,11 +954,7 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
 
 bool Pipeline::Impl::flush(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  uint64_t target_records = 0;
-  {
-    std::lock_guard lock(queue_mu_);
-    target_records = emitted_;
-  }
+  uint64_t target_records = emitted_.load(std::memory_order_acquire);
   std::unique_lock lock(spool_mu_);
   if (!progress_cv_.wait_until(lock, deadline, [&] { return processed_ >= target_records; })) {
     return false;
@@ -925,11 +970,8 @@ bool Pipeline::Impl::flush(std::chrono::milliseconds timeout) {
 
 Stats Pipeline::Impl::stats() const {
   Stats out;
-  {
-    std::lock_guard lock(queue_mu_);
-    out.emitted = emitted_;
-    out.queued = queue_.size();
-  }
+  out.emitted = emitted_.load();
+  out.queued = queued_.load();
   out.dropped_queue_full = dropped_queue_full_.load();
   out.spooled = spooled_.load();
   out.spool_dropped = spool_dropped_.load();
@@ -970,7 +1012,11 @@ void Pipeline::Impl::shutdown() {
   started_ = false;
   {
     std::lock_guard lock(queue_mu_);
-    stopping_ = true;
+    stopping_.store(true, std::memory_order_release);
+  }
+  // An emit() that saw stopping_ false under its shard's lock has pushed once that lock is free.
+  for (QueueShard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();

@@ -6,7 +6,9 @@
 //                                                                  +--> reader thread -> Sink B
 //
 // * emit() never blocks on I/O and never waits for a sink: it moves the record into the queue,
-//   or returns false (counted in Stats::dropped_queue_full) when the queue is full.
+//   or returns false (counted in Stats::dropped_queue_full) when the queue is full. The queue is
+//   sharded by emitting thread (8 shards, one lock each), so event loops emitting at once share
+//   no lock; records of one thread keep their order, those of different threads interleave.
 // * The writer thread appends what is queued to the current segment file as one batch and then
 //   fdatasync()s it (group commit: one sync per batch, not per record, and at most one synced
 //   batch every 10 ms, so records wait in the queue up to 10 ms longer; Options::fsync = false

@@ -391,7 +391,7 @@ TEST_F(PipelineTest, BadOptionsAreRejected) {
   EXPECT_EQ(Pipeline::start(options({nullptr})).status().code(), Code::InvalidArgument);
 }
 
-TEST_F(PipelineTest, ConcurrentEmittersAllArrive) {
+TEST_F(PipelineTest, ConcurrentEmittersAllArriveInTheirOwnOrder) {
   auto sink = std::make_shared<FakeSink>("fake");
   auto pipeline = Pipeline::start(options({sink}));
   ASSERT_TRUE(pipeline.ok());
@@ -407,6 +407,15 @@ TEST_F(PipelineTest, ConcurrentEmittersAllArrive) {
   std::set<int64_t> unique(got.begin(), got.end());
   EXPECT_EQ(got.size(), 2000u);
   EXPECT_EQ(unique.size(), 2000u);
+  // Each thread's records keep their order (the queue is sharded by emitting thread).
+  std::vector<int64_t> last(4, -1);
+  for (int64_t seq : got) {
+    auto thread = static_cast<size_t>(seq / 1000);
+    ASSERT_LT(thread, last.size());
+    EXPECT_GT(seq, last[thread]);
+    last[thread] = seq;
+  }
+  EXPECT_EQ((*pipeline)->stats().queued, 0u);
 }
 
 // A record only a JSON round trip would change: invalid UTF-8, a NaN, a repeated key.
