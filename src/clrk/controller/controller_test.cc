@@ -485,14 +485,23 @@ TEST_F(ControllerTest, LeasePokesWriteOnlyCapacityChanges) {
     for (int i = 0; i < 600 && runningInLease() != want; ++i) std::this_thread::sleep_for(50ms);
     return runningInLease();
   };
+  // The keeper counts a renewal once the server answered its write, a moment after the write is
+  // visible to a reader: wait for the count too.
+  auto waitRenewals = [&](int want) {
+    for (int i = 0; i < 600 && lease.renewals() < want; ++i) std::this_thread::sleep_for(10ms);
+    return lease.renewals();
+  };
   running = 1;
   lease.poke();
   EXPECT_EQ(waitRunningInLease(1), 1);
-  EXPECT_EQ(lease.renewals(), 2);
+  EXPECT_EQ(waitRenewals(2), 2);
   lease.poke();  // nothing changed: no write
   running = 0;
   lease.poke();
   EXPECT_EQ(waitRunningInLease(0), 0);
+  EXPECT_EQ(waitRenewals(3), 3);
+  lease.poke();  // nothing changed again
+  std::this_thread::sleep_for(300ms);
   EXPECT_EQ(lease.renewals(), 3);
 }
 
