@@ -3,6 +3,7 @@
 #include "clrk/base/files.h"
 #include "clrk/base/ids.h"
 #include "clrk/base/status.h"
+#include "clrk/base/striped_counter.h"
 #include "clrk/base/time.h"
 #include "clrk/base/utf8.h"
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace clrk {
@@ -160,6 +162,26 @@ TEST(Base64Test, DecodesLineWrappedAndRejectsMalformed) {
   EXPECT_FALSE(base64Decode("c2st*GVzdA=="));
   EXPECT_FALSE(base64Decode("c2stdGVzdA==x"));
   EXPECT_FALSE(base64Decode("c"));
+}
+
+TEST(StripedCounterTest, SumsWhatEveryThreadAddedAndSubtracted) {
+  StripedCounter counter;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&counter, t] {
+      for (int n = 0; n < 10000; ++n) counter.fetch_add(2);
+      // Some threads take back what others added: the sum wraps back correctly.
+      if (t % 2 == 0) counter.fetch_sub(5000);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(counter.load(), 6u * 20000u - 3u * 5000u);
+  // Threads get distinct stripes in order of first use.
+  size_t here = threadStripe();
+  size_t there = 0;
+  std::thread([&there] { there = threadStripe(); }).join();
+  EXPECT_NE(here, there);
+  EXPECT_EQ(threadStripe(), here);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "clrk/base/files.h"
 #include "clrk/base/log.h"
+#include "clrk/base/striped_counter.h"
 #include "clrk/telemetry/spool_format.h"
 
 #include <algorithm>
@@ -457,9 +458,7 @@ Status Pipeline::Impl::openActiveSegment(uint64_t seq) {
 }
 
 Pipeline::Impl::QueueShard& Pipeline::Impl::shardOfThisThread() {
-  static std::atomic<size_t> next_thread{0};
-  thread_local size_t thread_index = next_thread.fetch_add(1, std::memory_order_relaxed);
-  return shards_[thread_index % kQueueShards];
+  return shards_[threadStripe() % kQueueShards];
 }
 
 bool Pipeline::Impl::emit(Record record) {
