@@ -269,13 +269,19 @@ class Pipeline::Impl {
   struct alignas(64) QueueShard {
     std::mutex mu;
     std::deque<Record> records;
+    uint64_t pushed = 0;  // records ever pushed here (flush() waits for them by shard)
   };
+  using PerShard = std::array<uint64_t, kQueueShards>;
   QueueShard& shardOfThisThread();
-  // Moves up to `limit` records from the shards into `batch`; returns how many.
+  // Moves up to `limit` records from the shards into `batch` and counts them by shard in
+  // batch_from_shard_; returns how many.
   size_t takeQueued(std::vector<Record>& batch, size_t limit);
+  // REQUIRES: spool_mu_ held. The current batch is written or dropped.
+  void countProcessed();
 
   std::array<QueueShard, kQueueShards> shards_;
   size_t next_shard_to_take_ = 0;  // writer thread only
+  PerShard batch_from_shard_{};    // writer thread only: the current batch's records by shard
   // Records reserved in or pushed to the shards and not taken yet (capacity and wake-ups).
   std::atomic<uint64_t> queued_{0};
   std::atomic<uint64_t> emitted_{0};
@@ -293,7 +299,7 @@ class Pipeline::Impl {
   uint64_t active_seq_ = 0;
   int active_fd_ = -1;  // writer thread only (opened under spool_mu_)
   uint64_t spool_bytes_ = 0;
-  uint64_t processed_ = 0;  // records taken off the queue and written or dropped
+  PerShard processed_{};  // by shard: records taken off the queue and written or dropped
   bool readers_stopping_ = false;
   Clock::time_point drain_deadline_{};
   std::atomic<uint64_t> spooled_{0};
@@ -485,6 +491,7 @@ bool Pipeline::Impl::emit(Record record) {
       return false;
     }
     shard.records.push_back(std::move(record));
+    ++shard.pushed;
     emitted_.fetch_add(1, std::memory_order_release);
   }
   // The writer sleeps only while queued_ is 0 (it checks under queue_mu_), so only the record
@@ -498,18 +505,28 @@ bool Pipeline::Impl::emit(Record record) {
 
 size_t Pipeline::Impl::takeQueued(std::vector<Record>& batch, size_t limit) {
   size_t taken = 0;
+  batch_from_shard_.fill(0);
   for (size_t step = 0; step < kQueueShards && taken < limit; ++step) {
-    QueueShard& shard = shards_[(next_shard_to_take_ + step) % kQueueShards];
+    size_t index = (next_shard_to_take_ + step) % kQueueShards;
+    QueueShard& shard = shards_[index];
     std::lock_guard lock(shard.mu);
     while (!shard.records.empty() && taken < limit) {
       batch.push_back(std::move(shard.records.front()));
       shard.records.pop_front();
+      ++batch_from_shard_[index];
       ++taken;
     }
   }
   next_shard_to_take_ = (next_shard_to_take_ + 1) % kQueueShards;  // no shard waits behind others
   queued_.fetch_sub(taken, std::memory_order_acq_rel);
   return taken;
+}
+
+void Pipeline::Impl::countProcessed() {
+  for (size_t index = 0; index < kQueueShards; ++index) {
+    processed_[index] += batch_from_shard_[index];
+  }
+  batch_from_shard_.fill(0);
 }
 
 void Pipeline::Impl::writerLoop() {
@@ -544,7 +561,7 @@ void Pipeline::Impl::writerLoop() {
         log()->error("telemetry spool: dropping {} record(s) at shutdown: {}", batch.size(),
                      status.toString());
         std::lock_guard lock(spool_mu_);
-        processed_ += batch.size();
+        countProcessed();
         progress_cv_.notify_all();
         break;
       }
@@ -642,7 +659,7 @@ Status Pipeline::Impl::writeBatch(std::vector<Record>& batch) {
   segment.readable_bytes += buffer.size();
   segment.records += records;
   spool_bytes_ += buffer.size();
-  processed_ += batch.size();
+  countProcessed();
   spooled_.fetch_add(records);
   if (fresh) {
     fresh_bytes_ += fresh->bytes();
@@ -953,11 +970,21 @@ void Pipeline::Impl::readerLoop(Reader& reader) {
 
 bool Pipeline::Impl::flush(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  uint64_t target_records = emitted_.load(std::memory_order_acquire);
-  std::unique_lock lock(spool_mu_);
-  if (!progress_cv_.wait_until(lock, deadline, [&] { return processed_ >= target_records; })) {
-    return false;
+  // Each shard is first in, first out: once as many records of a shard were processed as had
+  // been pushed to it at this point, all of those were.
+  PerShard targets{};
+  for (size_t index = 0; index < kQueueShards; ++index) {
+    std::lock_guard shard_lock(shards_[index].mu);
+    targets[index] = shards_[index].pushed;
   }
+  std::unique_lock lock(spool_mu_);
+  bool processed = progress_cv_.wait_until(lock, deadline, [&] {
+    for (size_t index = 0; index < kQueueShards; ++index) {
+      if (processed_[index] < targets[index]) return false;
+    }
+    return true;
+  });
+  if (!processed) return false;
   Cursor target{active_seq_, segments_[active_seq_].readable_bytes};
   return progress_cv_.wait_until(lock, deadline, [&] {
     for (const auto& reader : readers_) {
