@@ -267,7 +267,7 @@ class Pipeline::Impl {
 
   // In-memory queue: sharded by emitting thread (records of one thread stay in order).
   struct alignas(64) QueueShard {
-    std::mutex mu;
+    mutable std::mutex mu;
     std::deque<Record> records;
     uint64_t pushed = 0;  // records ever pushed here (flush() waits for them by shard)
   };
@@ -284,7 +284,6 @@ class Pipeline::Impl {
   PerShard batch_from_shard_{};    // writer thread only: the current batch's records by shard
   // Records reserved in or pushed to the shards and not taken yet (capacity and wake-ups).
   std::atomic<uint64_t> queued_{0};
-  std::atomic<uint64_t> emitted_{0};
   std::atomic<bool> stopping_{false};
   // The writer sleeps on queue_cv_ (with queue_mu_) while queued_ is 0.
   std::mutex queue_mu_;
@@ -492,7 +491,6 @@ bool Pipeline::Impl::emit(Record record) {
     }
     shard.records.push_back(std::move(record));
     ++shard.pushed;
-    emitted_.fetch_add(1, std::memory_order_release);
   }
   // The writer sleeps only while queued_ is 0 (it checks under queue_mu_), so only the record
   // that made it non-zero needs a wake-up; this keeps emit() free of syscalls under load.
@@ -996,7 +994,10 @@ bool Pipeline::Impl::flush(std::chrono::milliseconds timeout) {
 
 Stats Pipeline::Impl::stats() const {
   Stats out;
-  out.emitted = emitted_.load();
+  for (const QueueShard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    out.emitted += shard.pushed;
+  }
   out.queued = queued_.load();
   out.dropped_queue_full = dropped_queue_full_.load();
   out.spooled = spooled_.load();
